@@ -1,0 +1,48 @@
+# Entry points of the course. Every target installs the package first (once per pyproject change).
+#   make course   run every notebook headlessly (mini profile) -> outputs/notebooks, outputs/html
+#   make test     unit tests, then every notebook under nbval (what CI runs: .ci/run)
+#   make lab      open the notebooks in JupyterLab
+#   make bench    run benchmarks/bench_*.py
+#   make strip    remove outputs and execution counts from notebooks before committing
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
+
+.PHONY: install course test lab bench strip
+
+install: $(VENV)/.installed
+
+$(PY):
+	python3.11 -m venv $(VENV)
+
+# The stamp is newer than pyproject.toml until pyproject.toml changes: then pip runs again.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+course: install
+	$(HEADLESS) $(PY) tools/run_course.py --profile mini
+
+# pytest exits 5 when it collects nothing; for the notebook step that is a pass.
+test: install
+	$(PY) -m pytest tests
+ifeq ($(NOTEBOOKS),)
+	@echo "no notebooks/[0-9][0-9]_*.ipynb to run under nbval"
+else
+	$(HEADLESS) BRIDGELIB_PROGRESS=0 $(PY) -m pytest --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout 300 -p no:cacheprovider $(NOTEBOOKS) || [ $$? -eq 5 ]
+endif
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: install
+	@for f in benchmarks/bench_*.py; do \
+		[ -e "$$f" ] || continue; \
+		echo "== $$f"; $(PY) "$$f" || exit 1; \
+	done
+
+strip: install
+	$(PY) tools/strip_notebooks.py

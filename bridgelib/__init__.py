@@ -1,0 +1,13 @@
+"""bridgelib: bridged transfer and Dataset Style Inversion (arXiv 2403.19866), as a course.
+
+The package mirrors the course: data -> generate -> invert -> transfer -> report.
+"""
+from bridgelib.config import Config, ConfigError, get_config, load_config
+from bridgelib.data import ImageSet, kshot_subset, load_digits_part, load_image_folder, load_real
+from bridgelib.files import set_progress
+from bridgelib.metrics import leep_score, model_leep, recognisability
+from bridgelib.models import create_classifier, reinit_head
+from bridgelib.notebook import image_grid, per_class_examples, setup_notebook
+from bridgelib.transfer import RECIPES, evaluate, run_recipe, train_run
+
+__version__ = "0.1.0"

@@ -1,0 +1,70 @@
+"""Small shared helpers: atomic writes, checksums, progress bars, devices, seeding."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+_PROGRESS = {"enabled": True}
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write to a temp file in the same folder, then rename: a crash never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def set_progress(enabled: bool) -> None:
+    """Switch every progress bar of the package on or off (tests and nbval turn them off)."""
+    _PROGRESS["enabled"] = enabled
+
+
+def progress(iterable: Iterable | None = None, **kwargs: Any):
+    """The one place progress bars come from (tqdm.auto: a widget in notebooks, text elsewhere)."""
+    from tqdm.auto import tqdm
+    disabled = not _PROGRESS["enabled"] or os.environ.get("BRIDGELIB_PROGRESS") == "0"
+    return tqdm(iterable, disable=disabled, **kwargs)
+
+
+def resolve_device(device: str = "auto") -> "torch.device":
+    import torch
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

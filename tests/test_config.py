@@ -1,0 +1,84 @@
+"""Profiles resolve, overrides are validated, and a saved config reloads equal."""
+import json
+
+import pytest
+
+from bridgelib.config import PROFILE_ENV, PROFILES, Config, ConfigError, get_config, load_config
+
+
+def test_default_profile_is_mini(monkeypatch):
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    assert get_config().profile == "mini"
+
+
+def test_env_var_selects_profile_and_argument_wins(monkeypatch):
+    monkeypatch.setenv(PROFILE_ENV, "paper")
+    assert get_config().profile == "paper"
+    assert get_config("workshop").profile == "workshop"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_profile_resolves(profile):
+    cfg = get_config(profile)
+    assert isinstance(cfg, Config) and cfg.profile == profile
+
+
+def test_mini_profile_is_offline():
+    cfg = get_config("mini")
+    assert cfg.dataset == "digits"
+    assert cfg.backbone_weights != "timm"  # shipped weights, not the hub's
+
+
+def test_profiles_do_not_share_state():
+    get_config("mini", **{"train.real.epochs": 1})
+    get_config("workshop")  # built by editing a fresh paper config
+    assert get_config("mini").train.real.epochs != 1
+    assert get_config("paper").dataset == "aircraft"
+
+
+@pytest.mark.parametrize("set_by", ["argument", "env"])
+def test_unknown_profile_is_a_one_line_error(monkeypatch, set_by):
+    monkeypatch.setenv(PROFILE_ENV, "laptop")
+    with pytest.raises(ConfigError) as err:
+        get_config("laptop") if set_by == "argument" else get_config()
+    msg = str(err.value)
+    assert "laptop" in msg and all(p in msg for p in PROFILES) and "\n" not in msg
+
+
+@pytest.mark.parametrize("field, value", [
+    ("train.real.epochs", 0),
+    ("train.synthetic.lr", -0.1),
+    ("generation.resolution", 30),
+    ("generation.template", "fancy"),
+    ("generation.guidance", "high"),
+    ("train.mixed_real_fraction", 1.5),
+    ("device", "tpu"),
+])
+def test_invalid_value_names_the_field(field, value):
+    with pytest.raises(ConfigError) as err:
+        get_config("mini", **{field: value})
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("field", ["train.real.epoch", "nonsense", "generation.resolution.x"])
+def test_unknown_field_names_the_field(field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        get_config("mini", **{field: 1})
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_save_load_round_trip(tmp_path, profile):
+    cfg = get_config(profile, seed=3, **{"train.mixed_real_fraction": 0.5})
+    path = cfg.save(tmp_path / "config.json")
+    loaded = load_config(path)
+    assert loaded.to_dict() == cfg.to_dict()
+    assert loaded == cfg
+
+
+def test_str_is_json():
+    cfg = get_config("mini")
+    assert json.loads(str(cfg)) == cfg.to_dict()
