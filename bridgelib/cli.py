@@ -1,0 +1,118 @@
+"""The `bridge` command: one subcommand per stage of the method (see DESIGN.md for the contract)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bridgelib.config import PROFILES, ConfigError, get_config
+
+CHOICES_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ConfigError, RuntimeError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CHOICES_ERRORS as e:
+        print(f"bridge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bridge", description="Bridged transfer and Dataset Style "
+                                "Inversion (arXiv 2403.19866): generate, invert, train, report.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = _common(sub.add_parser("generate", help="generate a synthetic image set"))
+    g.add_argument("--per-class", type=int, required=True, help="images per class")
+    g.add_argument("--out", required=True, help="output folder (an ImageFolder + metadata.jsonl)")
+    g.add_argument("--template", choices=("single", "multi", "dsi"), help="prompt template")
+    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    g.add_argument("--steps", type=int, help="sampler steps")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
+    g.set_defaults(func=_generate)
+
+    t = _common(sub.add_parser("train", help="fine-tune the backbone with a transfer recipe"))
+    from bridgelib.transfer import RECIPES
+    t.add_argument("--recipe", required=True, help=f"one of: {', '.join(RECIPES)}")
+    t.add_argument("--synthetic", help="synthetic set folder (all recipes but vanilla)")
+    t.add_argument("--shots", default="full", help="real images per class: 1, 2, 4, 8, 16 or full")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--scratch", action="store_true", help="random initialisation, no pretraining")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--overwrite", action="store_true")
+    t.set_defaults(func=_train)
+
+    s = _common(sub.add_parser("sweep", help="run a grid of training runs (skips finished ones)"))
+    s.add_argument("--recipes", nargs="+", default=["vanilla"])
+    s.add_argument("--shots", nargs="+", default=["4"])
+    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--synthetic", help="synthetic set folder (all recipes but vanilla)")
+    s.add_argument("--with-scratch", action="store_true", help="also train from random init")
+    s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
+    s.set_defaults(func=_sweep)
+
+    m = sub.add_parser("mini", help="the offline mini world")
+    msub = m.add_subparsers(dest="mini_command", required=True)
+    b = msub.add_parser("build", help="rebuild the mini backbone, judge and generator (~1.5 h CPU)")
+    b.add_argument("--out", help="folder to write into (default: the package's data/)")
+    b.add_argument("--only", choices=("backbone", "judge", "generator"), action="append",
+                   help="build only this part (repeatable)")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=_mini_build)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--profile", help=f"one of: {', '.join(PROFILES)} (default: $BRIDGELIB_PROFILE or mini)")
+    p.add_argument("--dataset", help="dataset name (default: the profile's)")
+    return p
+
+
+def _config(args):
+    cfg = get_config(args.profile)
+    if args.dataset and args.dataset != cfg.dataset:
+        cfg = get_config(args.profile, dataset=args.dataset)
+    return cfg
+
+
+def _generate(args) -> None:
+    from bridgelib.generate import generate_synthetic_set
+    out = generate_synthetic_set(_config(args), args.out, args.per_class, template=args.template,
+                                 style_token=args.style_token, guidance=args.guidance,
+                                 steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                                 overwrite=args.overwrite)
+    print(f"wrote {out}")
+
+
+def _train(args) -> None:
+    from bridgelib.transfer import train_run
+    metrics = train_run(_config(args), args.recipe, args.out, shots=args.shots, seed=args.seed,
+                        synthetic_dir=args.synthetic, pretrained=not args.scratch,
+                        overwrite=args.overwrite)
+    print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))
+
+
+def _sweep(args) -> None:
+    from pathlib import Path
+    from bridgelib.experiments import run_grid, summarize
+    from bridgelib.files import atomic_write_bytes
+    runs = run_grid(_config(args), args.out, recipes=args.recipes, shots=args.shots,
+                    seeds=args.seeds, pretrained=(True, False) if args.with_scratch else (True,),
+                    synthetic_dir=args.synthetic)
+    runs["command"] = "bridge " + " ".join(sys.argv[1:])
+    atomic_write_bytes(Path(args.out) / "results.csv", runs.to_csv(index=False).encode())
+    print(summarize(runs, by=("recipe", "shots", "pretrained")).to_string(index=False))
+
+
+def _mini_build(args) -> None:
+    from bridgelib.mini.build import build_mini_world
+    build_mini_world(args.out, only=args.only, seed=args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

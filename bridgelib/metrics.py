@@ -1,0 +1,44 @@
+"""Measures: LEEP transferability, the judge's recognisability, and the synthetic-real style gap."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def leep_score(source_probs: np.ndarray | torch.Tensor, target_labels, num_target: int | None = None) -> float:
+    """LEEP (Nguyen et al. 2020): how well a source model's predictions transfer to target labels.
+
+    With theta_i the source model's softmax on target image i (over source labels z):
+    P(y, z) = mean_i theta_i[z] [y_i = y];  P(y | z) = P(y, z) / P(z);
+    LEEP = mean_i log sum_z P(y_i | z) theta_i[z].  Higher (closer to 0) transfers better.
+    """
+    theta = np.asarray(source_probs, dtype=np.float64)
+    y = np.asarray(target_labels, dtype=np.int64)
+    n = len(y)
+    num_target = num_target or int(y.max()) + 1
+    joint = np.zeros((num_target, theta.shape[1]))
+    np.add.at(joint, y, theta)
+    joint /= n
+    cond = joint / joint.sum(0, keepdims=True).clip(1e-12)          # P(y | z)
+    return float(np.mean(np.log((theta * cond[y]).sum(1).clip(1e-12))))
+
+
+def model_leep(model, data, cfg) -> float:
+    """LEEP of `model` (its own head as the source labels) on an ImageSet of target data."""
+    from bridgelib.transfer import predict
+    probs = predict(model, data, cfg).softmax(1).numpy()
+    return leep_score(probs, data.labels.numpy(), len(data.class_names))
+
+
+@torch.no_grad()
+def recognisability(images: torch.Tensor, labels: torch.Tensor, judge=None) -> float:
+    """Share of images (N, 3, 32, 32) uint8 that the independent glyph judge reads as their label."""
+    from bridgelib.models import input_stats
+    if judge is None:
+        from bridgelib.config import DATA_DIR
+        from bridgelib.mini.backbone import JUDGE_DIR, load_judge
+        judge = load_judge(DATA_DIR / JUDGE_DIR)
+    mean, std = input_stats(judge)
+    pred = torch.cat([judge((images[i:i + 512].float() / 255 - mean) / std).argmax(1)
+                      for i in range(0, len(images), 512)])
+    return (pred == torch.as_tensor(labels)).float().mean().item()

@@ -1,0 +1,90 @@
+"""Classifier backbones (timm) and the head re-initialisation of bridged transfer.
+
+The `paper` profile loads timm's ImageNet weights. The `mini` profile loads the small backbone
+this project pretrains on font glyphs of letters and symbols (`bridge mini build --only
+backbone`), verified against the sha256 in its manifest before use.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bridgelib.config import Config
+from bridgelib.files import sha256_file
+
+WEIGHTS_FILE = "model.safetensors"
+MANIFEST_FILE = "manifest.json"
+REBUILD_HINT = "rebuild it with `bridge mini build --only backbone`"
+
+
+class WeightsError(RuntimeError):
+    """Shipped weights are missing or do not match their manifest's checksum."""
+
+
+def create_classifier(cfg: Config, num_classes: int | None, pretrained: bool = True) -> nn.Module:
+    """The profile's backbone with a fresh `num_classes` head; pretrained=False for a scratch
+    baseline; num_classes=None keeps the pretraining head (e.g. for LEEP on source labels)."""
+    import timm
+    from_hub = pretrained and cfg.backbone_weights == "timm"
+    state = load_shipped_weights(cfg.backbone_weights) if pretrained and not from_hub else None
+    if num_classes is None:
+        num_classes = len(state["fc.bias"]) if state is not None and "fc.bias" in state else 1000
+        keep_head = True
+    else:
+        keep_head = False
+    kwargs = {} if from_hub and keep_head else {"num_classes": num_classes}
+    model = timm.create_model(cfg.backbone, pretrained=from_hub, **kwargs, **cfg.backbone_kwargs)
+    if state is not None:
+        head = model.default_cfg.get("classifier", "fc")
+        body = state if keep_head else {k: v for k, v in state.items() if not k.startswith(head + ".")}
+        missing, unexpected = model.load_state_dict(body, strict=False)
+        if unexpected or any(not k.startswith(head + ".") for k in missing):
+            raise WeightsError(f"weights in {cfg.backbone_weights!r} do not fit {cfg.backbone} "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); {REBUILD_HINT}")
+    return model
+
+
+def load_shipped_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Load `folder/model.safetensors` after checking its sha256 against `folder/manifest.json`."""
+    from safetensors.torch import load_file
+    folder = Path(folder)
+    weights, manifest = folder / WEIGHTS_FILE, folder / MANIFEST_FILE
+    if not weights.exists() or not manifest.exists():
+        raise WeightsError(f"backbone weights {str(weights)!r} or its manifest is missing; {REBUILD_HINT}")
+    expected = json.loads(manifest.read_text()).get("sha256")
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise WeightsError(f"backbone weights {str(weights)!r} are corrupted (sha256 {actual[:12]}... "
+                           f"!= manifest {str(expected)[:12]}...); {REBUILD_HINT}")
+    return load_file(weights)
+
+
+def reinit_head(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Re-initialise the classifier head in place (bridged + reinit, bridged++).
+
+    Why: after the synthetic stage the head is fitted to synthetic features; starting the real
+    stage from a fresh head lets the real data set the decision boundaries, while the body keeps
+    what the synthetic images taught it.
+    """
+    head = model.get_classifier()
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    head.reset_parameters()
+    torch.random.set_rng_state(gen_state)
+    return model
+
+
+def head_parameters(model: nn.Module) -> set[str]:
+    """Names of the classifier head's parameters (to tell body from head)."""
+    prefix = model.default_cfg.get("classifier", "fc")
+    return {n for n, _ in model.named_parameters() if n.startswith(prefix + ".")}
+
+
+def input_stats(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std the backbone expects, shaped (1, 3, 1, 1)."""
+    cfg = model.pretrained_cfg
+    return (torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1),
+            torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))

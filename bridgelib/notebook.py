@@ -1,0 +1,67 @@
+"""One-call notebook setup and the small plots every notebook uses."""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from bridgelib.files import seed_everything, set_progress
+
+
+def setup_notebook(seed: int = 0, progress: bool | None = None) -> dict:
+    """Seed everything, quiet library logs, set a plot style; returns versions to print.
+
+    Progress bars stay on for people and go off under tests (BRIDGELIB_PROGRESS=0).
+    """
+    import diffusers
+    import matplotlib.pyplot as plt
+    import timm
+    import transformers
+    seed_everything(seed)
+    set_progress(progress if progress is not None else os.environ.get("BRIDGELIB_PROGRESS") != "0")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in ("diffusers", "transformers", "timm", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    transformers.logging.set_verbosity_error()
+    diffusers.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3,
+                         "axes.spines.top": False, "axes.spines.right": False})
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__, "timm": timm.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int = 10,
+               ax=None, title: str | None = None):
+    """Show uint8 images (N, 3, H, W) in one tiled picture; returns the figure."""
+    import matplotlib.pyplot as plt
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    h, w = images.shape[-2:]
+    canvas = np.ones((nrows * (h + 2), ncols * (w + 2), 3), np.uint8) * 255
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = img.permute(1, 2, 0).numpy()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(ncols * 0.7, nrows * 0.75))
+    ax.imshow(canvas)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if titles is not None:
+        for i, t in enumerate(titles[:ncols]):
+            ax.text(i * (w + 2) + w / 2, -3, t, ha="center", fontsize=7)
+    if title:
+        ax.set_title(title, pad=14 if titles else 6)
+    return ax.figure
+
+
+def per_class_examples(images: torch.Tensor, labels: torch.Tensor, per_class: int, num_classes: int):
+    """The first `per_class` images of each class, ordered row by row (one column per class)."""
+    idx = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(num_classes)]
+    return torch.stack([images[idx[c][r]] for r in range(per_class) for c in range(num_classes)])

@@ -1,0 +1,244 @@
+"""Transfer recipes: vanilla, mixed, bridged, bridged + head reset, bridged++ (paper, Table 1).
+
+Every recipe is a list of stages run by one training loop (`train_stage`):
+
+| recipe          | stage 1                          | stage 2                                  |
+|-----------------|----------------------------------|------------------------------------------|
+| vanilla         | real                             |                                          |
+| mixed           | real + synthetic                 |                                          |
+| bridged         | synthetic                        | real                                     |
+| bridged-reinit  | synthetic                        | head re-initialised, then real           |
+| bridged++       | synthetic with Mixup             | head re-initialised, then real           |
+
+Budget accounting (ours; the paper gives none): `mixed` trains for as many optimizer steps as
+bridged's two stages together, so it sees the same number of images.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bridgelib.config import Config, StageConfig
+from bridgelib.data import ImageSet
+from bridgelib.files import progress, resolve_device
+from bridgelib.models import create_classifier, input_stats, reinit_head
+
+RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")
+
+
+@dataclass
+class Stage:
+    name: str                  # "synthetic" | "real" | "mixed": the `stage` column of history.csv
+    data: ImageSet
+    cfg: StageConfig
+    reinit_head: bool = False  # re-initialise the classifier head before this stage
+    steps: int | None = None   # fixed optimizer steps (else epochs x batches per epoch)
+
+
+def check_recipe(recipe: str, synthetic: ImageSet | None) -> None:
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    if recipe != "vanilla" and synthetic is None:
+        raise ValueError(f"recipe {recipe!r} needs a synthetic set (--synthetic DIR); "
+                         f"only 'vanilla' trains on real images alone")
+
+
+def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Config) -> list[Stage]:
+    """The stages of a recipe, in order."""
+    check_recipe(recipe, synthetic)
+    real_stage = Stage("real", real, cfg.train.real)
+    if recipe == "vanilla":
+        return [real_stage]
+    if synthetic.class_names != real.class_names:
+        raise ValueError(f"synthetic classes {synthetic.class_names} do not match the real "
+                         f"dataset's {real.class_names}")
+    syn_cfg = cfg.train.synthetic
+    if recipe == "bridged++":
+        syn_cfg = replace(syn_cfg, mixup_alpha=cfg.train.mixup_alpha)
+    syn_stage = Stage("synthetic", synthetic, syn_cfg)
+    if recipe == "mixed":
+        budget = stage_steps(syn_stage) + stage_steps(real_stage)
+        both = ImageSet(torch.cat([real.images, synthetic.images]),
+                        torch.cat([real.labels, synthetic.labels]), real.class_names)
+        mixed_cfg = replace(cfg.train.real, batch_size=cfg.train.synthetic.batch_size)
+        return [Stage("mixed", both, mixed_cfg, steps=budget)]
+    real_stage.reinit_head = recipe in ("bridged-reinit", "bridged++")
+    return [syn_stage, real_stage]
+
+
+def stage_steps(stage: Stage) -> int:
+    """Optimizer steps of a stage: epochs x batches, with a floor for tiny few-shot sets."""
+    if stage.steps is not None:
+        return stage.steps
+    per_epoch = math.ceil(len(stage.data) / stage.cfg.batch_size)
+    return max(per_epoch * stage.cfg.epochs, stage.cfg.min_steps)
+
+
+def run_recipe(cfg: Config, recipe: str, real: ImageSet, test: ImageSet,
+               synthetic: ImageSet | None = None, seed: int = 0, pretrained: bool = True,
+               model: nn.Module | None = None, track_test: bool = True) -> tuple[nn.Module, pd.DataFrame]:
+    """Fine-tune the profile's backbone with `recipe`; returns the model and its history.
+
+    track_test=False skips the per-epoch test accuracy (faster sweeps; the final one is kept).
+    """
+    stages = plan_stages(recipe, real, synthetic, cfg)
+    torch.manual_seed(seed)
+    model = model or create_classifier(cfg, len(real.class_names), pretrained=pretrained)
+    rows = []
+    for i, stage in enumerate(stages):
+        if stage.reinit_head:
+            reinit_head(model, seed=seed + 1000)
+        last = i == len(stages) - 1
+        rows += train_stage(model, stage, test, cfg, seed=seed + i,
+                            eval_epochs=track_test, eval_last=last)
+    return model, pd.DataFrame(rows)
+
+
+def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Config,
+                seed: int = 0, eval_epochs: bool = True, eval_last: bool = True) -> list[dict]:
+    """Fine-tune the whole network on one stage's images: SGD + momentum, cosine decay.
+
+    Returns one history row per epoch (or per 1/10 of a fixed-step stage).
+    """
+    device = resolve_device(cfg.device)
+    model.to(device).train()
+    c = stage.cfg
+    total = stage_steps(stage)
+    per_epoch = max(1, math.ceil(total / c.epochs)) if stage.steps is None else max(1, total // 10)
+    opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=True,
+                          weight_decay=c.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    mean, std = (t.to(device) for t in input_stats(model))
+    gen = torch.Generator().manual_seed(seed)
+    batches = _batch_stream(len(stage.data), c.batch_size, gen)
+    rows, seen, loss_sum, correct, count, t0 = [], 0, 0.0, 0, 0, time.time()
+    for step in progress(range(total), desc=f"{stage.name} stage", leave=False):
+        idx = next(batches)
+        x = (augment(stage.data.images[idx].to(device).float() / 255, cfg.augment, gen) - mean) / std
+        y = stage.data.labels[idx].to(device)
+        logits, loss = _forward(model, x, y, c.mixup_alpha, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        seen += len(idx)
+        loss_sum += loss.item() * len(idx)
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(idx)
+        if (step + 1) % per_epoch == 0 or step + 1 == total:
+            scored = test is not None and (eval_epochs or (eval_last and step + 1 == total))
+            rows.append({"stage": stage.name, "epoch": len(rows) + 1,
+                         "train_loss": loss_sum / count, "train_acc": correct / count,
+                         "test_acc": evaluate(model, test, cfg)["accuracy"] if scored else float("nan"),
+                         "images_seen": seen, "wall_s": round(time.time() - t0, 3),
+                         "lr": sched.get_last_lr()[0]})
+            loss_sum, correct, count = 0.0, 0, 0
+            model.train()
+    return rows
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
+    """Mixup (Zhang et al. 2018): convex mixes of image pairs; returns (x, y, y_perm, lam)."""
+    lam = float(np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen))).beta(alpha, alpha))
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
+    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
+
+
+def _forward(model, x, y, mixup_alpha: float, gen):
+    if mixup_alpha > 0:
+        x, ya, yb, lam = mixup(x, y, mixup_alpha, gen)
+        logits = model(x)
+        return logits, lam * F.cross_entropy(logits, ya) + (1 - lam) * F.cross_entropy(logits, yb)
+    logits = model(x)
+    return logits, F.cross_entropy(logits, y)
+
+
+def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """Whole-batch augmentation on tensors in [0, 1] (no per-image PIL work).
+
+    shift: random translation of up to 1/8 of the side, white fill (glyphs must not be flipped);
+    crop-flip: random translation with reflection and horizontal flips (natural images).
+    """
+    if kind == "none":
+        return x
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    mode = "reflect" if kind == "crop-flip" else "constant"
+    padded = F.pad(x, (pad,) * 4, mode=mode, value=1.0) if mode == "constant" else F.pad(x, (pad,) * 4, mode=mode)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if kind == "crop-flip":
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+    return out
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageSet, cfg: Config, batch_size: int = 512) -> torch.Tensor:
+    """Logits for every image of `data`, shape (N, classes)."""
+    device = resolve_device(cfg.device)
+    model.to(device).eval()
+    mean, std = (t.to(device) for t in input_stats(model))
+    out = [model((data.images[i:i + batch_size].to(device).float() / 255 - mean) / std).cpu()
+           for i in range(0, len(data), batch_size)]
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, data: ImageSet, cfg: Config) -> dict:
+    """Top-1 accuracy and per-class accuracy on `data`."""
+    pred = predict(model, data, cfg).argmax(1)
+    hit = (pred == data.labels).float()
+    per_class = {name: hit[data.labels == c].mean().item()
+                 for c, name in enumerate(data.class_names) if (data.labels == c).any()}
+    return {"accuracy": hit.mean().item(), "per_class_accuracy": per_class}
+
+
+def _batch_stream(n: int, batch_size: int, gen: torch.Generator):
+    """Endless shuffled batches; a set smaller than a batch is repeated to fill it."""
+    buffer = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(buffer) < batch_size:
+            buffer = torch.cat([buffer, torch.randperm(n, generator=gen)])
+        yield buffer[:batch_size]
+        buffer = buffer[batch_size:]
+
+
+def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", seed: int = 0,
+              synthetic_dir=None, pretrained: bool = True, overwrite: bool = False) -> dict:
+    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json."""
+    from pathlib import Path
+    from bridgelib.data import load_image_folder, load_real, parse_shots
+    from bridgelib.files import atomic_write_bytes, write_json
+    out = Path(out)
+    if (out / "metrics.json").exists() and not overwrite:
+        raise FileExistsError(f"run directory {str(out)!r} already holds a run; "
+                              f"choose another --out or pass --overwrite")
+    check_recipe(recipe, synthetic_dir or None)
+    real = load_real(cfg.dataset, "train", shots, seed)
+    test = load_real(cfg.dataset, "test")
+    synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
+                 if synthetic_dir is not None else None)
+    t0 = time.time()
+    model, history = run_recipe(cfg, recipe, real, test, synthetic, seed, pretrained)
+    result = evaluate(model, test, cfg)
+    per_stage = history.groupby("stage", sort=False).agg(images_seen=("images_seen", "max"),
+                                                         wall_s=("wall_s", "max"))
+    metrics = {"test_acc": result["accuracy"], "per_class_accuracy": result["per_class_accuracy"],
+               "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
+               "train_images": len(real), "pretrained": pretrained,
+               "synthetic": str(synthetic_dir) if synthetic_dir else None,
+               "synthetic_images": len(synthetic) if synthetic else 0,
+               "stages": per_stage.reset_index().to_dict("records"),
+               "wall_s": round(time.time() - t0, 2)}
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    atomic_write_bytes(out / "history.csv", history.to_csv(index=False).encode())
+    write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,254 @@
+"""Synthetic-set generation on a tiny random-weight pipeline: seeds, resume, manifest, refusals."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import bridgelib.generate as gen
+from bridgelib.config import get_config
+from bridgelib.data import load_image_folder
+from bridgelib.files import set_progress, sha256_file
+from bridgelib.generate import (COLUMNS, generate_synthetic_set, image_seed, load_pipeline,
+                                read_manifest)
+
+CLASSES = ["digit one", "digit seven", "letter a"]
+SLUGS = ["digit_one", "digit_seven", "letter_a"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_single_thread():
+    # Tiny models run faster on one thread, and do not fight other jobs for the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    set_progress(False)
+    yield
+    set_progress(True)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    from bridgelib.mini.generator import components
+    root = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    vae, unet, text_encoder, tokenizer, scheduler = components(root / "tok")
+    pipe = StableDiffusionPipeline(vae=vae, unet=unet, text_encoder=text_encoder,
+                                   tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(root / "pipe")
+    return root / "pipe"
+
+
+@pytest.fixture(scope="session")
+def cfg(tiny_model):
+    return get_config("mini", **{"generation.model": str(tiny_model), "generation.steps": 2})
+
+
+@pytest.fixture(scope="session")
+def pipe(cfg):
+    return load_pipeline(cfg)
+
+
+def pixels(out: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(out)): np.asarray(Image.open(p).convert("RGB")).astype(int)
+            for p in sorted(out.glob("*/*.png"))}
+
+
+def snapshot(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def expected_files(per_class: int, slugs=SLUGS) -> list[str]:
+    return [f"{s}/{i:05d}.png" for s in slugs for i in range(per_class)]
+
+
+def test_end_to_end_two_classes(cfg, pipe, tmp_path):
+    out = generate_synthetic_set(cfg, tmp_path / "set", per_class=2, class_names=CLASSES[:2],
+                                 pipe=pipe, progress_bar=False)
+    assert out == tmp_path / "set"
+    assert sorted(pixels(out)) == expected_files(2, SLUGS[:2])
+    rows = pd.read_json(out / "metadata.jsonl", lines=True)
+    assert list(rows.columns) == list(COLUMNS)
+    assert rows.file_name.tolist() == expected_files(2, SLUGS[:2])
+    assert rows.label.tolist() == [0, 0, 1, 1]
+    assert rows.class_name.tolist() == [CLASSES[0]] * 2 + [CLASSES[1]] * 2
+    assert rows.prompt[2] == "A good photo of the digit seven"
+    assert rows.seed.tolist() == [image_seed(0, c, i) for c in (0, 1) for i in (0, 1)]
+    first = rows.iloc[0]
+    assert (first.guidance_scale, first.num_inference_steps) == (cfg.generation.guidance, 2)
+    assert first.scheduler == "DPMSolverMultistepScheduler" and first.model == cfg.generation.model
+    assert pd.isna(first.style_token) and first.negative_prompt == ""
+    assert (first.width, first.height) == (32, 32)
+    assert read_manifest(out).equals(pd.DataFrame(
+        [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]))
+    images = load_image_folder(out, 32, CLASSES[:2])
+    assert images.images.shape == (4, 3, 32, 32) and images.labels.tolist() == [0, 0, 1, 1]
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["generation"]["model"] == cfg.generation.model
+    assert run["options"]["class_names"] == CLASSES[:2] and run["options"]["seed"] == 0
+    assert set(run["versions"]) == {"torch", "diffusers", "transformers", "bridgelib"}
+    assert run["result"]["images"] == 4
+
+
+def test_deterministic_and_batch_size_independent(cfg, pipe, tmp_path):
+    kw = dict(per_class=3, class_names=CLASSES, pipe=pipe, progress_bar=False, seed=5)
+    a = pixels(generate_synthetic_set(cfg, tmp_path / "a", batch_size=16, **kw))
+    b = pixels(generate_synthetic_set(cfg, tmp_path / "b", batch_size=16, **kw))
+    c = pixels(generate_synthetic_set(cfg, tmp_path / "c", batch_size=1, **kw))
+    assert sorted(a) == sorted(b) == sorted(c) == expected_files(3)
+    assert all((a[k] == b[k]).all() for k in a)
+    # One image per call vs nine in one call: float noise ~1e-6, so uint8 off by 1 at most.
+    diff = np.stack([np.abs(a[k] - c[k]) for k in a])
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert any(a[k].std() > 0 for k in a)  # not blank images
+    d = pixels(generate_synthetic_set(cfg, tmp_path / "d", batch_size=16, **{**kw, "seed": 6}))
+    assert any(np.abs(a[k] - d[k]).max() > 5 for k in a)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_interruption_mid_batch(cfg, pipe, tmp_path, monkeypatch):
+    kw = dict(per_class=2, class_names=CLASSES, pipe=pipe, progress_bar=False, batch_size=4)
+    out = tmp_path / "set"
+    real_write, pngs = gen.atomic_write_bytes, []
+
+    def crashing_write(path, data):  # the 6th image (2nd of the 2nd batch) dies half-written
+        pngs.extend([path] if str(path).endswith(".png") else [])
+        if len(pngs) == 6:
+            (Path(path).parent / f".{Path(path).name}.abc.tmp").write_bytes(data[:50])
+            raise Crash()
+        return real_write(path, data)
+
+    monkeypatch.setattr(gen, "atomic_write_bytes", crashing_write)
+    with pytest.raises(Crash):
+        generate_synthetic_set(cfg, out, **kw)
+    monkeypatch.setattr(gen, "atomic_write_bytes", real_write)
+    assert len(read_manifest(out)) == 5 and list(out.glob("letter_a/.*.tmp"))
+    # More damage: a corrupt PNG with a row; a PNG whose row was lost; a partial manifest line.
+    (out / "digit_one/00001.png").write_bytes(b"\x89PNG broken")
+    Image.new("RGB", (32, 32)).save(out / "letter_a/00000.png")
+    lines = (out / "metadata.jsonl").read_text().splitlines()[:-1]
+    (out / "metadata.jsonl").write_text("\n".join(lines) + '\n{"file_name": "letter_a/000')
+    generate_synthetic_set(cfg, out, **kw)
+    assert sorted(pixels(out)) == expected_files(2)
+    assert not list(out.rglob("*.tmp"))
+    rows = read_manifest(out)
+    assert rows.file_name.tolist() == expected_files(2)  # sorted, one row each, no duplicates
+    assert rows.seed.tolist() == [image_seed(0, c, i) for c in range(3) for i in range(2)]
+    ref = pixels(generate_synthetic_set(cfg, tmp_path / "ref", **kw))
+    got = pixels(out)
+    assert all(np.abs(ref[k] - got[k]).max() <= 1 for k in ref)
+
+
+def test_larger_per_class_extends_with_same_seeds(cfg, pipe, tmp_path):
+    kw = dict(class_names=CLASSES[:2], pipe=pipe, progress_bar=False)
+    out = generate_synthetic_set(cfg, tmp_path / "set", per_class=1, **kw)
+    before = snapshot(out)
+    generate_synthetic_set(cfg, out, per_class=2, **kw)
+    after = snapshot(out)
+    assert all(after[k] == v for k, v in before.items() if k.endswith(".png"))
+    assert sorted(pixels(out)) == expected_files(2, SLUGS[:2])
+    assert read_manifest(out).seed.tolist() == [image_seed(0, c, i) for c in (0, 1) for i in (0, 1)]
+    generate_synthetic_set(cfg, out, per_class=2, **kw)  # complete: nothing changes
+    assert snapshot(out) == {**after, "run.json": snapshot(out)["run.json"]}
+
+
+def test_refuses_a_folder_holding_another_run(cfg, pipe, tmp_path):
+    kw = dict(per_class=1, class_names=CLASSES[:2], pipe=pipe, progress_bar=False)
+    out = generate_synthetic_set(cfg, tmp_path / "set", **kw)
+    before = snapshot(out)
+    with pytest.raises(ValueError, match=r"guidance_scale.*overwrite=True") as err:
+        generate_synthetic_set(cfg, out, guidance=7.0, **kw)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="class_names"):
+        generate_synthetic_set(cfg, out, **{**kw, "class_names": CLASSES[1:]})
+    assert snapshot(out) == before
+    generate_synthetic_set(cfg, out, guidance=7.0, overwrite=True, **kw)
+    assert read_manifest(out).guidance_scale.tolist() == [7.0, 7.0]
+    assert snapshot(out)["digit_one/00000.png"] != before["digit_one/00000.png"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        generate_synthetic_set(cfg, other, **kw)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"per_class": 0}, "per_class=0"),
+    ({"template": "x"}, "unknown template 'x'; valid: single, multi, dsi"),
+    ({"template": "dsi"}, "needs a style token"),
+    ({"class_names": ["a", "b", "a"]}, "'a' appears twice"),
+    ({"class_names": ["a", ""]}, "class name ''"),
+    ({"class_names": ["a", "cat/dog"]}, "'cat/dog'"),
+    ({"class_names": ["a b", "a_b"]}, "share the folder"),
+    ({"guidance": 0}, "guidance=0"),
+    ({"steps": 0}, "steps=0"),
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"style_token": "missing/learned_embeds.safetensors"}, "does not exist"),
+])
+def test_bad_inputs_are_refused_before_anything_is_written(cfg, pipe, tmp_path, change, message):
+    kw = {"per_class": 1, "class_names": CLASSES[:2], "pipe": pipe, "progress_bar": False,
+          **change}
+    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("(", r"\(")):
+        generate_synthetic_set(cfg, tmp_path / "set", **kw)
+    assert not (tmp_path / "set").exists()
+
+
+def test_missing_mini_generator_says_how_to_build_it(tmp_path):
+    cfg = get_config("mini", **{"generation.model": str(tmp_path / "nowhere")})
+    with pytest.raises(FileNotFoundError, match="bridge mini build"):
+        load_pipeline(cfg)
+
+
+def test_style_token_of_wrong_width_is_refused(cfg, pipe, tmp_path):
+    from safetensors.torch import save_file
+    path = tmp_path / "learned_embeds.safetensors"
+    save_file({"<x>": torch.zeros(1, 7)}, str(path))
+    with pytest.raises(ValueError) as err:
+        generate_synthetic_set(cfg, tmp_path / "set", per_class=1, class_names=CLASSES[:2],
+                               style_token=path, pipe=pipe, progress_bar=False)
+    assert str(err.value) == f"style token {path} has width 7 but the text encoder expects 64"
+    assert "<x>" not in pipe.tokenizer.get_vocab() and not (tmp_path / "set").exists()
+
+
+def test_style_token_with_dsi_template(cfg, tmp_path):
+    from safetensors.torch import save_file
+    path = tmp_path / "learned_embeds.safetensors"
+    save_file({"<s*>": torch.randn(1, 64)}, str(path))
+    fresh = load_pipeline(cfg)  # loading a token changes the pipeline: keep the shared one clean
+    kw = dict(per_class=1, class_names=CLASSES[:2], style_token=path, pipe=fresh,
+              progress_bar=False)
+    out = generate_synthetic_set(cfg, tmp_path / "set", template="dsi", **kw)
+    rows = read_manifest(out)
+    assert rows.prompt.tolist() == [f"A {c} photo in the style of <s*>" for c in CLASSES[:2]]
+    assert rows.style_token.tolist() == [{"name": "<s*>", "sha256": sha256_file(path)}] * 2
+    before = snapshot(out)
+    generate_synthetic_set(cfg, out, **kw)  # token already in the pipeline, set complete
+    assert {k: v for k, v in snapshot(out).items() if k != "run.json"} == \
+        {k: v for k, v in before.items() if k != "run.json"}
+    first = pixels(out)
+    (out / "digit_one/00000.png").unlink()  # redrawn with the token set in place: same image
+    generate_synthetic_set(cfg, out, **kw)
+    assert np.abs(pixels(out)["digit_one/00000.png"] - first["digit_one/00000.png"]).max() <= 1
+    other = tmp_path / "other_embeds.safetensors"  # same token name, other vector
+    save_file({"<s*>": torch.randn(1, 64) * 5}, str(other))
+    b = pixels(generate_synthetic_set(cfg, tmp_path / "b", **{**kw, "style_token": other}))
+    assert np.abs(b["digit_one/00000.png"] - first["digit_one/00000.png"]).max() > 0
+    c = pixels(generate_synthetic_set(cfg, tmp_path / "c", **kw))  # back to the first vector
+    assert np.abs(c["digit_one/00000.png"] - first["digit_one/00000.png"]).max() <= 1
+    with pytest.raises(ValueError, match="only used by template 'dsi'"):
+        generate_synthetic_set(cfg, tmp_path / "other", template="single", **kw)
