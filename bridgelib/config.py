@@ -54,7 +54,7 @@ class TrainConfig:
     real: StageConfig
     synthetic: StageConfig
     mixup_alpha: float = 0.2       # Mixup in the synthetic stage of bridged++ (ours)
-    mixed_real_fraction: float | None = None  # None = all real + all synthetic (the paper's)
+    mixed_real_fraction: float | None = None  # None = all real + all synthetic (the paper's); else the real share
 
 
 @dataclass

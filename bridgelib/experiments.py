@@ -42,7 +42,9 @@ def collect_runs(*roots: str | Path) -> pd.DataFrame:
             m = json.loads(path.read_text())
             m.pop("per_class_accuracy", None)
             m.pop("stages", None)
-            rows.append({"run": path.parent.name, **m})
+            leep = m.pop("leep", None) or {}
+            rows.append({"run": path.parent.name, **m,
+                         **{f"leep_{k}": v for k, v in leep.items()}})
     return pd.DataFrame(rows)
 
 

@@ -40,7 +40,11 @@ def create_classifier(cfg: Config, num_classes: int | None, pretrained: bool = T
     if state is not None:
         head = model.default_cfg.get("classifier", "fc")
         body = state if keep_head else {k: v for k, v in state.items() if not k.startswith(head + ".")}
-        missing, unexpected = model.load_state_dict(body, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(body, strict=False)
+        except RuntimeError as e:  # shape mismatches raise even with strict=False
+            raise WeightsError(f"weights in {cfg.backbone_weights!r} do not fit {cfg.backbone} "
+                               f"({str(e).splitlines()[-1].strip()}); {REBUILD_HINT}") from None
         if unexpected or any(not k.startswith(head + ".") for k in missing):
             raise WeightsError(f"weights in {cfg.backbone_weights!r} do not fit {cfg.backbone} "
                                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); {REBUILD_HINT}")
@@ -70,10 +74,13 @@ def reinit_head(model: nn.Module, seed: int = 0) -> nn.Module:
     what the synthetic images taught it.
     """
     head = model.get_classifier()
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    head.reset_parameters()
-    torch.random.set_rng_state(gen_state)
+    with torch.random.fork_rng(devices=[]):  # a fresh CPU head: same values on any device
+        torch.manual_seed(seed)
+        fresh = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
+    with torch.no_grad():
+        head.weight.copy_(fresh.weight)
+        if head.bias is not None:
+            head.bias.copy_(fresh.bias)
     return model
 
 

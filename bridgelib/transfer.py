@@ -65,6 +65,11 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
     syn_stage = Stage("synthetic", synthetic, syn_cfg)
     if recipe == "mixed":
         budget = stage_steps(syn_stage) + stage_steps(real_stage)
+        frac = cfg.train.mixed_real_fraction
+        if frac is not None:  # keep a seeded subset of synthetic images: real share = frac
+            n_syn = min(len(synthetic), max(1, round(len(real) * (1 - frac) / frac)))
+            keep = torch.randperm(len(synthetic), generator=torch.Generator().manual_seed(0))
+            synthetic = synthetic.subset(keep[:n_syn].sort().values)
         both = ImageSet(torch.cat([real.images, synthetic.images]),
                         torch.cat([real.labels, synthetic.labels]), real.class_names)
         mixed_cfg = replace(cfg.train.real, batch_size=cfg.train.synthetic.batch_size)
@@ -83,10 +88,12 @@ def stage_steps(stage: Stage) -> int:
 
 def run_recipe(cfg: Config, recipe: str, real: ImageSet, test: ImageSet,
                synthetic: ImageSet | None = None, seed: int = 0, pretrained: bool = True,
-               model: nn.Module | None = None, track_test: bool = True) -> tuple[nn.Module, pd.DataFrame]:
+               model: nn.Module | None = None, track_test: bool = True,
+               after_stage=None) -> tuple[nn.Module, pd.DataFrame]:
     """Fine-tune the profile's backbone with `recipe`; returns the model and its history.
 
     track_test=False skips the per-epoch test accuracy (faster sweeps; the final one is kept).
+    after_stage(stage, model), if given, is called at the end of every stage (e.g. for LEEP).
     """
     stages = plan_stages(recipe, real, synthetic, cfg)
     torch.manual_seed(seed)
@@ -98,6 +105,8 @@ def run_recipe(cfg: Config, recipe: str, real: ImageSet, test: ImageSet,
         last = i == len(stages) - 1
         rows += train_stage(model, stage, test, cfg, seed=seed + i,
                             eval_epochs=track_test, eval_last=last)
+        if after_stage is not None:
+            after_stage(stage, model)
     return model, pd.DataFrame(rows)
 
 
@@ -211,8 +220,13 @@ def _batch_stream(n: int, batch_size: int, gen: torch.Generator):
 
 
 def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", seed: int = 0,
-              synthetic_dir=None, pretrained: bool = True, overwrite: bool = False) -> dict:
-    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json."""
+              synthetic_dir=None, pretrained: bool = True, overwrite: bool = False,
+              track_test: bool = True) -> dict:
+    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json.
+
+    metrics.json also holds LEEP on the real training images (the paper's transferability
+    score): of the starting model with its pretraining head, and after the synthetic stage.
+    """
     from pathlib import Path
     from bridgelib.data import load_image_folder, load_real, parse_shots
     from bridgelib.files import atomic_write_bytes, write_json
@@ -221,18 +235,28 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
         raise FileExistsError(f"run directory {str(out)!r} already holds a run; "
                               f"choose another --out or pass --overwrite")
     check_recipe(recipe, synthetic_dir or None)
+    if recipe == "vanilla":
+        synthetic_dir = None  # vanilla never sees synthetic images
     real = load_real(cfg.dataset, "train", shots, seed)
     test = load_real(cfg.dataset, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
+    from bridgelib.metrics import model_leep
+    leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}
+
+    def leep_after_synthetic(stage: Stage, model: nn.Module) -> None:
+        if stage.name == "synthetic":
+            leep["after_synthetic"] = model_leep(model, real, cfg)
+
     t0 = time.time()
-    model, history = run_recipe(cfg, recipe, real, test, synthetic, seed, pretrained)
+    model, history = run_recipe(cfg, recipe, real, test, synthetic, seed, pretrained,
+                                track_test=track_test, after_stage=leep_after_synthetic)
     result = evaluate(model, test, cfg)
     per_stage = history.groupby("stage", sort=False).agg(images_seen=("images_seen", "max"),
                                                          wall_s=("wall_s", "max"))
     metrics = {"test_acc": result["accuracy"], "per_class_accuracy": result["per_class_accuracy"],
                "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
-               "train_images": len(real), "pretrained": pretrained,
+               "train_images": len(real), "pretrained": pretrained, "leep": leep,
                "synthetic": str(synthetic_dir) if synthetic_dir else None,
                "synthetic_images": len(synthetic) if synthetic else 0,
                "stages": per_stage.reset_index().to_dict("records"),

@@ -21,7 +21,7 @@ from bridgelib.mini import glyphs, vocab
 CORPUS_GLYPHS = 24000        # rendered glyph images (digits + lowercase letters)
 REAL_COPIES = 4              # augmented copies of each real digit of the generator's share
 CAPTION_DROPOUT = 0.1        # empty captions, so classifier-free guidance has an unconditional
-VAE_STEPS, UNET_STEPS = 1200, 4500
+VAE_STEPS, UNET_STEPS = 800, 2500
 BATCH = 64
 
 

@@ -1,0 +1,408 @@
+"""Dataset Style Inversion: textual inversion of ONE token S* for a whole target dataset.
+
+Every real image is captioned "A {class} photo in the style of S*" with its own class name, so
+what the images share beyond their classes (their look) is what S* has to explain. Only the new
+embedding row(s) of the text encoder learn; the VAE, the UNet and every other weight stay frozen.
+The result is a diffusers `learned_embeds.safetensors` ({token: (num_vectors, hidden)}) that
+`pipe.load_textual_inversion(path)` accepts as is, plus a JSON training record beside it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bridgelib.config import Config
+from bridgelib.data import ImageSet
+from bridgelib.files import atomic_write_bytes, progress, sha256_file, write_json
+from bridgelib.prompts import clean_class_names, make_prompt
+
+MAX_NORM_FACTOR = 1.5
+KEEP_CHECKPOINTS = 2
+# Settings a resume must share with the interrupted run (steps may grow: a run can be extended).
+RESUME_KEYS = ("token", "initializer", "num_vectors", "lr", "batch_size", "seed",
+               "max_norm_factor", "images_sha256")
+
+
+def add_style_token(tokenizer, text_encoder, token: str, initializer: str,
+                    num_vectors: int = 1) -> list[int]:
+    """Add `token` (and token_1.. token_{n-1}, the diffusers convention) initialised from a word.
+
+    Starting from a real word's embedding puts S* where the text encoder already knows how to
+    read it; the initializer must therefore be one token (a split word has no single embedding).
+    """
+    names = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
+    vocab = tokenizer.get_vocab()
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"style token {token!r} is invalid; expected one word such as '<s*>'")
+    if any(n in vocab for n in names):
+        raise ValueError(f"token {token!r} is already in the tokenizer's vocabulary; choose "
+                         f"another token or load the pipeline afresh")
+    init_id = _single_token(tokenizer, initializer, "initializer")
+    tokenizer.add_tokens(names)
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    ids = tokenizer.convert_tokens_to_ids(names)
+    _initialise(text_encoder, ids, init_id)
+    return ids
+
+
+def _single_token(tokenizer, word: str, what: str) -> int:
+    pieces = tokenizer.encode(word, add_special_tokens=False)
+    if len(pieces) != 1:
+        raise ValueError(f"{what} {word!r} is {len(pieces)} tokens for this tokenizer; "
+                         f"choose a word that is a single token")
+    return pieces[0]
+
+
+@torch.no_grad()
+def _initialise(text_encoder, ids: list[int], init_id: int) -> None:
+    weight = text_encoder.get_input_embeddings().weight
+    weight[ids] = weight[init_id].clone()
+
+
+def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int | None = None,
+                      lr: float | None = None, batch_size: int | None = None, seed: int = 0,
+                      resume: bool = False, overwrite: bool = False, pipe=None,
+                      progress_bar: bool = True, on_checkpoint=None,
+                      max_norm_factor: float = MAX_NORM_FACTOR) -> dict:
+    """Learn cfg.invert.token for `images`; write `out` (safetensors) and `out.json`; return the record.
+
+    Loss: the usual noise prediction (epsilon, or v for v_prediction models) at random DDPM
+    timesteps. The VAE latents (posterior means) of all images are computed once before the loop:
+    the images never change, so per-step VAE encoding (the diffusers example) is wasted work.
+    `on_checkpoint(step, pipe)` runs after each checkpoint with the current token in `pipe`.
+    `max_norm_factor` caps the token's norm, which guards the content (see `_TokenRows`).
+    Resume: checkpoints hold the rows, the optimizer and the generator state, so `resume=True`
+    gives the vectors of an uninterrupted run bit for bit (torch.equal; same machine, threads
+    and library versions). A pipeline that already holds the token has its rows re-initialised.
+    """
+    inv, out = cfg.invert, Path(out)
+    steps = inv.steps if steps is None else steps
+    lr = inv.lr if lr is None else lr
+    batch_size = inv.batch_size if batch_size is None else batch_size
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
+                name != "lr" and not isinstance(value, int):
+            raise ValueError(f"{name}={value!r} is invalid; expected a positive number")
+    settings = {"token": inv.token, "initializer": inv.initializer, "num_vectors": inv.num_vectors,
+                "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+                "max_norm_factor": max_norm_factor, "images_sha256": _images_sha256(images)}
+    ckpt_dir = out.parent / (out.stem + "_checkpoints")
+    state = _start_state(out, ckpt_dir, settings, resume, overwrite)
+    if pipe is None:
+        from bridgelib.generate import load_pipeline
+        pipe = load_pipeline(cfg)
+    ids = _existing_ids(pipe.tokenizer, inv.token, inv.num_vectors)
+    if ids:  # an earlier run in this pipeline: start its rows afresh
+        _initialise(pipe.text_encoder, ids,
+                    _single_token(pipe.tokenizer, inv.initializer, "initializer"))
+    else:
+        ids = add_style_token(pipe.tokenizer, pipe.text_encoder, inv.token, inv.initializer,
+                              inv.num_vectors)
+    token = _TokenRows(pipe, ids, lr, seed, max_norm_factor, state)
+    t0 = time.perf_counter()
+    latents = _latents(pipe, images, cfg.generation.resolution)
+    captions = _caption_ids(pipe, images, inv.token, cfg.dataset, ids)
+    t_latents, start = time.perf_counter() - t0, token.step
+    from diffusers import DDPMScheduler
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    bar = progress(total=steps, initial=start, desc="invert") if progress_bar else None
+    t1 = time.perf_counter()
+    with _frozen(pipe):
+        while token.step < steps:
+            token.update(_batch_loss(pipe, sched, latents, captions, batch_size, token.gen))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{token.losses[-1]:.4f}")
+            if token.step % inv.checkpoint_every == 0 or token.step == steps:
+                _save_checkpoint(ckpt_dir, token.state_dict(settings, time.perf_counter() - t1))
+                if on_checkpoint is not None:
+                    on_checkpoint(token.step, pipe)
+    seconds = time.perf_counter() - t1
+    if bar is not None:
+        bar.close()
+    from safetensors.torch import save  # {token: (num_vectors, hidden)}, diffusers' format
+    atomic_write_bytes(out, save({inv.token: token.rows.detach().cpu().float().contiguous()}))
+    from bridgelib.generate import package_versions
+    record = {
+        **settings, "token_ids": ids, "images": len(images), "resumed_from": start,
+        "max_norm": float(token.max_norm), "loss_curve": [round(x, 6) for x in token.losses],
+        "base_model": cfg.generation.model, "sha256": sha256_file(out),
+        "latent_seconds": round(t_latents, 3), "seconds": round(seconds, 3),
+        "total_train_seconds": round(token.seconds_before + seconds, 3),
+        "steps_per_s": round((steps - start) / seconds, 3) if steps > start else None,
+        "config": cfg.to_dict(), "versions": package_versions()}
+    write_json(out.with_suffix(".json"), record)
+    return record
+
+
+class _TokenRows:
+    """The trainable rows of S* and what moves them: AdamW, a loss scaler, the generator.
+
+    AdamW (weight decay 0) sees only the new rows. Adam is elementwise, so this equals AdamW on
+    the whole matrix with the other rows' gradients zeroed, and it leaves every other row
+    untouched bit for bit by construction; the optimizer state stays small (for checkpoints).
+    After every step each row's norm is capped at `max_norm_factor` x the mean norm of the other
+    rows: an unbounded token keeps growing until its attention takes over the prompt, and the
+    images show the style without the class. One CPU torch.Generator draws batches, noise and
+    timesteps, so the run is the same on any device and its state resumes exactly.
+    """
+
+    def __init__(self, pipe, ids, lr, seed, max_norm_factor, state=None):
+        self.weight = pipe.text_encoder.get_input_embeddings().weight
+        self.ids = ids
+        others = torch.ones(len(self.weight), dtype=torch.bool)
+        others[ids] = False
+        self.max_norm = max_norm_factor * self.weight.detach()[others].float().norm(dim=1).mean()
+        init = state["rows"] if state else self.weight.detach()[ids]
+        self.rows = init.float().to(self.weight.device).requires_grad_(True)
+        self.opt = torch.optim.AdamW([self.rows], lr=lr, weight_decay=0.0)
+        # float16 weights (the paper profile on CUDA) underflow without loss scaling.
+        self.scaler = torch.amp.GradScaler(pipe.unet.device.type,
+                                           enabled=pipe.unet.dtype == torch.float16)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.losses, self.step, self.seconds_before = [], 0, 0.0
+        if state:
+            self.opt.load_state_dict(state["optimizer"])
+            if state["scaler"]:
+                self.scaler.load_state_dict(state["scaler"])
+            self.gen.set_state(state["generator"])
+            self.losses, self.step, self.seconds_before = \
+                list(state["losses"]), state["step"], state["seconds"]
+        self._write()
+
+    def update(self, loss) -> None:
+        """Backward into the embedding matrix, step the rows, cap their norm, write them back."""
+        self.weight.grad = None
+        self.scaler.scale(loss).backward()
+        self.rows.grad = self.weight.grad[self.ids].float()
+        self.weight.grad = None
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.rows.mul_(torch.clamp(self.max_norm / self.rows.norm(dim=1, keepdim=True), max=1))
+        self._write()
+        self.losses.append(loss.item())
+        self.step += 1
+
+    @torch.no_grad()
+    def _write(self) -> None:
+        self.weight[self.ids] = self.rows.to(self.weight.dtype)
+
+    def state_dict(self, settings: dict, seconds: float) -> dict:
+        return {"step": self.step, "rows": self.rows.detach().cpu(),
+                "optimizer": self.opt.state_dict(), "generator": self.gen.get_state(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "losses": list(self.losses), "settings": settings,
+                "seconds": self.seconds_before + seconds}
+
+
+def _batch_loss(pipe, sched, latents, captions, batch_size: int, gen):
+    """Noise-prediction loss of one random batch (the caption carries the token)."""
+    te, unet = pipe.text_encoder, pipe.unet
+    idx = torch.randint(len(latents), (batch_size,), generator=gen)
+    lat = latents[idx].to(unet.device)
+    noise = torch.randn(lat.shape, generator=gen).to(unet.device)
+    t = torch.randint(0, sched.config.num_train_timesteps, (batch_size,), generator=gen)
+    t = t.to(unet.device)
+    # The captions of a batch repeat (one per class): encode each distinct one once.
+    uniq, inverse = torch.unique(captions[idx], dim=0, return_inverse=True)
+    cond = te(uniq.to(te.device))[0][inverse]
+    noisy = sched.add_noise(lat, noise, t)
+    pred = unet(noisy.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample
+    return F.mse_loss(pred.float(), _target(sched, lat, noise, t).float())
+
+
+def _target(sched, latents, noise, t):
+    kind = sched.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return sched.get_velocity(latents, noise, t)
+    raise ValueError(f"prediction_type {kind!r} is not supported; valid: epsilon, v_prediction")
+
+
+@contextlib.contextmanager
+def _frozen(pipe):
+    """Every weight frozen but the embedding matrix (its gradient feeds the rows), eval mode.
+
+    Eval mode: nothing should be random but our generator's draws. Old flags come back after.
+    """
+    modules = (pipe.vae, pipe.unet, pipe.text_encoder)
+    flags = {p: p.requires_grad for m in modules for p in m.parameters()}
+    for module in modules:
+        module.requires_grad_(False).eval()
+    weight = pipe.text_encoder.get_input_embeddings().weight.requires_grad_(True)
+    try:
+        yield
+    finally:
+        weight.grad = None
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def _latents(pipe, images: ImageSet, resolution: int | None = None, chunk: int = 32):
+    """Scaled VAE posterior means of all images (uint8 -> [-1, 1], resized if needed), float32."""
+    vae = pipe.vae
+    out = []
+    for i in range(0, len(images), chunk):
+        x = images.images[i:i + chunk].float() / 127.5 - 1
+        if resolution and tuple(x.shape[-2:]) != (resolution, resolution):
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                              antialias=True, align_corners=False)
+        x = x.to(vae.device, vae.dtype)
+        out.append(vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor)
+    return torch.cat(out)
+
+
+def _caption_ids(pipe, images: ImageSet, token: str, dataset: str, ids: list[int]):
+    """Token ids of each image's DSI caption (expanded for multi-vector tokens as diffusers does)."""
+    names = clean_class_names(list(images.class_names), dataset)
+    prompts = [pipe.maybe_convert_prompt(make_prompt("dsi", names[int(c)], 0, token), pipe.tokenizer)
+               for c in images.labels]
+    tok = pipe.tokenizer
+    cap = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt").input_ids
+    missing = [p for p, row in zip(prompts, cap) if not set(ids) <= set(row.tolist())]
+    if missing:
+        raise ValueError(f"caption {missing[0]!r} is longer than the tokenizer's "
+                         f"{tok.model_max_length} tokens and loses the style token")
+    return cap
+
+
+def _existing_ids(tokenizer, token: str, n: int) -> list[int] | None:
+    """Ids of a token the pipeline already holds (an earlier run in the same session), if any."""
+    names = [token] + [f"{token}_{i}" for i in range(1, n)]
+    vocab = tokenizer.get_vocab()
+    if token not in vocab:
+        return None
+    if not all(x in vocab for x in names) or f"{token}_{n}" in vocab:
+        raise ValueError(f"the pipeline already holds token {token!r} with another number of "
+                         f"vectors; load the pipeline afresh")
+    return [vocab[x] for x in names]
+
+
+def _images_sha256(images: ImageSet) -> str:
+    h = hashlib.sha256(images.images.contiguous().numpy().tobytes())
+    h.update(images.labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _start_state(out: Path, ckpt_dir: Path, settings: dict, resume: bool,
+                 overwrite: bool) -> dict | None:
+    """The checkpoint to resume from, or None for a fresh start; nothing is lost unasked.
+
+    A finished `out` is replaced only with overwrite=True; an interrupted run's checkpoints are
+    either resumed (resume=True) or discarded (overwrite=True), never silently.
+    """
+    found = sorted(ckpt_dir.glob("step_*.pt"))
+    if resume and found:
+        state = torch.load(found[-1], map_location="cpu", weights_only=True)
+        for key in RESUME_KEYS:
+            if state["settings"].get(key) != settings[key]:
+                raise ValueError(f"checkpoint {str(found[-1])!r} was made with {key}="
+                                 f"{state['settings'].get(key)!r}, not {settings[key]!r}; pass "
+                                 f"the same settings, or overwrite=True to start again")
+        if state["step"] > settings["steps"]:
+            raise ValueError(f"checkpoint {str(found[-1])!r} is at step {state['step']}, "
+                             f"beyond steps={settings['steps']}")
+        return state
+    if out.exists() and not overwrite:
+        hint = "it has no checkpoint to resume" if resume else "or resume=True to continue its run"
+        raise FileExistsError(f"{str(out)!r} exists; pass overwrite=True to replace it ({hint})")
+    if found and not overwrite:
+        raise FileExistsError(f"{str(ckpt_dir)!r} holds checkpoints of an unfinished run; pass "
+                              f"resume=True to continue it or overwrite=True to start again")
+    for path in found:
+        path.unlink()
+    return None
+
+
+def _save_checkpoint(ckpt_dir: Path, state: dict) -> None:
+    """Write step_XXXXXX.pt atomically, then keep only the newest KEEP_CHECKPOINTS."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(ckpt_dir / f"step_{state['step']:06d}.pt", buf.getvalue())
+    for old in sorted(ckpt_dir.glob("step_*.pt"))[:-KEEP_CHECKPOINTS]:
+        old.unlink()
+
+
+def load_style_token(path: str | Path, pipe) -> str:
+    """Load a learned_embeds.safetensors into `pipe`, refusing a wrong width before any change."""
+    from safetensors.torch import load_file
+    path = Path(path)
+    tensors = load_file(str(path))
+    if len(tensors) != 1:
+        raise ValueError(f"style token {path} holds {len(tensors)} tensors; expected one {{token: tensor}}")
+    token, vec = next(iter(tensors.items()))
+    width, hidden = vec.shape[-1], pipe.text_encoder.config.hidden_size
+    if width != hidden:
+        model = pipe.name_or_path or type(pipe).__name__
+        raise ValueError(f"style token {path} has width {width} but the text encoder of "
+                         f"{model} expects {hidden}")
+    if token in pipe.tokenizer.get_vocab():
+        raise ValueError(f"the pipeline already holds token {token!r}; load {path} into a fresh pipeline")
+    pipe.load_textual_inversion(str(path))
+    return token
+
+
+def nearest_words(token_vector, tokenizer, text_encoder, k: int = 10, words=None):
+    """The k vocabulary words whose input embedding is closest (cosine) to the learned vector.
+
+    A readable hint of what S* encodes; only a hint: a style need not sit near any one word.
+    Default candidates: whole-word tokens ('...</w>') of at least 2 letters.
+    """
+    import pandas as pd
+    vec = torch.as_tensor(token_vector).float().reshape(-1, text_encoder.config.hidden_size)
+    vocab = tokenizer.get_vocab()
+    if words is None:
+        pairs = [(w[:-4], i) for w, i in vocab.items()
+                 if w.endswith("</w>") and len(w) >= 6 and w[:-4].isalpha()]
+    else:
+        pairs = [(w, _single_token(tokenizer, w, "word")) for w in words]
+    table = text_encoder.get_input_embeddings().weight.detach().float().cpu()
+    emb = table[[i for _, i in pairs]]
+    cos = F.cosine_similarity(emb, vec.mean(0).cpu()[None], dim=1)
+    top = torch.topk(cos, min(k, len(pairs)))
+    return pd.DataFrame({"word": [pairs[i][0] for i in top.indices.tolist()],
+                         "cosine": top.values.tolist()})
+
+
+@torch.no_grad()
+def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
+               timesteps=(100, 300, 500, 700, 900), batch_size: int = 32) -> float:
+    """Mean noise-prediction loss of `prompts` on `images`, with noise fixed by `seed`.
+
+    Compares a learned token with hand-written prompts on the same real images and the same
+    noise: the lower, the better the prompt explains the images. `prompts` is one string per
+    image, or one string for all where '{class}' becomes each image's class name.
+    """
+    from diffusers import DDPMScheduler
+    if isinstance(prompts, str):
+        prompts = [prompts.replace("{class}", images.class_names[int(c)]) for c in images.labels]
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts for {len(images)} images; expected one "
+                         f"per image or one string for all")
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    latents = _latents(pipe, images, pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn((len(timesteps), *latents.shape), generator=gen)
+    cond = pipe.encode_prompt(prompts, pipe.unet.device, 1, False)[0]
+    total = 0.0
+    for k, step in enumerate(timesteps):
+        for i in range(0, len(images), batch_size):
+            lat = latents[i:i + batch_size].to(pipe.unet.device)
+            eps = noise[k, i:i + batch_size].to(lat.device)
+            t = torch.full((len(lat),), int(step), device=lat.device, dtype=torch.long)
+            pred = pipe.unet(sched.add_noise(lat, eps, t).to(pipe.unet.dtype), t,
+                             encoder_hidden_states=cond[i:i + batch_size]).sample
+            total += F.mse_loss(pred.float(), _target(sched, lat, eps, t).float(),
+                                reduction="sum").item()
+    return total / (len(timesteps) * latents.numel())

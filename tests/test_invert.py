@@ -1,0 +1,203 @@
+"""Dataset Style Inversion on a tiny random-weight pipeline: frozen weights, file format, resume."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from bridgelib.config import get_config
+from bridgelib.data import load_real
+from bridgelib.files import set_progress, sha256_file
+from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
+from bridgelib.invert import (add_style_token, learn_style_token, load_style_token,
+                              nearest_words, token_loss)
+
+TOKEN = "<s*>"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_single_thread():
+    # Tiny models run faster on one thread, and do not fight other jobs for the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    set_progress(False)
+    yield
+    set_progress(True)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    from bridgelib.mini.generator import components
+    root = tmp_path_factory.mktemp("tiny_invert")
+    torch.manual_seed(0)
+    vae, unet, text_encoder, tokenizer, scheduler = components(root / "tok")
+    pipe = StableDiffusionPipeline(vae=vae, unet=unet, text_encoder=text_encoder,
+                                   tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(root / "pipe")
+    return root / "pipe"
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_model):
+    return get_config("mini", **{"generation.model": str(tiny_model), "invert.steps": 6,
+                                 "invert.checkpoint_every": 2, "invert.batch_size": 4,
+                                 "generation.steps": 2})
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_real("digits", "train", shots=1).subset(range(5))  # five classes, one each
+
+
+@pytest.fixture(scope="module")
+def trained(cfg, images, tmp_path_factory):
+    """One uninterrupted 6-step run, with snapshots of every weight before and after."""
+    pipe = load_pipeline(cfg)
+    before = {f"{m}.{n}": p.detach().clone() for m in ("vae", "unet", "text_encoder")
+              for n, p in getattr(pipe, m).named_parameters()}
+    out = tmp_path_factory.mktemp("straight") / "learned_embeds.safetensors"
+    record = learn_style_token(cfg, images, out, pipe=pipe, progress_bar=False)
+    return {"pipe": pipe, "before": before, "out": out, "record": record}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_only_the_new_rows_change(trained):
+    pipe, before, ids = trained["pipe"], trained["before"], trained["record"]["token_ids"]
+    for m in ("vae", "unet", "text_encoder"):
+        for n, p in getattr(pipe, m).named_parameters():
+            name = f"{m}.{n}"
+            if name.endswith("token_embedding.weight"):
+                old = before[name]
+                assert torch.equal(p[:len(old)], old), "an old embedding row changed"
+                assert len(p) == len(old) + 1 and ids == [len(old)]
+                init = old[pipe.tokenizer.convert_tokens_to_ids("style</w>")]
+                assert not torch.equal(p[ids[0]], init), "the token did not learn"
+            else:
+                assert torch.equal(p, before[name]), f"{name} changed"
+            assert p.requires_grad, "requires_grad flags were not restored"
+
+
+def test_file_and_record(trained, cfg):
+    out, record = trained["out"], trained["record"]
+    tensors = load_file(str(out))
+    assert list(tensors) == [TOKEN] and tensors[TOKEN].shape == (1, 64)
+    assert torch.equal(tensors[TOKEN][0],
+                       trained["pipe"].text_encoder.get_input_embeddings().weight[-1].detach())
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["sha256"] == sha256_file(out) == record["sha256"]
+    assert len(saved["loss_curve"]) == 6 and saved["steps"] == 6 and saved["batch_size"] == 4
+    assert saved["base_model"] == cfg.generation.model and saved["config"]["invert"]["steps"] == 6
+    assert saved["steps_per_s"] > 0
+    ckpts = sorted(p.name for p in (out.parent / "learned_embeds_checkpoints").iterdir())
+    assert ckpts == ["step_000004.pt", "step_000006.pt"]  # the last two are kept
+
+
+def test_diffusers_loads_it_and_generation_uses_it(trained, cfg, tmp_path):
+    fresh = load_pipeline(cfg)
+    fresh.load_textual_inversion(str(trained["out"]))  # diffusers' own loader, as is
+    tid = fresh.tokenizer.convert_tokens_to_ids(TOKEN)
+    assert fresh.tokenizer("in the style of <s*>").input_ids[-2] == tid
+    assert torch.equal(fresh.text_encoder.get_input_embeddings().weight[tid],
+                       load_file(str(trained["out"]))[TOKEN][0])
+    out = generate_synthetic_set(cfg, tmp_path / "set", per_class=1,
+                                 class_names=["digit one", "digit seven"],
+                                 style_token=trained["out"], steps=2, progress_bar=False)
+    df = read_manifest(out)
+    assert list(df.prompt) == ["A digit one photo in the style of <s*>",
+                               "A digit seven photo in the style of <s*>"]
+    assert df.style_token[0]["sha256"] == trained["record"]["sha256"]
+
+
+def test_resume_equals_uninterrupted(trained, cfg, images, tmp_path):
+    out = tmp_path / "learned_embeds.safetensors"
+
+    def stop_at_4(step, pipe):
+        if step == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        learn_style_token(cfg, images, out, progress_bar=False, on_checkpoint=stop_at_4)
+    assert not out.exists()
+    with pytest.raises(FileExistsError, match="resume=True"):  # checkpoints are not discarded
+        learn_style_token(cfg, images, out, progress_bar=False)
+    record = learn_style_token(cfg, images, out, resume=True, progress_bar=False)
+    assert record["resumed_from"] == 4
+    assert torch.equal(load_file(str(out))[TOKEN], load_file(str(trained["out"]))[TOKEN])
+    assert record["loss_curve"] == trained["record"]["loss_curve"]
+    with pytest.raises(ValueError, match="lr="):  # a resume must keep the run's settings
+        learn_style_token(cfg, images, out, resume=True, lr=0.1, progress_bar=False)
+
+
+def test_two_vectors_load_with_diffusers(cfg, images, tmp_path):
+    cfg2 = get_config("mini", **{**{f"invert.{k}": v for k, v in cfg.invert.__dict__.items()},
+                                 "generation.model": cfg.generation.model,
+                                 "invert.num_vectors": 2, "invert.steps": 2})
+    out = tmp_path / "two.safetensors"
+    record = learn_style_token(cfg2, images, out, progress_bar=False)
+    assert load_file(str(out))[TOKEN].shape == (2, 64) and len(record["token_ids"]) == 2
+    fresh = load_pipeline(cfg)
+    fresh.load_textual_inversion(str(out))
+    assert fresh.maybe_convert_prompt("of <s*>", fresh.tokenizer) == "of <s*> <s*>_1"
+
+
+def test_refusals(trained, cfg, images, tmp_path):
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"<x>": torch.zeros(1, 7)}, str(wrong))
+    fresh = load_pipeline(cfg)
+    with pytest.raises(ValueError, match=r"has width 7 but the text encoder of .* expects 64") as e:
+        load_style_token(wrong, fresh)
+    assert "\n" not in str(e.value) and "<x>" not in fresh.tokenizer.get_vocab()
+    assert load_style_token(trained["out"], fresh) == TOKEN
+    with pytest.raises(FileExistsError, match="overwrite=True") as e:
+        learn_style_token(cfg, images, trained["out"], progress_bar=False)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="already in the tokenizer"):
+        add_style_token(fresh.tokenizer, fresh.text_encoder, TOKEN, "style", 1)
+    with pytest.raises(ValueError, match="initializer 'handwriting' is 3 tokens") as e:
+        add_style_token(fresh.tokenizer, fresh.text_encoder, "<y>", "handwriting", 1)
+    assert "\n" not in str(e.value)
+
+
+def test_overwrite_and_a_pipeline_that_holds_the_token(trained, cfg, images, tmp_path):
+    out = tmp_path / "o.safetensors"
+    shutil.copy(trained["out"], out)
+    pipe = load_pipeline(cfg)
+    first = learn_style_token(cfg, images, out, steps=2, overwrite=True, pipe=pipe,
+                              progress_bar=False)
+    assert first["steps"] == 2 and sha256_file(out) == first["sha256"]
+    # Again in the same pipeline (a notebook rerun): the token's rows start afresh.
+    again = learn_style_token(cfg, images, out, steps=2, overwrite=True, pipe=pipe,
+                              progress_bar=False)
+    assert again["token_ids"] == first["token_ids"] and again["sha256"] == first["sha256"]
+    with pytest.raises(ValueError, match="steps=0 is invalid"):
+        learn_style_token(cfg, images, tmp_path / "z.safetensors", steps=0, progress_bar=False)
+
+
+def test_nearest_words_and_token_loss(trained, images):
+    pipe = trained["pipe"]
+    vec = load_file(str(trained["out"]))[TOKEN]
+    df = nearest_words(vec, pipe.tokenizer, pipe.text_encoder, k=5)
+    assert list(df.columns) == ["word", "cosine"] and len(df) == 5
+    assert df.cosine.is_monotonic_decreasing and not df.word.str.endswith("</w>").any()
+    assert all(len(w) >= 2 for w in df.word)
+    some = nearest_words(vec, pipe.tokenizer, pipe.text_encoder, k=2, words=["ink", "pen", "style"])
+    assert len(some) == 2 and set(some.word) <= {"ink", "pen", "style"}
+    dsi = "A {class} photo in the style of <s*>"
+    a = token_loss(pipe, images, dsi, seed=3, timesteps=(200, 700))
+    b = token_loss(pipe, images, dsi, seed=3, timesteps=(200, 700))
+    c = token_loss(pipe, images, [f"a scanned photo of the {images.class_names[int(l)]}"
+                                  for l in images.labels], seed=3, timesteps=(200, 700))
+    assert a == b and a > 0 and c > 0 and a != c
