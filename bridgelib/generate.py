@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from bridgelib.config import DATA_DIR, Config
+from bridgelib.config import DATA_DIR, REPO_ROOT, Config
 from bridgelib.files import atomic_write_bytes, progress, resolve_device, sha256_file, write_json
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
                                validate_class_names)
@@ -159,6 +159,20 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                      "images_per_s": round(len(work) / seconds, 3) if work else None}
     write_json(out / "run.json", run)
     return out
+
+
+def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = None,
+                         style_token: str | Path | None = None, guidance: float | None = None,
+                         seed: int = 0, pipe=None, root: str | Path | None = None) -> Path:
+    """A synthetic set under `cache/synthetic/`, generated once and shared by the notebooks,
+    so each notebook can run on its own without regenerating what another already made."""
+    template = template or ("dsi" if style_token else cfg.generation.template)
+    guidance = guidance if guidance is not None else cfg.generation.guidance
+    token = f"-{sha256_file(style_token)[:8]}" if style_token else ""
+    name = f"{cfg.profile}-{cfg.dataset}-{template}{token}-g{guidance:g}-n{per_class}-s{seed}"
+    root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
+    return generate_synthetic_set(cfg, root / name, per_class, template=template,
+                                  style_token=style_token, guidance=guidance, seed=seed, pipe=pipe)
 
 
 def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[str]) -> dict:

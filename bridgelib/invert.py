@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import time
 from pathlib import Path
 
@@ -69,25 +70,28 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
                       lr: float | None = None, batch_size: int | None = None, seed: int = 0,
                       resume: bool = False, overwrite: bool = False, pipe=None,
                       progress_bar: bool = True, on_checkpoint=None,
-                      max_norm_factor: float = MAX_NORM_FACTOR) -> dict:
-    """Learn cfg.invert.token for `images`; write `out` (safetensors) and `out.json`; return the record.
+                      max_norm_factor: float | None = MAX_NORM_FACTOR) -> dict:
+    """Learn cfg.invert.token for `images`; write `out` and `out.json`; return the record.
 
     Loss: the usual noise prediction (epsilon, or v for v_prediction models) at random DDPM
     timesteps. The VAE latents (posterior means) of all images are computed once before the loop:
     the images never change, so per-step VAE encoding (the diffusers example) is wasted work.
     `on_checkpoint(step, pipe)` runs after each checkpoint with the current token in `pipe`.
-    `max_norm_factor` caps the token's norm, which guards the content (see `_TokenRows`).
+    `max_norm_factor` caps the token's norm, which guards the content (see `_TokenRows`);
+    None turns the cap off. A pipeline that already holds the token has its rows re-initialised.
     Resume: checkpoints hold the rows, the optimizer and the generator state, so `resume=True`
-    gives the vectors of an uninterrupted run bit for bit (torch.equal; same machine, threads
-    and library versions). A pipeline that already holds the token has its rows re-initialised.
+    gives the vectors of an uninterrupted run bit for bit (torch.equal) on CPU (same threads
+    and library versions). On CUDA that needs torch.use_deterministic_algorithms(True) and
+    CUBLAS_WORKSPACE_CONFIG=:4096:8; without them CUDA's atomics make even two uninterrupted
+    runs differ slightly (2e-5 after 6 steps of a tiny model, measured on an H200).
     """
     inv, out = cfg.invert, Path(out)
     steps = inv.steps if steps is None else steps
     lr = inv.lr if lr is None else lr
     batch_size = inv.batch_size if batch_size is None else batch_size
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
-                name != "lr" and not isinstance(value, int):
+    for name, value, kind in (("steps", steps, int), ("batch_size", batch_size, int),
+                              ("lr", lr, (int, float))):
+        if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
             raise ValueError(f"{name}={value!r} is invalid; expected a positive number")
     settings = {"token": inv.token, "initializer": inv.initializer, "num_vectors": inv.num_vectors,
                 "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
@@ -131,9 +135,10 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     from bridgelib.generate import package_versions
     record = {
         **settings, "token_ids": ids, "images": len(images), "resumed_from": start,
-        "max_norm": float(token.max_norm), "loss_curve": [round(x, 6) for x in token.losses],
-        "base_model": cfg.generation.model, "sha256": sha256_file(out),
-        "latent_seconds": round(t_latents, 3), "seconds": round(seconds, 3),
+        "max_norm": None if math.isinf(token.max_norm) else token.max_norm,
+        "loss_curve": [round(x, 6) for x in token.losses], "base_model": cfg.generation.model,
+        "sha256": sha256_file(out), "latent_seconds": round(t_latents, 3),
+        "seconds": round(seconds, 3),
         "total_train_seconds": round(token.seconds_before + seconds, 3),
         "steps_per_s": round((steps - start) / seconds, 3) if steps > start else None,
         "config": cfg.to_dict(), "versions": package_versions()}
@@ -158,7 +163,8 @@ class _TokenRows:
         self.ids = ids
         others = torch.ones(len(self.weight), dtype=torch.bool)
         others[ids] = False
-        self.max_norm = max_norm_factor * self.weight.detach()[others].float().norm(dim=1).mean()
+        mean_norm = self.weight.detach()[others].float().norm(dim=1).mean().item()
+        self.max_norm = math.inf if max_norm_factor is None else max_norm_factor * mean_norm
         init = state["rows"] if state else self.weight.detach()[ids]
         self.rows = init.float().to(self.weight.device).requires_grad_(True)
         self.opt = torch.optim.AdamW([self.rows], lr=lr, weight_decay=0.0)
@@ -263,11 +269,10 @@ def _latents(pipe, images: ImageSet, resolution: int | None = None, chunk: int =
 
 
 def _caption_ids(pipe, images: ImageSet, token: str, dataset: str, ids: list[int]):
-    """Token ids of each image's DSI caption (expanded for multi-vector tokens as diffusers does)."""
-    names = clean_class_names(list(images.class_names), dataset)
-    prompts = [pipe.maybe_convert_prompt(make_prompt("dsi", names[int(c)], 0, token), pipe.tokenizer)
+    """Token ids of each image's DSI caption (multi-vector tokens expanded as diffusers does)."""
+    names, tok = clean_class_names(list(images.class_names), dataset), pipe.tokenizer
+    prompts = [pipe.maybe_convert_prompt(make_prompt("dsi", names[int(c)], 0, token), tok)
                for c in images.labels]
-    tok = pipe.tokenizer
     cap = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
               return_tensors="pt").input_ids
     missing = [p for p, row in zip(prompts, cap) if not set(ids) <= set(row.tolist())]
@@ -340,7 +345,8 @@ def load_style_token(path: str | Path, pipe) -> str:
     path = Path(path)
     tensors = load_file(str(path))
     if len(tensors) != 1:
-        raise ValueError(f"style token {path} holds {len(tensors)} tensors; expected one {{token: tensor}}")
+        raise ValueError(f"style token {path} holds {len(tensors)} tensors; expected one "
+                         f"{{token: tensor}}")
     token, vec = next(iter(tensors.items()))
     width, hidden = vec.shape[-1], pipe.text_encoder.config.hidden_size
     if width != hidden:
@@ -348,7 +354,8 @@ def load_style_token(path: str | Path, pipe) -> str:
         raise ValueError(f"style token {path} has width {width} but the text encoder of "
                          f"{model} expects {hidden}")
     if token in pipe.tokenizer.get_vocab():
-        raise ValueError(f"the pipeline already holds token {token!r}; load {path} into a fresh pipeline")
+        raise ValueError(f"the pipeline already holds token {token!r}; load {path} into a "
+                         f"fresh pipeline")
     pipe.load_textual_inversion(str(path))
     return token
 
@@ -385,8 +392,9 @@ def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
     image, or one string for all where '{class}' becomes each image's class name.
     """
     from diffusers import DDPMScheduler
-    if isinstance(prompts, str):
-        prompts = [prompts.replace("{class}", images.class_names[int(c)]) for c in images.labels]
+    if isinstance(prompts, str):  # class names cleaned as for training and generation
+        names = clean_class_names(list(images.class_names))
+        prompts = [prompts.replace("{class}", names[int(c)]) for c in images.labels]
     if len(prompts) != len(images):
         raise ValueError(f"got {len(prompts)} prompts for {len(images)} images; expected one "
                          f"per image or one string for all")

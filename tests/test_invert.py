@@ -201,3 +201,15 @@ def test_nearest_words_and_token_loss(trained, images):
     c = token_loss(pipe, images, [f"a scanned photo of the {images.class_names[int(l)]}"
                                   for l in images.labels], seed=3, timesteps=(200, 700))
     assert a == b and a > 0 and c > 0 and a != c
+
+
+def test_norm_cap_guards_the_content(cfg, images, tmp_path):
+    # A large learning rate pushes the token far out; the cap holds it at 1.5x the mean norm.
+    capped = learn_style_token(cfg, images, tmp_path / "c.safetensors", steps=2, lr=5.0,
+                               progress_bar=False)
+    norm = load_file(str(tmp_path / "c.safetensors"))[TOKEN].norm().item()
+    assert norm == pytest.approx(capped["max_norm"], rel=1e-5)
+    free = learn_style_token(cfg, images, tmp_path / "f.safetensors", steps=2, lr=5.0,
+                             max_norm_factor=None, progress_bar=False)
+    assert free["max_norm"] is None
+    assert load_file(str(tmp_path / "f.safetensors"))[TOKEN].norm().item() > 2 * norm
