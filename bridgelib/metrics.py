@@ -42,3 +42,46 @@ def recognisability(images: torch.Tensor, labels: torch.Tensor, judge=None) -> f
     pred = torch.cat([judge((images[i:i + 512].float() / 255 - mean) / std).argmax(1)
                       for i in range(0, len(images), 512)])
     return (pred == torch.as_tensor(labels)).float().mean().item()
+
+
+@torch.no_grad()
+def backbone_features(images: torch.Tensor, cfg, model=None, batch_size: int = 256) -> np.ndarray:
+    """Penultimate features of the profile's pretrained backbone for uint8 images (N, 3, H, W)."""
+    from bridgelib.models import create_classifier, input_stats
+    model = (model or create_classifier(cfg, None)).eval()
+    mean, std = input_stats(model)
+    feats = [model.forward_head(model.forward_features((images[i:i + batch_size].float() / 255 - mean) / std),
+                                pre_logits=True) for i in range(0, len(images), batch_size)]
+    return torch.cat(feats).double().numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID's formula)."""
+    from scipy import linalg
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean.real))
+
+
+def domain_accuracy(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
+    """Cross-validated accuracy of a logistic-regression real-vs-synthetic classifier on features.
+
+    0.5 means the two sets cannot be told apart; 1.0 means they are fully separable.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    n = min(len(a), len(b))
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([a[rng.permutation(len(a))[:n]], b[rng.permutation(len(b))[:n]]])
+    y = np.r_[np.zeros(n), np.ones(n)]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    return float(cross_val_score(clf, x, y, cv=5).mean())
+
+
+def style_gap(real: torch.Tensor, other: torch.Tensor, cfg, model=None, seed: int = 0) -> dict:
+    """The synthetic-real gap in the backbone's feature space: Fréchet distance and domain accuracy."""
+    fa, fb = backbone_features(real, cfg, model), backbone_features(other, cfg, model)
+    return {"frechet": frechet_distance(fa, fb), "domain_accuracy": domain_accuracy(fa, fb, seed)}
