@@ -36,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
     g.set_defaults(func=_generate)
 
+    v = _common(sub.add_parser("invert", help="learn a dataset style token (DSI)"))
+    v.add_argument("--out", required=True, help="learned_embeds.safetensors to write")
+    v.add_argument("--steps", type=int, help="optimizer steps (default: the profile's)")
+    v.add_argument("--lr", type=float, help="learning rate (default: the profile's)")
+    v.add_argument("--batch-size", type=int)
+    v.add_argument("--shots", default="full", help="real images per class it learns from")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    v.add_argument("--overwrite", action="store_true")
+    v.set_defaults(func=_invert)
+
     t = _common(sub.add_parser("train", help="fine-tune the backbone with a transfer recipe"))
     from bridgelib.transfer import RECIPES
     t.add_argument("--recipe", required=True, help=f"one of: {', '.join(RECIPES)}")
@@ -87,6 +98,16 @@ def _generate(args) -> None:
                                  steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                  overwrite=args.overwrite)
     print(f"wrote {out}")
+
+
+def _invert(args) -> None:
+    from bridgelib.data import load_real
+    from bridgelib.invert import learn_style_token
+    cfg = _config(args)
+    record = learn_style_token(cfg, load_real(cfg.dataset, "train", args.shots, args.seed), args.out,
+                               steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                               seed=args.seed, resume=args.resume, overwrite=args.overwrite)
+    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f})")
 
 
 def _train(args) -> None:
