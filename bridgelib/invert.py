@@ -414,3 +414,16 @@ def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
             total += F.mse_loss(pred.float(), _target(sched, lat, eps, t).float(),
                                 reduction="sum").item()
     return total / (len(timesteps) * latents.numel())
+
+
+def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
+                       root: str | Path | None = None) -> Path:
+    """A style token learned once under `cache/dsi/` and shared by the notebooks."""
+    from bridgelib.config import REPO_ROOT
+    from bridgelib.data import load_real
+    root = Path(root) if root else REPO_ROOT / "cache" / "dsi"
+    path = root / f"{cfg.profile}-{cfg.dataset}-k{shots}-n{cfg.invert.steps}-s{seed}" / "learned_embeds.safetensors"
+    if not path.exists():
+        images = load_real(cfg.dataset, "train", shots, seed)
+        learn_style_token(cfg, images, path, seed=seed, pipe=pipe, resume=True)  # after a crash
+    return path

@@ -1,0 +1,301 @@
+"""The dataset registry on tiny fake copies of each dataset, laid out as torchvision expects.
+
+Every torchvision class here loads the fake copy with download=False (their checks only look
+for folders), except Flowers-102, whose .mat files torchvision md5-checks: bridgelib reads that
+layout itself, and the test covers that reader. Nothing downloads.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bridgelib import datasets as ds
+from bridgelib.data import ImageSet, kshot_subset
+
+torch.set_num_threads(1)
+SIZE = 8
+
+
+def _img(path, seed=0, w=12, h=16):
+    """A tiny non-square image (tests the resize + centre crop), JPEG or PNG by suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    px = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(px).save(path)
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def make_aircraft(root):
+    d = root / "fgvc-aircraft-2013b" / "data"
+    classes = ["707-320", "A300B4", "Boeing 717"]
+    _write(d / "variants.txt", "\n".join(classes) + "\n")
+    for split, n in (("trainval", 2), ("test", 1)):
+        lines = []
+        for c, name in enumerate(classes):
+            for i in range(n):
+                image_id = f"{split[:2]}{c}{i}"
+                _img(d / "images" / f"{image_id}.jpg", c)
+                lines.append(f"{image_id} {name}")
+        _write(d / f"images_variant_{split}.txt", "\n".join(lines) + "\n")
+    return 6, 3, ["707 320", "Airbus A300B4 aircraft", "Boeing 717"]
+
+
+def make_cars(root):
+    from scipy.io import savemat
+    base = root / "stanford_cars"
+    names = ["AM General Hummer SUV 2000", "Ram C/V Cargo Van Minivan 2012"]
+    (base / "devkit").mkdir(parents=True)
+    savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array(names, dtype=object)})
+    for folder, mat, n in (("cars_train", base / "devkit" / "cars_train_annos.mat", 3),
+                           ("cars_test", base / "cars_test_annos_withlabels.mat", 2)):
+        annos = np.zeros(len(names) * n, dtype=[("bbox_x1", "O"), ("class", "O"), ("fname", "O")])
+        for k in range(len(annos)):
+            fname = f"{k + 1:05d}.jpg"
+            _img(base / folder / fname, k)
+            annos[k] = (0, k % len(names) + 1, fname)
+        savemat(mat, {"annotations": annos})
+    return 6, 4, ["AM General Hummer SUV 2000", "Ram C V Cargo Van Minivan 2012"]
+
+
+def make_food101(root):
+    base = root / "food-101"
+    meta = {"train": {}, "test": {}}
+    for c, name in enumerate(["apple_pie", "beignets", "club_sandwich"]):
+        for split, ids in (("train", range(3)), ("test", range(3, 5))):
+            meta[split][name] = [f"{name}/{i}" for i in ids]
+            for i in ids:
+                _img(base / "images" / name / f"{i}.jpg", c)
+    for split in meta:
+        _write(base / "meta" / f"{split}.json", json.dumps(meta[split]))
+    _write(base / "meta" / "classes.txt", "\n".join(meta["train"]) + "\n")
+    return 9, 6, ["apple pie", "beignets pastry", "club sandwich food"]
+
+
+def make_dtd(root):
+    base = root / "dtd" / "dtd"
+    lines = {"train1": [], "val1": [], "test1": []}
+    for c, name in enumerate(["banded", "bumpy", "lined"]):
+        for i, part in enumerate(("train1", "val1", "test1", "test1")):
+            _img(base / "images" / name / f"{name}_{i:04d}.jpg", c)
+            lines[part].append(f"{name}/{name}_{i:04d}.jpg")
+    for part, rows in lines.items():
+        _write(base / "labels" / f"{part}.txt", "\n".join(rows) + "\n")
+    return 6, 6, ["banded texture", "bumpy texture", "lined texture"]
+
+
+def make_sun397(root):
+    base = root / "SUN397"
+    classes = ["/a/abbey", "/a/apartment_building/outdoor", "/b/bakery/shop"]
+    _write(base / "ClassName.txt", "\n".join(classes) + "\n")
+    for c, name in enumerate(classes):
+        for i in range(4):
+            _img(base / name.lstrip("/") / f"sun_{c}{i}.jpg", c)
+    return 6, 6, ["abbey", "apartment building (outdoor)", "bakery (shop)"]
+
+
+def make_caltech101(root):
+    base = root / "caltech101" / "101_ObjectCategories"
+    for c, name in enumerate(["BACKGROUND_Google", "Faces_easy", "accordion", "yin_yang"]):
+        for i in range(1, 5):
+            _img(base / name / f"image_{i:04d}.jpg", c)
+    return 6, 6, ["faces easy", "accordion", "yin yang"]
+
+
+def make_pets(root):
+    base = root / "oxford-iiit-pet"
+    breeds = [("Abyssinian", 1), ("american_bulldog", 2), ("boxer", 2)]
+    for split, ids in (("trainval", (1, 2)), ("test", (3,))):
+        lines = []
+        for label, (breed, species) in enumerate(breeds, 1):
+            for i in ids:
+                _img(base / "images" / f"{breed}_{i}.jpg", label)
+                lines.append(f"{breed}_{i} {label} {species} 1")
+        _write(base / "annotations" / f"{split}.txt", "\n".join(lines) + "\n")
+    return 6, 3, ["Abyssinian cat", "American Bulldog", "boxer dog"]
+
+
+def make_flowers102(root):
+    from scipy.io import savemat
+    base = root / "flowers-102"
+    labels = np.array([1, 2, 3] * 4)                      # image i (1-based) has labels[i - 1]
+    for i, y in enumerate(labels, 1):
+        _img(base / "jpg" / f"image_{i:05d}.jpg", int(y))
+    savemat(base / "imagelabels.mat", {"labels": labels})
+    savemat(base / "setid.mat", {"trnid": np.arange(1, 4), "valid": np.arange(4, 7),
+                                 "tstid": np.arange(7, 13)})
+    return 6, 6, ["pink primrose", "hard leaved pocket orchid", "canterbury bells"]
+
+
+def _folders(root, names, n_train=2, n_test=1):
+    for c, name in enumerate(names):
+        for split, n in (("train", n_train), ("test", n_test)):
+            for i in range(n):
+                _img(root / split / name / f"{i}.jpg", c)
+
+
+def make_dogs(root):
+    _folders(root, ["n02085620-Chihuahua", "n02085936-Maltese_dog"])
+    return 4, 2, ["Chihuahua", "maltese dog"]
+
+
+def make_cub(root):
+    _folders(root, ["001.Black_footed_Albatross", "002.Laysan_Albatross"])
+    return 4, 2, ["black footed albatross", "Laysan Albatross"]
+
+
+def make_imagefolder(root):
+    for c, name in enumerate(["cat", "dog"]):             # one folder: split by test_fraction
+        for i in range(5):
+            _img(root / name / f"{i}.png", c)
+    return 6, 4, ["cat", "dog"]
+
+
+MAKERS = {name: globals()[f"make_{name}"] for name in ds.DATASETS}
+
+
+@pytest.mark.parametrize("name", list(ds.DATASETS))
+def test_every_registry_dataset_loads(name, tmp_path):
+    n_train, n_test, names = MAKERS[name](tmp_path)
+    train = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4, workers=2)
+    test = ds.load_dataset(name, "test", tmp_path, SIZE, test_fraction=0.4, workers=2)
+    for part, n in ((train, n_train), (test, n_test)):
+        assert isinstance(part, ImageSet) and len(part) == n
+        assert part.images.dtype == torch.uint8 and part.images.shape == (n, 3, SIZE, SIZE)
+        assert part.labels.dtype == torch.int64
+        assert sorted(part.labels.unique().tolist()) == list(range(len(names)))
+    assert train.class_names == test.class_names
+    assert train.class_names[:len(names)] == names
+    assert all("_" not in c and "/" not in c for c in train.class_names)
+    if name == "flowers102":                              # the official 102 names, in order
+        assert len(train.class_names) == 102
+    else:
+        assert len(train.class_names) == len(names)
+
+
+def test_images_are_centre_crops_of_the_shorter_side(tmp_path):
+    px = np.zeros((16, 8, 3), dtype=np.uint8)               # 8 wide, 16 high
+    px[4:12] = 255                                          # the centre square is white
+    Image.fromarray(px).save(tmp_path / "a.png")
+    out = ds.decode_image(tmp_path / "a.png", 4)
+    assert out.shape == (4, 4, 3) and out.dtype == np.uint8
+    assert out.min() > 200                                  # (bicubic blurs the cut edge a little)
+
+
+@pytest.mark.parametrize("name", ["sun397", "caltech101", "imagefolder"])
+def test_drawn_splits_are_saved_disjoint_and_reused(name, tmp_path):
+    MAKERS[name](tmp_path)
+    first = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4)
+    files = list((tmp_path / "splits").glob(f"{name}_*_seed0.json"))
+    assert len(files) == 1
+    split = ds.load_split(files[0])
+    assert not set(split["train"]) & set(split["test"])
+    text = files[0].read_text()
+    again = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4)
+    assert files[0].read_text() == text and torch.equal(first.images, again.images)
+    other = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4, split_seed=1)
+    assert len(other) == len(first)
+
+
+def test_max_images_decodes_a_subset(tmp_path):
+    make_food101(tmp_path)
+    part = ds.load_dataset("food101", "train", tmp_path, SIZE, max_images=4)
+    assert len(part) == 4 and len(part.class_names) == 3
+
+
+def _one_line_not_found(call, *needles):
+    with pytest.raises(FileNotFoundError) as err:
+        call()
+    msg = str(err.value)
+    assert "\n" not in msg and err.value.__cause__ is None
+    for needle in needles:
+        assert needle in msg, msg
+    return msg
+
+
+def test_missing_folder_names_the_expected_layout(tmp_path):
+    msg = _one_line_not_found(lambda: ds.load_dataset("aircraft", "train", tmp_path / "none", SIZE),
+                              "fgvc-aircraft-2013b", "variants.txt", "download=True")
+    assert "aircraft" in msg
+    _one_line_not_found(lambda: ds.load_dataset("cars", "test", tmp_path, SIZE, download=True),
+                        "stanford_cars", "devkit", "cars_meta.mat", "cars_test_annos_withlabels.mat")
+    _one_line_not_found(lambda: ds.load_dataset("dogs", "train", tmp_path, SIZE), "train", "test")
+    _one_line_not_found(lambda: ds.load_dataset("imagefolder", "train", tmp_path, SIZE), "class")
+    assert not (tmp_path / "caltech101").exists()          # torchvision would have made it
+    _one_line_not_found(lambda: ds.load_dataset("caltech101", "train", tmp_path, SIZE),
+                        "101_ObjectCategories")
+
+
+def test_broken_torchvision_folder_is_one_line(tmp_path):
+    make_aircraft(tmp_path)
+    (tmp_path / "fgvc-aircraft-2013b" / "data" / "variants.txt").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        ds.load_dataset("aircraft", "train", tmp_path, SIZE)
+    assert err.value.__suppress_context__ and "\n" not in str(err.value)
+    assert "variants.txt" in str(err.value)
+    make_cars(tmp_path)
+    (tmp_path / "stanford_cars" / "devkit" / "cars_train_annos.mat").unlink()
+    _one_line_not_found(lambda: ds.load_dataset("cars", "train", tmp_path, SIZE),
+                        "cars_train_annos.mat")
+
+
+def test_unknown_name_and_split_list_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match="valid: aircraft, cars, .*imagefolder"):
+        ds.load_dataset("imagenet", "train", tmp_path, SIZE)
+    with pytest.raises(ValueError, match="valid: train, test"):
+        ds.load_dataset("dtd", "val", tmp_path, SIZE)
+
+
+def test_corrupt_image_is_reported_by_name_and_skipped(tmp_path):
+    make_dogs(tmp_path)
+    bad = tmp_path / "train" / "n02085620-Chihuahua" / "broken_photo.jpg"
+    bad.write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.warns(UserWarning, match="broken_photo.jpg"):
+        train = ds.load_dataset("dogs", "train", tmp_path, SIZE)
+    assert len(train) == 4
+    table = ds.check_image_folder(tmp_path)
+    assert list(table.columns) == ["split", "class", "class_name", "images", "broken_files"]
+    row = table[(table["split"] == "train") & (table["class"] == "n02085620-Chihuahua")].iloc[0]
+    assert row["images"] == 2 and row["broken_files"] == ["broken_photo.jpg"]
+    assert table["images"].sum() == 6
+
+
+def test_kshot_indices_are_deterministic_and_match_kshot_subset():
+    labels = np.repeat(np.arange(4), 6)
+    a, b = ds.kshot_indices(labels, 2, seed=3), ds.kshot_indices(labels, 2, seed=3)
+    assert a == b and len(a) == 8 and np.bincount(labels[a]).tolist() == [2, 2, 2, 2]
+    assert ds.kshot_indices(labels, 2, seed=4) != a
+    pool = ImageSet(torch.arange(24, dtype=torch.uint8).view(24, 1, 1, 1).expand(24, 3, 1, 1),
+                    torch.as_tensor(labels), list("abcd"))
+    assert torch.equal(kshot_subset(pool, 2, seed=3).images, pool.subset(a).images)
+    assert ds.kshot_indices(labels, "full", 0) == list(range(24))
+    with pytest.raises(ValueError, match="shots=7"):
+        ds.kshot_indices(labels, 7, 0)
+
+
+def test_kshot_split_files_are_saved_and_loaded_identically(tmp_path):
+    make_imagefolder(tmp_path / "mine")
+    first = ds.load_kshot("imagefolder", tmp_path / "mine", SIZE, shots=2, seed=5)
+    path = ds.split_file("imagefolder", tmp_path / "mine", "2shot_seed5")
+    assert path.parent.name == "splits" and path.exists()
+    saved = ds.load_split(path)
+    assert saved["seed"] == 5 and len(saved["indices"]) == 4
+    again = ds.load_kshot("imagefolder", tmp_path / "mine", SIZE, shots=2, seed=5)
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    ds.save_split(tmp_path / "copy.json", saved)
+    assert ds.load_split(tmp_path / "copy.json") == saved
+    other = ImageSet(first.images, first.labels, first.class_names)
+    with pytest.raises(ValueError, match="another training set"):
+        ds.kshot_split(other, 2, 5, path)
+
+
+def test_image_listed_but_missing_is_skipped_by_name(tmp_path):
+    make_food101(tmp_path)
+    (tmp_path / "food-101" / "images" / "beignets" / "1.jpg").unlink()
+    with pytest.warns(UserWarning, match="beignets/1.jpg"):
+        train = ds.load_dataset("food101", "train", tmp_path, SIZE)
+    assert len(train) == 8
