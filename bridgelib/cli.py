@@ -101,10 +101,11 @@ def _generate(args) -> None:
 
 
 def _invert(args) -> None:
-    from bridgelib.data import load_real
+    from bridgelib.data import real_data
     from bridgelib.invert import learn_style_token
     cfg = _config(args)
-    record = learn_style_token(cfg, load_real(cfg.dataset, "train", args.shots, args.seed), args.out,
+    images = real_data(cfg, "train", args.shots, args.seed, size=cfg.generation.resolution)
+    record = learn_style_token(cfg, images, args.out,
                                steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                                seed=args.seed, resume=args.resume, overwrite=args.overwrite)
     print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f})")

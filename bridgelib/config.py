@@ -80,6 +80,7 @@ class Config:
     invert: InvertConfig
     backbone_kwargs: dict = field(default_factory=dict)
     augment: str = "shift"         # batch augmentation: shift (glyphs: no flips) | crop-flip | none
+    data_root: str = ""            # where registry datasets live (paper); $BRIDGELIB_DATA overrides
     device: str = "auto"
     num_workers: int = 0
     seed: int = 0
@@ -123,7 +124,7 @@ def _paper() -> Config:
         train=TrainConfig(real=StageConfig(epochs=50, lr=0.01, batch_size=64),
                           synthetic=StageConfig(epochs=10, lr=0.01, batch_size=64)),
         invert=InvertConfig(steps=20000, lr=5e-4, batch_size=8, checkpoint_every=1000),
-        num_workers=8,
+        num_workers=8, data_root=os.environ.get("BRIDGELIB_DATA", str(Path.home() / "datasets")),
     )
 
 

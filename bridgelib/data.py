@@ -115,15 +115,32 @@ def kshot_subset(pool: ImageSet, shots: int | str | None, seed: int = 0) -> Imag
     return pool.subset(np.sort(idx))
 
 
-def load_real(dataset: str, split: str, shots: int | str | None = None, seed: int = 0) -> ImageSet:
-    """The real target data: split 'train' (k-shot from the pool) or 'test'."""
+def load_real(dataset: str, split: str, shots: int | str | None = None, seed: int = 0,
+              root: str | Path | None = None, size: int = 224) -> ImageSet:
+    """The real target data: split 'train' (k-shot: from the pool for digits) or 'test'.
+
+    Datasets other than the digits come from the registry in `bridgelib.datasets` under `root`.
+    """
     if dataset != "digits":
-        raise ValueError(f"unknown dataset {dataset!r}; valid in this version: digits")
+        from bridgelib.datasets import DATASETS, load_dataset, load_kshot
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; valid: digits, {', '.join(DATASETS)}")
+        if root is None:
+            raise ValueError(f"dataset {dataset!r} needs a data root (config data_root or $BRIDGELIB_DATA)")
+        if split == "train" and parse_shots(shots) is not None:
+            return load_kshot(dataset, root, size, shots, seed)
+        return load_dataset(dataset, split, root, size)
     if split == "test":
         return load_digits_part("test")
     if split == "train":
         return kshot_subset(load_digits_part("pool"), shots, seed)
     raise ValueError(f"unknown split {split!r}; valid: train, test")
+
+
+def real_data(cfg, split: str, shots: int | str | None = None, seed: int = 0,
+              size: int | None = None) -> ImageSet:
+    """`load_real` for a config: its dataset, data root and image size (or `size`)."""
+    return load_real(cfg.dataset, split, shots, seed, cfg.data_root or None, size or cfg.image_size)
 
 
 def load_image_folder(root: str | Path, size: int, class_names: list[str] | None = None) -> ImageSet:

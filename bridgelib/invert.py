@@ -420,10 +420,10 @@ def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
                        root: str | Path | None = None) -> Path:
     """A style token learned once under `cache/dsi/` and shared by the notebooks."""
     from bridgelib.config import REPO_ROOT
-    from bridgelib.data import load_real
+    from bridgelib.data import real_data
     root = Path(root) if root else REPO_ROOT / "cache" / "dsi"
     path = root / f"{cfg.profile}-{cfg.dataset}-k{shots}-n{cfg.invert.steps}-s{seed}" / "learned_embeds.safetensors"
     if not path.exists():
-        images = load_real(cfg.dataset, "train", shots, seed)
+        images = real_data(cfg, "train", shots, seed, size=cfg.generation.resolution)
         learn_style_token(cfg, images, path, seed=seed, pipe=pipe, resume=True)  # after a crash
     return path

@@ -228,7 +228,7 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     score): of the starting model with its pretraining head, and after the synthetic stage.
     """
     from pathlib import Path
-    from bridgelib.data import load_image_folder, load_real, parse_shots
+    from bridgelib.data import load_image_folder, parse_shots, real_data
     from bridgelib.files import atomic_write_bytes, write_json
     out = Path(out)
     if (out / "metrics.json").exists() and not overwrite:
@@ -237,8 +237,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     check_recipe(recipe, synthetic_dir or None)
     if recipe == "vanilla":
         synthetic_dir = None  # vanilla never sees synthetic images
-    real = load_real(cfg.dataset, "train", shots, seed)
-    test = load_real(cfg.dataset, "test")
+    real = real_data(cfg, "train", shots, seed)
+    test = real_data(cfg, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
     from bridgelib.metrics import model_leep

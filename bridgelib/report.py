@@ -1,0 +1,365 @@
+"""The paper's figures and tables, drawn from a tidy table of runs (one row per run).
+
+`runs` is what `bridgelib.experiments.collect_runs` returns (columns `recipe`, `seed`, `shots`,
+`test_acc`, ...), plus whatever a study adds: `synthetic_per_class`, `guidance`, `template`
+("single" | "dsi"), `dataset`, `profile` ("mini" labels every title as a mini-world result).
+Every number plotted comes from `aggregate` (mean, std, count of test accuracy over seeds), and
+`write_report` saves each figure with the table behind it. Figures are bare `Figure` objects
+(no pyplot state): a notebook shows the one a cell returns; nothing calls `plt.show()`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from bridgelib.config import DATA_DIR
+from bridgelib.files import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+RECIPE_ORDER = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")  # transfer.RECIPES
+TEMPLATE_ORDER = ("none", "single", "multi", "dsi")  # "none": real-only runs (vanilla)
+COLORS = {"vanilla": "#4d4d4d", "mixed": "tab:red", "bridged": "tab:orange",
+          "bridged-reinit": "tab:green", "bridged++": "tab:blue"}
+STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "synthetic_per_class", "pretrained")
+YLABEL = "test top-1 accuracy (mean ± std over seeds)"
+
+
+# ---------------------------------------------------------------- aggregation and ordering
+def shot_label(value) -> int | str:
+    """4, 4.0, "4" -> 4; None, NaN, "full" -> "full" (the whole training pool)."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "full" if missing or value == "full" else int(value)
+
+
+def _values(runs: pd.DataFrame, col: str) -> pd.Series:
+    """A study column made comparable: shots as int | "full"; a volume or guidance of 0 or
+    less (vanilla's 0 synthetic images per class) counts as missing, like NaN."""
+    if col == "shots":
+        return runs[col].map(shot_label).astype(object)
+    if col in ("synthetic_per_class", "guidance"):
+        return pd.to_numeric(runs[col], errors="coerce").where(lambda v: v > 0)
+    return runs[col]
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    """Recipes in the paper's order, shots 1 < 2 < ... < "full", templates none < single < dsi."""
+    order = {"recipe": RECIPE_ORDER, "template": TEMPLATE_ORDER}.get(col.name)
+    if order:  # known values in that order, unknown ones after them alphabetically
+        return col.map(lambda v: f"{order.index(v) if v in order else len(order):02d}{v}")
+    if col.name == "shots":
+        return col.map(lambda v: math.inf if v == "full" else float(v))
+    return col
+
+
+def aggregate(runs: pd.DataFrame, by) -> pd.DataFrame:
+    """Mean, std and count of `test_acc` per group of `by`, sorted in the paper's order.
+
+    The single place results are aggregated (it uses `experiments.summarize`); `shots` is
+    normalised to int | "full" first, rows whose group key is missing are left out.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [*by, "test_acc"] if c not in runs.columns]
+    if missing:
+        raise KeyError(f"runs lack column(s) {missing}; they have {list(runs.columns)}")
+    from bridgelib.experiments import summarize
+    if "shots" in by:
+        runs = runs.assign(shots=_values(runs, "shots"))
+    table = summarize(runs[[*by, "test_acc"]], by)
+    return table.sort_values(by, key=_sort_key, ignore_index=True)
+
+
+def _slice(runs: pd.DataFrame, keep, rows=None) -> tuple[pd.DataFrame, dict]:
+    """Hold every study column not in `keep` at one value, so a figure never silently averages
+    over a dimension it does not show: its most common value among `rows` (default all);
+    rows where the column is empty (vanilla has no guidance) stay. Returns the rows kept
+    and {"at_<column>": value} for each column held, which tables add as columns."""
+    fixed = {}
+    for col in STUDY_COLUMNS:
+        if col in keep or col not in runs.columns:
+            continue
+        values = _values(runs, col)
+        counts = values[rows].value_counts() if rows is not None else values.value_counts()
+        if values.dropna().nunique() > 1 and not counts.empty:
+            fixed[col] = counts.index[0]
+            mask = values.isna() | (values == fixed[col])
+            runs, rows = runs[mask], (rows[mask] if rows is not None else None)
+    return runs, {f"at_{k}": v for k, v in fixed.items()}
+
+
+def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | None = None) -> str:
+    """The title, then the values held fixed (a table's at_* columns), then the world: a
+    `profile` column of "mini" marks results as the mini world's, not the paper's."""
+    lines = [main]
+    at = [f"{c[3:]}={v:g}" if isinstance(v := table[c].iloc[0], float) else f"{c[3:]}={v}"
+          for c in getattr(table, "columns", ()) if c.startswith("at_")]
+    if at and len(table):
+        lines.append("at " + ", ".join(at).replace("synthetic_per_class", "synthetic/class"))
+    has = runs is not None and "profile" in runs
+    profiles = sorted(set(runs["profile"].dropna())) if has else []
+    if profiles == ["mini"]:
+        lines.append("mini world: 8×8 digits, tiny generator (not the paper's datasets)")
+    elif profiles:
+        lines.append(f"profile: {', '.join(map(str, profiles))}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- tables behind the figures
+def curve_table(runs: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Per (recipe, x) accuracy; recipes with no `x` at all (vanilla) get one row, x = NaN."""
+    xs = _values(runs, x)
+    runs, at = _slice(runs.assign(**{x: xs}), (x,), rows=xs.notna())
+    xs = runs[x]
+    on = aggregate(runs[xs.notna()], ["recipe", x])
+    off = aggregate(runs[xs.isna() & ~runs["recipe"].isin(on["recipe"])], ["recipe"])
+    both = pd.concat([on, off.assign(**{x: np.nan})], ignore_index=True)
+    return both.sort_values(["recipe", x], key=_sort_key, ignore_index=True).assign(**at)
+
+
+def shots_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
+    """Per (recipe, shots) accuracy, shots ordered 1, 2, 4, 8, 16, "full"."""
+    if recipes is not None:
+        runs = runs[runs["recipe"].isin(recipes)]
+    runs, at = _slice(runs, ("shots",))
+    return aggregate(runs, ["recipe", "shots"]).assign(**at)
+
+
+def radar_table(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla") -> pd.DataFrame:
+    """Per (recipe, `by`) accuracy and `relative` = recipe mean / baseline mean on that axis."""
+    runs, at = _slice(runs, (by,))
+    table = aggregate(runs, ["recipe", by]).assign(**at)
+    base = table[table["recipe"] == baseline].set_index(by)["mean"]
+    if base.empty:
+        raise ValueError(f"baseline recipe {baseline!r} has no runs; recipes: {set(table.recipe)}")
+    table = table[table[by].isin(base.index)].reset_index(drop=True)
+    return table.assign(relative=table["mean"] / table[by].map(base).astype(float))
+
+
+def convergence_table(histories: dict[str, pd.DataFrame], stage: str = "real") -> pd.DataFrame:
+    """Per (label, epoch) test accuracy of one stage (several seeds of a label are averaged)."""
+    parts = [aggregate(h[h["stage"] == stage], "epoch").dropna(subset=["mean"]).assign(label=lab)
+             for lab, h in histories.items()]
+    parts = [p for p in parts if len(p)]  # a history without this stage draws no line
+    if not parts:
+        raise ValueError(f"no history has test accuracy in stage {stage!r}")
+    return pd.concat(parts, ignore_index=True)[["label", "epoch", "mean", "std", "count"]]
+
+
+def template_vs_dsi_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std per (template, recipe, shots); real-only runs appear as template "none"."""
+    runs, at = _slice(runs.assign(template=runs["template"].fillna("none")), ("template", "shots"))
+    table = aggregate(runs, ["template", "recipe", "shots"]).assign(**at)
+    table["mean ± std"] = [f"{m:.3f} ± {s:.3f}" if s == s else f"{m:.3f} (one run)"
+                           for m, s in zip(table["mean"], table["std"])]
+    return table
+
+
+def paper_results() -> pd.DataFrame:
+    """Every number the paper reports (data/paper_results.csv; see its `note` column)."""
+    return pd.read_csv(DATA_DIR / "paper_results.csv")
+
+
+# ---------------------------------------------------------------- figures
+def _axes(ax=None, polar: bool = False, size=(6.4, 4.2)):
+    if ax is None:
+        fig = Figure(figsize=size, layout="constrained")
+        ax = fig.add_subplot(projection="polar" if polar else None)
+    elif polar and ax.name != "polar":
+        raise ValueError("radar needs a polar axes: fig.add_subplot(projection='polar')")
+    return ax.figure, ax
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str = YLABEL) -> None:
+    ax.set_title(title, fontsize=10)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, fontsize=9)
+
+
+def _curves(ax, table: pd.DataFrame, x: str, xpos=None) -> None:
+    """One error-bar line per recipe; a recipe without x values is a dashed reference band."""
+    for recipe, t in table.groupby("recipe", sort=False):
+        color = COLORS.get(recipe)
+        if t[x].isna().all():
+            m, s = t["mean"].iloc[0], np.nan_to_num(t["std"].iloc[0])
+            ax.axhline(m, ls="--", lw=1.2, color=color, label=f"{recipe} (reference)")
+            ax.axhspan(m - s, m + s, color=color or "grey", alpha=0.12, lw=0)
+            continue
+        xv = t[x].map(xpos) if xpos else t[x]
+        ax.errorbar(xv, t["mean"], yerr=t["std"].fillna(0), marker="o", ms=4, capsize=3,
+                    color=color, label=recipe)
+
+
+def accuracy_vs_volume(runs: pd.DataFrame, ax=None, *, title: str | None = None) -> Figure:
+    """Accuracy vs synthetic images per class (log2 axis): the paper's volume study."""
+    fig, ax = _axes(ax)
+    _curves(ax, table := curve_table(runs, "synthetic_per_class"), "synthetic_per_class")
+    ax.set_xscale("log", base=2)
+    ticks = sorted(table["synthetic_per_class"].dropna().unique())
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.minorticks_off()
+    _style(ax, _title(title or "Test accuracy vs synthetic images per class", table, runs),
+           "synthetic images per class (log₂ scale)")
+    return fig
+
+
+def accuracy_vs_guidance(runs: pd.DataFrame, ax=None, *, title: str | None = None) -> Figure:
+    """Accuracy vs the generator's classifier-free guidance scale (the paper: robust to it)."""
+    fig, ax = _axes(ax)
+    _curves(ax, table := curve_table(runs, "guidance"), "guidance")
+    _style(ax, _title(title or "Test accuracy vs guidance scale", table, runs),
+           "classifier-free guidance scale")
+    return fig
+
+
+def accuracy_vs_shots(runs: pd.DataFrame, recipes=("vanilla", "bridged++"), ax=None, *,
+                      title: str | None = None) -> Figure:
+    """Accuracy vs real images per class (1, 2, 4, 8, 16, full), one line per recipe."""
+    table = shots_table(runs, recipes)
+    order = sorted(table["shots"].unique(), key=lambda v: math.inf if v == "full" else v)
+    pos = {s: i for i, s in enumerate(order)}
+    fig, ax = _axes(ax)
+    _curves(ax, table, "shots", xpos=pos)
+    ax.set_xticks(range(len(order)), [str(s) for s in order])
+    _style(ax, _title(title or "Test accuracy vs real training images per class", table, runs),
+           "real images per class (shots)")
+    return fig
+
+
+def radar(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla", ax=None, *,
+          title: str | None = None) -> Figure:
+    """The paper's "circle" plot: accuracy / baseline accuracy on each axis (`by` values).
+
+    The baseline is the circle at exactly 1; the radial axis does not start at 0.
+    """
+    table = radar_table(runs, by, baseline)
+    order = list(dict.fromkeys(table[by]))
+    theta = np.linspace(0, 2 * np.pi, len(order), endpoint=False)
+    fig, ax = _axes(ax, polar=True, size=(7.2, 5.8))
+    for recipe, t in table.groupby("recipe", sort=False):
+        r = t.set_index(by)["relative"].reindex(order).to_numpy(dtype=float)
+        kw = dict(color=COLORS.get(recipe), lw=2.2 if recipe == baseline else 1.5)
+        line, = ax.plot(np.append(theta, theta[0]), np.append(r, r[0]), label=recipe, **kw)
+        ax.fill(theta, r, alpha=0.08, color=line.get_color())
+    labels = [f"{v}-shot" if by == "shots" and v != "full" else str(v) for v in order]
+    ax.set_xticks(theta, labels)
+    lo, hi = np.nanmin(table["relative"]), np.nanmax(table["relative"])
+    pad = max(0.02, 0.1 * (hi - lo))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_title(_title(title or f"Accuracy relative to {baseline} ({baseline} = 1) per {by}",
+                        table, runs), fontsize=10)
+    return fig
+
+
+def convergence(histories: dict[str, pd.DataFrame], stage: str = "real", ax=None, *,
+                title: str | None = None, profile: str | None = None) -> Figure:
+    """Test accuracy per epoch of one stage, one line per label (history.csv of each run);
+    the paper: bridged-initialised models converge faster on the real data."""
+    table = convergence_table(histories, stage)
+    fig, ax = _axes(ax)
+    for label, t in table.groupby("label", sort=False):
+        line, = ax.plot(t["epoch"], t["mean"], marker="o", ms=3, label=label,
+                        color=COLORS.get(label))
+        if (t["count"] > 1).any():
+            s = t["std"].fillna(0)
+            ax.fill_between(t["epoch"], t["mean"] - s, t["mean"] + s, alpha=0.15,
+                            color=line.get_color(), lw=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    world = pd.DataFrame({"profile": [profile]}) if profile else None
+    _style(ax, _title(title or f"Test accuracy per epoch of the {stage!r} stage", None, world),
+           f"epoch of the {stage!r} stage", "test top-1 accuracy")
+    return fig
+
+
+# ---------------------------------------------------------------- the report on disk
+def _distinct(runs: pd.DataFrame, col: str, n: int, radar: bool = False) -> str | None:
+    if col not in runs.columns:
+        return f"no {col!r} column in the runs"
+    if (k := _values(runs, col).nunique()) < n:
+        return f"needs at least {n} distinct values of {col!r}, found {k}"
+    if radar and ("vanilla" not in set(runs["recipe"]) or runs["recipe"].nunique() < 2):
+        return "needs the 'vanilla' baseline and at least one other recipe"
+    return None
+
+
+def plan_report(runs: pd.DataFrame, histories=None) -> dict[str, str | None]:
+    """For each report item: None if it can be drawn, else why it is skipped."""
+    base = next((f"no {c!r} column in the runs" for c in ("recipe", "test_acc")
+                 if c not in runs.columns), "no runs" if runs.empty else None)
+    needs = {"accuracy_vs_volume": ("synthetic_per_class", 2, False),
+             "accuracy_vs_guidance": ("guidance", 2, False),
+             "accuracy_vs_shots": ("shots", 2, False),
+             "radar_shots": ("shots", 3, True), "radar_dataset": ("dataset", 3, True),
+             "template_vs_dsi": ("template", 2, False)}
+    plan = {name: base or _distinct(runs, *need) for name, need in needs.items()}
+    real = [h for h in (histories or {}).values()
+            if h["test_acc"][h["stage"] == "real"].notna().any()]
+    plan["convergence"] = (None if real else "no histories given" if not histories
+                           else "no history has test accuracy in the 'real' stage")
+    return plan
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    rows = [table.columns, ["---"] * len(table.columns), *table.itertuples(index=False)]
+    return "".join("| " + " | ".join(map(str, row)) + " |\n" for row in rows)
+
+
+def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | None = None
+                 ) -> dict[str, Path]:
+    """Save every figure the runs allow (PNG, SVG and the CSV behind it) and the
+    template-vs-DSI table (CSV, markdown); `report.md` lists what was written and what was
+    skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini")."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if profile is not None:
+        runs = runs.assign(profile=profile)
+    elif "profile" in runs and runs["profile"].nunique() == 1:
+        profile = runs["profile"].dropna().iloc[0]
+    plan = plan_report(runs, histories)
+    written: dict[str, Path] = {}
+
+    def save_csv(name: str, table: pd.DataFrame) -> None:
+        written[name] = atomic_write_bytes(out / name, table.to_csv(index=False).encode())
+
+    recipes = [r for r in RECIPE_ORDER if r in set(runs.get("recipe", ()))] or None
+    volume, guidance = "synthetic_per_class", "guidance"
+    items = {  # name: () -> (the table behind the figure, the figure)
+        "accuracy_vs_volume": lambda: (curve_table(runs, volume), accuracy_vs_volume(runs)),
+        "accuracy_vs_guidance": lambda: (curve_table(runs, guidance), accuracy_vs_guidance(runs)),
+        "accuracy_vs_shots": lambda: (shots_table(runs, recipes), accuracy_vs_shots(runs, recipes)),
+        "radar_shots": lambda: (radar_table(runs, "shots"), radar(runs, "shots")),
+        "radar_dataset": lambda: (radar_table(runs, "dataset"), radar(runs, "dataset")),
+        "convergence": lambda: (convergence_table(histories),
+                                convergence(histories, profile=profile)),
+    }
+    for name, make in items.items():
+        if plan[name]:
+            continue
+        try:  # the plan checks the whole table; a figure's slice of it may still lack data
+            table, fig = make()
+        except (KeyError, ValueError) as err:
+            plan[name] = f"{type(err).__name__}: {err}"
+            continue
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"{name}.{ext}", dpi=150)
+            written[f"{name}.{ext}"] = out / f"{name}.{ext}"
+        save_csv(f"{name}.csv", table)
+    if not plan["template_vs_dsi"]:
+        table = template_vs_dsi_table(runs)
+        save_csv("template_vs_dsi.csv", table)
+        md = _markdown(table[["template", "recipe", "shots", "mean ± std", "count"]])
+        written["template_vs_dsi.md"] = atomic_write_bytes(out / "template_vs_dsi.md", md.encode())
+    skipped = {k: v for k, v in plan.items() if v}
+    log.info("report: wrote %d files, skipped %s", len(written), skipped or "nothing")
+    index = [_title("# Report", None, runs).replace("\n", " — "), "", "## Written", ""]
+    index += [f"- {name}" for name in written] + ["", "## Skipped", ""]
+    index += [f"- {name}: {why}" for name, why in skipped.items()] or ["- nothing"]
+    written["report.md"] = atomic_write_bytes(out / "report.md", ("\n".join(index) + "\n").encode())
+    return written

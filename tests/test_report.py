@@ -1,0 +1,226 @@
+"""The report's figures, tables and files, from a small synthetic results store."""
+import math
+import zlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure
+
+from bridgelib import report
+
+SHOTS = (1, 2, 4, 8, 16, "full")
+BONUS = {"vanilla": 0.0, "mixed": -0.05, "bridged++": 0.06}
+
+
+def accuracy(recipe, shots, per_class, guidance, template, dataset, seed):
+    """A made-up but monotone accuracy: more shots, more synthetic data, DSI all help."""
+    k = 32 if shots == "full" else shots
+    acc = 0.45 + 0.07 * math.log2(k) + BONUS[recipe] + {"digits": 0, "letters": -0.03, "shapes": 0.02}[dataset]
+    if recipe != "vanilla":
+        acc += 0.02 * math.log2(per_class / 1000) - 0.004 * abs(guidance - 3.0)
+        acc += 0.01 * (template == "dsi")
+    key = repr((recipe, shots, per_class, guidance, template, dataset, seed)).encode()
+    noise = np.random.default_rng(zlib.crc32(key)).normal(0, 0.005)
+    return float(np.clip(acc + noise, 0, 1))
+
+
+def make_store() -> pd.DataFrame:
+    """Four studies around one default (4-shot, 1000/class, guidance 3, single template, digits)."""
+    cells = set()
+    for recipe in BONUS:
+        for k in SHOTS:
+            cells.add((recipe, k, 1000, 3.0, "single", "digits"))
+        for ds in ("letters", "shapes"):
+            cells.add((recipe, 4, 1000, 3.0, "single", ds))
+        if recipe != "vanilla":
+            cells |= {(recipe, 4, v, 3.0, "single", "digits") for v in (250, 500, 2000)}
+            cells |= {(recipe, 4, 1000, g, "single", "digits") for g in (1.5, 7.5)}
+            cells |= {(recipe, k, 1000, 3.0, "dsi", "digits") for k in (4, "full")}
+    rows = []
+    for recipe, k, vol, g, tpl, ds in sorted(cells, key=str):
+        synthetic = recipe != "vanilla"
+        for seed in range(3):
+            rows.append({"run": f"{recipe}-k{k}-s{seed}", "recipe": recipe, "seed": seed, "shots": k,
+                         "synthetic_per_class": vol if synthetic else 0,
+                         "guidance": g if synthetic else np.nan,
+                         "template": tpl if synthetic else None, "dataset": ds,
+                         "test_acc": accuracy(recipe, k, vol, g, tpl, ds, seed)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def store():
+    return make_store()
+
+
+@pytest.fixture(scope="module")
+def histories():
+    def hist(final, seeds=1):
+        rows = [{"stage": "synthetic", "epoch": e, "test_acc": 0.1, "seed": s}
+                for s in range(seeds) for e in range(3)]
+        rows += [{"stage": "real", "epoch": e, "test_acc": final * (1 - 0.5 ** (e + 1)) + 0.01 * s,
+                  "seed": s} for s in range(seeds) for e in range(5)]
+        return pd.DataFrame(rows)
+    return {"vanilla": hist(0.8), "bridged": hist(0.85), "bridged++": hist(0.9, seeds=3)}
+
+
+def errorbars(fig):
+    return [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_aggregate_mean_std_count_in_paper_order():
+    runs = pd.DataFrame({"recipe": ["bridged++", "vanilla"] * 3 + ["vanilla"],
+                         "shots": ["full", "4", 4, "full", 4, 4, None],
+                         "test_acc": [0.9, 0.5, 0.8, 0.6, 0.7, 0.7, 0.95]})
+    t = report.aggregate(runs, ["recipe", "shots"])
+    assert list(zip(t["recipe"], t["shots"])) == [("vanilla", 4), ("vanilla", "full"),
+                                                 ("bridged++", 4), ("bridged++", "full")]
+    assert t["count"].tolist() == [2, 2, 2, 1]  # "4" and 4 are one group, None is "full"
+    assert t["mean"].tolist() == pytest.approx([0.6, 0.775, 0.75, 0.9])
+    assert t["std"].iloc[0] == pytest.approx(math.sqrt(0.02)) and math.isnan(t["std"].iloc[3])
+    with pytest.raises(KeyError, match="guidance"):
+        report.aggregate(runs, "guidance")
+
+
+def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
+    fig = report.accuracy_vs_volume(store)
+    assert isinstance(fig, Figure)
+    bars = errorbars(fig)
+    assert len(bars) == 2  # mixed and bridged++; vanilla is a reference line
+    for bar in bars:
+        line, _, (segments,) = bar
+        assert list(line.get_xdata()) == [250, 500, 1000, 2000]
+        assert len(segments.get_segments()) == 4  # one error bar per volume
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["vanilla (reference)", "mixed", "bridged++"]
+    assert "synthetic images per class" in ax.get_xlabel() and "shots=4" in ax.get_title()
+
+
+def test_volume_holds_other_studies_fixed(store):
+    table = report.curve_table(store, "synthetic_per_class")
+    assert set(table["at_shots"]) == {4} and set(table["at_dataset"]) == {"digits"}
+    row = table[(table.recipe == "bridged++") & (table.synthetic_per_class == 500)].iloc[0]
+    sel = store[(store.recipe == "bridged++") & (store.synthetic_per_class == 500)]
+    assert row["mean"] == pytest.approx(sel.test_acc.mean()) and row["count"] == 3
+    vanilla = table[table.recipe == "vanilla"].iloc[0]
+    sel = store[(store.recipe == "vanilla") & (store.shots == 4) & (store.dataset == "digits")]
+    assert math.isnan(vanilla["synthetic_per_class"]) and vanilla["mean"] == pytest.approx(sel.test_acc.mean())
+
+
+def test_accuracy_vs_guidance(store):
+    fig = report.accuracy_vs_guidance(store)
+    bars = errorbars(fig)
+    assert len(bars) == 2
+    assert all(list(b[0].get_xdata()) == [1.5, 3.0, 7.5] for b in bars)
+    assert "guidance" in fig.axes[0].get_xlabel()
+
+
+def test_accuracy_vs_shots_orders_full_last(store):
+    shuffled = store.sample(frac=1, random_state=0).assign(shots=lambda d: d.shots.astype(str))
+    fig = report.accuracy_vs_shots(shuffled)
+    bars = errorbars(fig)
+    assert len(bars) == 2  # default recipes: vanilla and bridged++
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["1", "2", "4", "8", "16", "full"]
+    assert all(len(b[0].get_xdata()) == 6 for b in bars)
+    fig = report.accuracy_vs_shots(store, recipes=("vanilla", "mixed", "bridged++"))
+    assert len(errorbars(fig)) == 3
+
+
+def test_radar_normalises_baseline_to_one(store):
+    fig = report.radar(store, by="shots")
+    ax = fig.axes[0]
+    assert ax.name == "polar"
+    assert len(ax.lines) == 3 and len(ax.patches) == 3  # one closed, filled polygon per recipe
+    lines = {line.get_label(): line for line in ax.lines}
+    assert np.all(lines["vanilla"].get_ydata() == 1.0)
+    assert len(lines["bridged++"].get_ydata()) == len(SHOTS) + 1  # closed
+    assert np.all(lines["bridged++"].get_ydata() > 1) and np.all(lines["mixed"].get_ydata() < 1)
+    fig = report.radar(store, by="dataset")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["digits", "letters", "shapes"]
+    table = report.radar_table(store, by="dataset")
+    assert (table[table.recipe == "vanilla"]["relative"] == 1.0).all()
+
+
+def test_convergence_one_line_per_label_real_stage_only(histories):
+    fig = report.convergence(histories)
+    ax = fig.axes[0]
+    assert [l.get_label() for l in ax.lines] == ["vanilla", "bridged", "bridged++"]
+    assert all(list(l.get_xdata()) == [0, 1, 2, 3, 4] for l in ax.lines)
+    assert len(ax.collections) == 1  # a std band only where several seeds exist
+    table = report.convergence_table(histories)
+    first = table[(table.label == "bridged++") & (table.epoch == 0)].iloc[0]
+    assert first["mean"] == pytest.approx(0.45 + 0.01) and first["count"] == 3
+
+
+def test_template_vs_dsi_table_matches_hand_computation(store):
+    runs = pd.DataFrame({"recipe": ["bridged++"] * 5 + ["vanilla"] * 2,
+                         "template": ["single", "single", "dsi", "dsi", "dsi", None, None],
+                         "shots": [4] * 7, "test_acc": [0.80, 0.90, 0.91, 0.92, 0.93, 0.7, 0.72]})
+    t = report.template_vs_dsi_table(runs)
+    assert list(t["template"]) == ["none", "single", "dsi"]
+    assert list(t["mean ± std"]) == ["0.710 ± 0.014", "0.850 ± 0.071", "0.920 ± 0.010"]
+    assert t["mean"].tolist() == pytest.approx([0.71, 0.85, 0.92])
+    t = report.template_vs_dsi_table(store)
+    row = t[(t.template == "dsi") & (t.recipe == "bridged++") & (t.shots == "full")].iloc[0]
+    sel = store[(store.template == "dsi") & (store.recipe == "bridged++") & (store.shots == "full")]
+    assert row["mean"] == pytest.approx(sel.test_acc.mean())
+    assert row["std"] == pytest.approx(sel.test_acc.std())
+
+
+def test_write_report_writes_every_figure(store, histories, tmp_path):
+    written = report.write_report(store, tmp_path, histories=histories, profile="mini")
+    figures = ["accuracy_vs_volume", "accuracy_vs_guidance", "accuracy_vs_shots",
+               "radar_shots", "radar_dataset", "convergence"]
+    for name in figures:
+        for ext in ("png", "svg", "csv"):
+            assert written[f"{name}.{ext}"].stat().st_size > 0
+    assert written["accuracy_vs_volume.png"].read_bytes()[:4] == b"\x89PNG"
+    shots = pd.read_csv(written["accuracy_vs_shots.csv"])
+    assert {"recipe", "shots", "mean", "std", "count"} <= set(shots.columns)
+    md = written["template_vs_dsi.md"].read_text().splitlines()
+    assert md[0] == "| template | recipe | shots | mean ± std | count |" and len(md) == 2 + 22
+    assert pd.read_csv(written["template_vs_dsi.csv"])["template"].tolist()[0] == "none"
+    assert "mini world" in written["report.md"].read_text()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_write_report_skips_what_the_runs_cannot_show(store, tmp_path):
+    runs = store[store.dataset == "digits"].drop(columns=["guidance", "template"])
+    plan = report.plan_report(runs)
+    assert "'guidance'" in plan["accuracy_vs_guidance"] and plan["convergence"]
+    assert "dataset" in plan["radar_dataset"] and plan["accuracy_vs_volume"] is None
+    written = report.write_report(runs, tmp_path)
+    assert "accuracy_vs_volume.svg" in written and "accuracy_vs_shots.csv" in written
+    for name in ("accuracy_vs_guidance", "radar_dataset", "convergence", "template_vs_dsi"):
+        assert not any(k.startswith(name) for k in written)
+        assert not (tmp_path / f"{name}.csv").exists()
+    text = (tmp_path / "report.md").read_text()
+    assert "accuracy_vs_guidance: no 'guidance' column" in text
+
+
+def test_paper_results_has_the_papers_numbers():
+    paper = report.paper_results()
+    assert list(paper.columns) == ["claim_id", "dataset", "architecture", "setting", "recipe",
+                                   "metric", "value", "unit", "source", "note"]
+    assert paper["claim_id"].is_unique
+    leep = paper[paper.metric == "leep"].set_index("recipe")["value"]
+    assert sorted(leep) == [-4.30, -3.41]
+    top1 = paper[(paper.metric == "top1") & (paper.setting == "full")]
+    got = top1.set_index(["dataset", "recipe"])["value"]
+    assert got[("Aircraft", "vanilla")] == 79.7 and got[("Aircraft", "bridged++")] == 85.2
+    assert got[("Cars", "vanilla")] == 83.8 and got[("Cars", "bridged++")] == 91.6
+    assert got[("SUN397", "bridged++ with DSI")] == 63.4
+    std = paper[(paper.metric == "top1_std") & (paper.dataset == "DTD")]
+    assert std["value"].tolist() == [0.3, 0.3]
+    gaps = paper[paper.recipe == "mixed"].set_index("metric")["value"]
+    assert gaps["gap_points_min"] == 6 and gaps["gap_points_max"] == 10
+    assert sorted(paper[paper.metric == "avg_gain_percent"]["value"]) == [9, 12, 13]
