@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
     s.set_defaults(func=_sweep)
 
+    r = sub.add_parser("report", help="aggregate runs (mean ± std) and draw the paper's figures")
+    r.add_argument("--runs", nargs="+", required=True, help="folders holding run directories")
+    r.add_argument("--out", required=True, help="folder for figures (PNG, SVG), CSVs, report.md")
+    r.set_defaults(func=_report)
+
     m = sub.add_parser("mini", help="the offline mini world")
     msub = m.add_subparsers(dest="mini_command", required=True)
     b = msub.add_parser("build", help="rebuild the mini backbone, judge and generator (~1.5 h CPU)")
@@ -129,6 +134,20 @@ def _sweep(args) -> None:
     runs["command"] = "bridge " + " ".join(sys.argv[1:])
     atomic_write_bytes(Path(args.out) / "results.csv", runs.to_csv(index=False).encode())
     print(summarize(runs, by=("recipe", "shots", "pretrained")).to_string(index=False))
+
+
+def _report(args) -> None:
+    from bridgelib.experiments import collect_runs, load_histories, summarize
+    from bridgelib.files import atomic_write_bytes
+    from bridgelib.report import write_report
+    runs = collect_runs(*args.runs)
+    if runs.empty:
+        raise FileNotFoundError(f"no runs (*/metrics.json) under {', '.join(args.runs)}")
+    written = write_report(runs, args.out, histories=load_histories(*args.runs))
+    table = summarize(runs, by=("dataset", "template", "recipe", "pretrained", "shots"))
+    atomic_write_bytes(f"{args.out}/summary.csv", table.to_csv(index=False).encode())
+    print(table.to_string(index=False))
+    print(f"wrote {len(written) + 1} files to {args.out}")
 
 
 def _mini_build(args) -> None:

@@ -48,6 +48,11 @@ def collect_runs(*roots: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_histories(*roots: str | Path) -> dict[str, pd.DataFrame]:
+    """{run name: its history.csv} for every run under `roots` (for convergence plots)."""
+    return {p.parent.name: pd.read_csv(p) for root in roots for p in sorted(Path(root).glob("*/history.csv"))}
+
+
 def summarize(runs: pd.DataFrame, by=("recipe", "shots")) -> pd.DataFrame:
     """Mean, std and count of test accuracy per group (seeds aggregated)."""
     by = [b for b in by if b in runs.columns]

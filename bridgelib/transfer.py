@@ -257,8 +257,10 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     metrics = {"test_acc": result["accuracy"], "per_class_accuracy": result["per_class_accuracy"],
                "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
                "train_images": len(real), "pretrained": pretrained, "leep": leep,
+               "profile": cfg.profile, "dataset": cfg.dataset,
                "synthetic": str(synthetic_dir) if synthetic_dir else None,
                "synthetic_images": len(synthetic) if synthetic else 0,
+               **_synthetic_facts(synthetic_dir, synthetic),
                "stages": per_stage.reset_index().to_dict("records"),
                "wall_s": round(time.time() - t0, 2)}
     out.mkdir(parents=True, exist_ok=True)
@@ -266,3 +268,15 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     atomic_write_bytes(out / "history.csv", history.to_csv(index=False).encode())
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:
+    """What a results table needs about the synthetic set: template, guidance, images per class."""
+    import json
+    from pathlib import Path
+    if synthetic is None:
+        return {"template": None, "guidance": None, "synthetic_per_class": 0}
+    run = Path(synthetic_dir) / "run.json"
+    options = json.loads(run.read_text()).get("options", {}) if run.exists() else {}
+    return {"template": options.get("template"), "guidance": options.get("guidance_scale"),
+            "synthetic_per_class": len(synthetic) // len(synthetic.class_names)}
