@@ -80,6 +80,7 @@ class Config:
     invert: InvertConfig
     backbone_kwargs: dict = field(default_factory=dict)
     augment: str = "shift"         # batch augmentation: shift (glyphs: no flips) | crop-flip | none
+    precision: str = "auto"        # training: auto (bf16 autocast where the chip has it) | fp32
     data_root: str = ""            # where registry datasets live (paper); $BRIDGELIB_DATA overrides
     device: str = "auto"
     num_workers: int = 0
@@ -223,6 +224,8 @@ def _validate(cfg: Config) -> None:
     for name in ("steps", "batch_size", "num_vectors", "checkpoint_every"):
         positive(f"invert.{name}", getattr(cfg.invert, name))
     positive("invert.lr", cfg.invert.lr, float)
+    if cfg.precision not in ("auto", "fp32"):
+        raise ConfigError(f"precision={cfg.precision!r} is invalid; valid: auto, fp32")
     if cfg.augment not in ("shift", "crop-flip", "none"):
         raise ConfigError(f"augment={cfg.augment!r} is invalid; valid: shift, crop-flip, none")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
