@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--only", choices=("backbone", "judge", "generator"), action="append",
                    help="build only this part (repeatable)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--continue-steps", type=int, help="train the existing generator N more steps")
     b.set_defaults(func=_mini_build)
     return p
 
@@ -152,7 +153,7 @@ def _report(args) -> None:
 
 def _mini_build(args) -> None:
     from bridgelib.mini.build import build_mini_world
-    build_mini_world(args.out, only=args.only, seed=args.seed)
+    build_mini_world(args.out, only=args.only, seed=args.seed, continue_steps=args.continue_steps)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,21 @@ from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE
 JUDGE_DIR = "mini-judge"
 
 
-def glyph_set(chars: tuple[str, ...], fonts: tuple[str, ...], n: int, seed: int) -> ImageSet:
-    imgs, labels, _ = glyphs.render_set(chars, fonts, n, seed)
+# The judge must read digits in any look the generator may draw, printed or scan-like, so it
+# also sees the digits' own 8x8 scan imitated on its fonts ("scan8"), and more styled glyphs.
+JUDGE_STYLES = (*glyphs.GLYPH_STYLES, "scan8", "scan8", "scan8")
+
+
+def glyph_set(chars: tuple[str, ...], fonts: tuple[str, ...], n: int, seed: int,
+              style_prob: float = 0.5, styles: tuple[str, ...] = glyphs.GLYPH_STYLES) -> ImageSet:
+    imgs, labels, _ = glyphs.render_set(chars, fonts, n, seed, style_prob, styles)
     x = torch.from_numpy(imgs)[:, None].expand(-1, 3, -1, -1).contiguous()
     return ImageSet(x, torch.as_tensor(labels), list(chars))
 
 
 def train_glyph_classifier(chars: tuple[str, ...], train_fonts, eval_fonts, n_train: int,
-                           epochs: int, seed: int) -> tuple[nn.Module, float]:
+                           epochs: int, seed: int, style_prob: float = 0.5,
+                           styles: tuple[str, ...] = glyphs.GLYPH_STYLES) -> tuple[nn.Module, float]:
     """A randomly initialised mini backbone trained on rendered glyphs; returns (model, held-out acc)."""
     from bridgelib.transfer import Stage, evaluate, train_stage
     cfg = get_config("mini", device="cpu")
@@ -37,7 +44,7 @@ def train_glyph_classifier(chars: tuple[str, ...], train_fonts, eval_fonts, n_tr
     torch.manual_seed(seed)
     from bridgelib.models import create_classifier
     model = create_classifier(cfg, len(chars), pretrained=False)
-    train_stage(model, Stage("glyphs", glyph_set(chars, train_fonts, n_train, seed), stage_cfg),
+    train_stage(model, Stage("glyphs", glyph_set(chars, train_fonts, n_train, seed, style_prob, styles), stage_cfg),
                 None, cfg, seed=seed)
     held_out = glyph_set(chars, eval_fonts, max(2000, n_train // 10), seed + 1)
     return model, evaluate(model, held_out, cfg)["accuracy"]
@@ -58,7 +65,8 @@ def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
         raise ValueError(f"unknown classifier {kind!r}; valid: backbone, judge")
     n_train, epochs = SIZES[kind]
     t0 = time.time()
-    model, acc = train_glyph_classifier(chars, train_fonts, eval_fonts, n_train, epochs, seed)
+    styles = dict(style_prob=0.7, styles=JUDGE_STYLES) if kind == "judge" else {}
+    model, acc = train_glyph_classifier(chars, train_fonts, eval_fonts, n_train, epochs, seed, **styles)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)

@@ -145,26 +145,40 @@ def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: l
 
 
 def build_generator(out: str | Path, seed: int = 0, vae_steps: int = VAE_STEPS,
-                    unet_steps: int = UNET_STEPS) -> dict:
-    """Train every component and save a StableDiffusionPipeline folder at `out`."""
+                    unet_steps: int = UNET_STEPS, continue_from: str | Path | None = None) -> dict:
+    """Train every component and save a StableDiffusionPipeline folder at `out`.
+
+    continue_from: a generator folder to keep training (UNet and text encoder, `unet_steps`
+    more, seed + 1), keeping its VAE; the shipped generator was built in two such phases.
+    """
     from diffusers import StableDiffusionPipeline
     out = Path(out)
     torch.manual_seed(seed)
     t0 = time.time()
-    vae, unet, text_encoder, tokenizer, scheduler = components(out / "_tokenizer_src")
     x, captions, counts = build_corpus(seed)
     t_corpus = time.time() - t0
-    vae_losses = train_vae(vae, x, vae_steps, seed)
-    vae.eval()
-    latents = encode_latents(vae, x)
-    scaling = float(1 / latents.std())
-    vae.register_to_config(scaling_factor=scaling)
+    if continue_from is None:
+        vae, unet, text_encoder, tokenizer, scheduler = components(out / "_tokenizer_src")
+        vae_losses = train_vae(vae, x, vae_steps, seed)
+        vae.eval()
+        latents = encode_latents(vae, x)
+        scaling = float(1 / latents.std())
+        vae.register_to_config(scaling_factor=scaling)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(continue_from, safety_checker=None)
+        vae, unet, text_encoder, tokenizer, scheduler = (pipe.vae.eval(), pipe.unet.train(),
+                                                         pipe.text_encoder.train(), pipe.tokenizer,
+                                                         pipe.scheduler)
+        vae_losses, vae_steps, seed = [float("nan")], 0, seed + 1
+        latents = encode_latents(vae, x)
+        scaling = vae.config.scaling_factor
     unet_losses = train_unet(unet, text_encoder, tokenizer, latents * scaling, captions,
                              unet_steps, seed)
     pipe = StableDiffusionPipeline(vae=vae.eval(), unet=unet.eval(),
                                    text_encoder=text_encoder.eval(), tokenizer=tokenizer,
                                    scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
+    out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
     import shutil
     shutil.rmtree(out / "_tokenizer_src", ignore_errors=True)

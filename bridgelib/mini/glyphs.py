@@ -56,8 +56,8 @@ def render_glyph(char: str, font: str, rng: np.random.Generator, style: str | No
     """One glyph as a (32, 32) uint8 array, 255 = paper; random size, position and slant jitter,
     plus the named `style` transformation if given."""
     big = 2 * SIZE  # draw at 2x, then downsample: anti-aliased strokes
-    size = int(rng.uniform(34, 46) * {"small": 0.6, "large": 1.25}.get(style, 1.0))
-    stroke = int(rng.integers(2, 4)) if style == "bold" else 0
+    size = int(rng.uniform(34, 46) * {"small": 0.6, "large": 1.25, "scan8": 1.3}.get(style, 1.0))
+    stroke = int(rng.integers(2, 4)) if style in ("bold", "scan8") else 0
     img = Image.new("L", (big, big), 255)
     draw = ImageDraw.Draw(img)
     f = _font(font, size)
@@ -74,8 +74,8 @@ def render_glyph(char: str, font: str, rng: np.random.Generator, style: str | No
     img = img.resize((SIZE, SIZE), Image.LANCZOS)
     if style == "blurry":
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 1.8)))
-    if style == "pixelated":
-        low = int(rng.integers(6, 11))
+    if style in ("pixelated", "scan8"):  # scan8: the digits' own 8x8 scan, upsampled bilinearly
+        low = 8 if style == "scan8" else int(rng.integers(6, 11))
         img = img.resize((low, low), Image.BOX).resize((SIZE, SIZE), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.float32)
     if style == "faded":
@@ -86,15 +86,16 @@ def render_glyph(char: str, font: str, rng: np.random.Generator, style: str | No
 
 
 def render_set(chars: tuple[str, ...], fonts: tuple[str, ...], n: int, seed: int,
-               style_prob: float = 0.5) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+               style_prob: float = 0.5, styles: tuple[str, ...] = GLYPH_STYLES
+               ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """n random glyphs: (images uint8 (n, 32, 32), label indices into `chars`, style or None)."""
     rng = np.random.default_rng(seed)
     images = np.empty((n, SIZE, SIZE), np.uint8)
     labels = rng.integers(0, len(chars), n)
-    styles: list[str | None] = []
+    drawn: list[str | None] = []
     for i in range(n):
-        style = str(rng.choice(GLYPH_STYLES)) if rng.random() < style_prob else None
+        style = str(rng.choice(styles)) if rng.random() < style_prob else None
         font = fonts[int(rng.integers(len(fonts)))]
         images[i] = render_glyph(chars[labels[i]], font, rng, style)
-        styles.append(style)
-    return images, labels, styles
+        drawn.append(style)
+    return images, labels, drawn
