@@ -161,6 +161,20 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     return out
 
 
+def model_fingerprint(model: str) -> str | None:
+    """A short hash of a local model folder's weights (names, sizes, first MiB of each), so a
+    rebuilt model never resumes a set drawn by the old one; None for hub ids."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.safetensors")):
+        h.update(f"{path.relative_to(folder)}:{path.stat().st_size}".encode())
+        with open(path, "rb") as f:
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
 def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = None,
                          style_token: str | Path | None = None, guidance: float | None = None,
                          seed: int = 0, pipe=None, root: str | Path | None = None) -> Path:
@@ -168,8 +182,10 @@ def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = Non
     so each notebook can run on its own without regenerating what another already made."""
     template = template or ("dsi" if style_token else cfg.generation.template)
     guidance = guidance if guidance is not None else cfg.generation.guidance
-    token = f"-{sha256_file(style_token)[:8]}" if style_token else ""
-    name = f"{cfg.profile}-{cfg.dataset}-{template}{token}-g{guidance:g}-n{per_class}-s{seed}"
+    token = (f"-{sha256_file(style_token)[:8]}" if style_token and Path(style_token).is_file()
+             else f"-{style_token}" if style_token else "")
+    model = model_fingerprint(cfg.generation.model) or "hub"
+    name = f"{cfg.profile}-{cfg.dataset}-{model[:8]}-{template}{token}-g{guidance:g}-n{per_class}-s{seed}"
     root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
     return generate_synthetic_set(cfg, root / name, per_class, template=template,
                                   style_token=style_token, guidance=guidance, seed=seed, pipe=pipe)
@@ -228,7 +244,8 @@ def _options(cfg: Config, class_names, template, style_token, guidance, steps, s
                          "(--style-token)")
     if template != "dsi" and token is not None:
         raise ValueError(f"style_token is only used by template 'dsi', not {template!r}")
-    return {"model": g.model, "class_names": names, "seed": seed, "template": template,
+    return {"model": g.model, "model_fingerprint": model_fingerprint(g.model),
+            "class_names": names, "seed": seed, "template": template,
             "style_token": token and {"name": token["name"], "sha256": token["sha256"]},
             "guidance_scale": float(guidance), "num_inference_steps": steps,
             "resolution": g.resolution, "scheduler": g.scheduler,
