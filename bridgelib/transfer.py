@@ -15,9 +15,11 @@ bridged's two stages together, so it sees the same number of images.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridgelib.config import Config, StageConfig
-from bridgelib.data import ImageSet
-from bridgelib.files import autocast, progress, resolve_device
+from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
+from bridgelib.files import atomic_write_bytes, autocast, progress, resolve_device, write_json
+from bridgelib.metrics import model_leep
 from bridgelib.models import create_classifier, input_stats, reinit_head
 
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")
@@ -229,9 +232,6 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     metrics.json also holds LEEP on the real training images (the paper's transferability
     score): of the starting model with its pretraining head, and after the synthetic stage.
     """
-    from pathlib import Path
-    from bridgelib.data import load_image_folder, parse_shots, real_data
-    from bridgelib.files import atomic_write_bytes, write_json
     out = Path(out)
     if (out / "metrics.json").exists() and not overwrite:
         raise FileExistsError(f"run directory {str(out)!r} already holds a run; "
@@ -243,7 +243,6 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     test = real_data(cfg, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
-    from bridgelib.metrics import model_leep
     leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}
 
     def leep_after_synthetic(stage: Stage, model: nn.Module) -> None:
@@ -274,8 +273,6 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
 
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:
     """What a results table needs about the synthetic set: template, guidance, images per class."""
-    import json
-    from pathlib import Path
     if synthetic is None:
         return {"template": None, "guidance": None, "synthetic_per_class": 0}
     run = Path(synthetic_dir) / "run.json"
