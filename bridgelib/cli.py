@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--shots", default="full", help="real images per class: 1, 2, 4, 8, 16 or full")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--scratch", action="store_true", help="random initialisation, no pretraining")
+    t.add_argument("--match-compute", action="store_true",
+                   help="vanilla only: train as many steps as bridged would on --synthetic")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(func=_train)
@@ -119,7 +121,9 @@ def _invert(args) -> None:
 
 def _train(args) -> None:
     from bridgelib.transfer import train_run
-    metrics = train_run(_config(args), args.recipe, args.out, shots=args.shots, seed=args.seed,
+    cfg = _config(args)
+    cfg.train.match_compute = args.match_compute
+    metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite)
     print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))

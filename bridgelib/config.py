@@ -54,6 +54,7 @@ class TrainConfig:
     real: StageConfig
     synthetic: StageConfig
     mixup_alpha: float = 0.2       # Mixup in the synthetic stage of bridged++ (ours)
+    match_compute: bool = False    # vanilla trains as many steps as bridged's two stages (fair budget)
     mixed_real_fraction: float | None = None  # None = all real + all synthetic (the paper's); else the real share
 
 

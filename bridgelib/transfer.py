@@ -58,6 +58,9 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
     check_recipe(recipe, synthetic)
     real_stage = Stage("real", real, cfg.train.real)
     if recipe == "vanilla":
+        if cfg.train.match_compute and synthetic is not None:  # the bridged recipes' budget
+            real_stage.steps = stage_steps(Stage("synthetic", synthetic, cfg.train.synthetic)) \
+                + stage_steps(real_stage)
         return [real_stage]
     if synthetic.class_names != real.class_names:
         raise ValueError(f"synthetic classes {synthetic.class_names} do not match the real "
@@ -237,7 +240,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
         raise FileExistsError(f"run directory {str(out)!r} already holds a run; "
                               f"choose another --out or pass --overwrite")
     check_recipe(recipe, synthetic_dir or None)
-    if recipe == "vanilla":
+    budget_only = recipe == "vanilla" and synthetic_dir is not None and cfg.train.match_compute
+    if recipe == "vanilla" and not budget_only:
         synthetic_dir = None  # vanilla never sees synthetic images
     real = real_data(cfg, "train", shots, seed)
     test = real_data(cfg, "test")
@@ -259,9 +263,11 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
                "train_images": len(real), "pretrained": pretrained, "leep": leep,
                "profile": cfg.profile, "dataset": cfg.dataset,
-               "synthetic": str(synthetic_dir) if synthetic_dir else None,
-               "synthetic_images": len(synthetic) if synthetic else 0,
-               **_synthetic_facts(synthetic_dir, synthetic),
+               **({"compute_matched_to": str(synthetic_dir), "synthetic": None,
+                   "synthetic_images": 0, **_synthetic_facts(None, None)} if budget_only else
+                  {"synthetic": str(synthetic_dir) if synthetic_dir else None,
+                   "synthetic_images": len(synthetic) if synthetic else 0,
+                   **_synthetic_facts(synthetic_dir, synthetic)}),
                "stages": per_stage.reset_index().to_dict("records"),
                "wall_s": round(time.time() - t0, 2)}
     out.mkdir(parents=True, exist_ok=True)

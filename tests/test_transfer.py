@@ -399,3 +399,13 @@ def test_train_run_rejects_a_folder_of_other_classes(tmp_path, cfg, synthetic):
     with pytest.raises(ValueError, match="do not match"):
         train_run(cfg, "bridged", tmp_path / "run", shots=1, synthetic_dir=folder)
     assert not (tmp_path / "run").exists()
+
+
+def test_compute_matched_vanilla_gets_the_bridged_budget(real, synthetic):
+    cfg = get_config("mini", **TINY, **{"train.match_compute": True})
+    bridged = plan_stages("bridged", real, synthetic, cfg)
+    (vanilla,) = plan_stages("vanilla", real, synthetic, cfg)
+    assert vanilla.name == "real" and vanilla.data is real
+    assert stage_steps(vanilla) == sum(stage_steps(s) for s in bridged)
+    (plain,) = plan_stages("vanilla", real, synthetic, get_config("mini", **TINY))
+    assert stage_steps(plain) == stage_steps(bridged[1])
