@@ -7,14 +7,15 @@ import sys
 
 from bridgelib.config import PROFILES, ConfigError, get_config
 
-CHOICES_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ConfigError, RuntimeError)
+# Errors a bad input raises: reported in one line, exit status 2.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ConfigError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except CHOICES_ERRORS as e:
+    except USER_ERRORS as e:
         print(f"bridge {args.command}: error: {e}", file=sys.stderr)
         return 2
 

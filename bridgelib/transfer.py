@@ -187,8 +187,8 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
         return x
     n, _, h, w = x.shape
     pad = max(1, h // 8)
-    mode = "reflect" if kind == "crop-flip" else "constant"
-    padded = F.pad(x, (pad,) * 4, mode=mode, value=1.0) if mode == "constant" else F.pad(x, (pad,) * 4, mode=mode)
+    fill = {"mode": "reflect"} if kind == "crop-flip" else {"mode": "constant", "value": 1.0}
+    padded = F.pad(x, (pad,) * 4, **fill)
     dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
     out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
     if kind == "crop-flip":

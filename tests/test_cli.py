@@ -2,17 +2,8 @@
 import json
 
 import pytest
-import torch
 
 from bridgelib.cli import main
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def run(argv, capsys):

@@ -14,7 +14,6 @@ from PIL import Image
 from bridgelib import datasets as ds
 from bridgelib.data import ImageSet, kshot_subset
 
-torch.set_num_threads(1)
 SIZE = 8
 
 

@@ -16,38 +16,12 @@ from PIL import Image
 import bridgelib.generate as gen
 from bridgelib.config import get_config
 from bridgelib.data import load_image_folder
-from bridgelib.files import set_progress, sha256_file
+from bridgelib.files import sha256_file
 from bridgelib.generate import (COLUMNS, generate_synthetic_set, image_seed, load_pipeline,
                                 read_manifest)
 
 CLASSES = ["digit one", "digit seven", "letter a"]
 SLUGS = ["digit_one", "digit_seven", "letter_a"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _quiet_single_thread():
-    # Tiny models run faster on one thread, and do not fight other jobs for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    set_progress(False)
-    yield
-    set_progress(True)
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from diffusers import StableDiffusionPipeline
-
-    from bridgelib.mini.generator import components
-    root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    vae, unet, text_encoder, tokenizer, scheduler = components(root / "tok")
-    pipe = StableDiffusionPipeline(vae=vae, unet=unet, text_encoder=text_encoder,
-                                   tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(root / "pipe")
-    return root / "pipe"
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,38 +12,12 @@ from safetensors.torch import load_file, save_file
 
 from bridgelib.config import get_config
 from bridgelib.data import load_real
-from bridgelib.files import set_progress, sha256_file
+from bridgelib.files import sha256_file
 from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
 from bridgelib.invert import (add_style_token, learn_style_token, load_style_token,
                               nearest_words, token_loss)
 
 TOKEN = "<s*>"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _quiet_single_thread():
-    # Tiny models run faster on one thread, and do not fight other jobs for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    set_progress(False)
-    yield
-    set_progress(True)
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from diffusers import StableDiffusionPipeline
-
-    from bridgelib.mini.generator import components
-    root = tmp_path_factory.mktemp("tiny_invert")
-    torch.manual_seed(0)
-    vae, unet, text_encoder, tokenizer, scheduler = components(root / "tok")
-    pipe = StableDiffusionPipeline(vae=vae, unet=unet, text_encoder=text_encoder,
-                                   tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(root / "pipe")
-    return root / "pipe"
 
 
 @pytest.fixture(scope="module")

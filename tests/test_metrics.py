@@ -11,14 +11,6 @@ from bridgelib.metrics import leep_score, model_leep
 from bridgelib.models import create_classifier
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def leep_by_loops(theta, y, num_target):
     """LEEP written out with plain loops, straight from its definition."""
     n, num_source = len(y), len(theta[0])

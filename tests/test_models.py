@@ -13,14 +13,6 @@ from bridgelib.models import (MANIFEST_FILE, WEIGHTS_FILE, WeightsError, create_
                               head_parameters, reinit_head)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def cfg():
     return get_config("mini")

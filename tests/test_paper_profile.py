@@ -4,21 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from bridgelib.config import get_config
 from bridgelib.transfer import RECIPES, train_run
 
 CLASSES = ("cat", "dog", "fox")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def write_folder(root, per_class, seed):

@@ -24,14 +24,6 @@ METRICS_KEYS = {"test_acc", "per_class_accuracy", "recipe", "seed", "shots", "sy
                 "synthetic_images"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture
 def cfg():
     return get_config("mini", **TINY)

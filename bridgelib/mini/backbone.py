@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bridgelib.config import get_config
+from bridgelib.config import StageConfig, get_config
 from bridgelib.data import ImageSet
 from bridgelib.files import sha256_file, write_json
 from bridgelib.mini import glyphs
-from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE
+from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE, create_classifier, load_shipped_weights
+from bridgelib.transfer import Stage, evaluate, train_stage
 
 JUDGE_DIR = "mini-judge"
 
@@ -38,14 +39,12 @@ def train_glyph_classifier(chars: tuple[str, ...], train_fonts, eval_fonts, n_tr
                            epochs: int, seed: int, style_prob: float = 0.5,
                            styles: tuple[str, ...] = glyphs.GLYPH_STYLES) -> tuple[nn.Module, float]:
     """A randomly initialised mini backbone trained on rendered glyphs; returns (model, held-out acc)."""
-    from bridgelib.transfer import Stage, evaluate, train_stage
     cfg = get_config("mini", device="cpu")
-    stage_cfg = cfg.train.real.__class__(epochs=epochs, lr=0.1, batch_size=128)
     torch.manual_seed(seed)
-    from bridgelib.models import create_classifier
     model = create_classifier(cfg, len(chars), pretrained=False)
-    train_stage(model, Stage("glyphs", glyph_set(chars, train_fonts, n_train, seed, style_prob, styles), stage_cfg),
-                None, cfg, seed=seed)
+    train_set = glyph_set(chars, train_fonts, n_train, seed, style_prob, styles)
+    stage = Stage("glyphs", train_set, StageConfig(epochs=epochs, lr=0.1, batch_size=128))
+    train_stage(model, stage, None, cfg, seed=seed)
     held_out = glyph_set(chars, eval_fonts, max(2000, n_train // 10), seed + 1)
     return model, evaluate(model, held_out, cfg)["accuracy"]
 
@@ -86,7 +85,6 @@ def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
 
 def load_judge(folder: str | Path) -> nn.Module:
     """The digit judge, checksum-verified (see models.load_shipped_weights)."""
-    from bridgelib.models import create_classifier, load_shipped_weights
     state = load_shipped_weights(folder)
     model = create_classifier(get_config("mini"), 10, pretrained=False)
     model.load_state_dict(state)
