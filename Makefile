@@ -2,7 +2,7 @@
 #   make course   run every notebook headlessly (mini profile) -> outputs/notebooks, outputs/html
 #   make test     unit tests, then every notebook under nbval (what CI runs: .ci/run)
 #   make lab      open the notebooks in JupyterLab
-#   make bench    run benchmarks/bench_*.py
+#   make bench    run benchmarks/bench_*.py, then one table: outputs/bench_table.md (+ .json)
 #   make strip    remove outputs and execution counts from notebooks before committing
 SHELL := /bin/bash
 VENV := .venv
@@ -38,11 +38,13 @@ endif
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
+# Each benchmark writes outputs/bench_*.json; the table adds notebook times if `make course` ran.
 bench: install
 	@for f in benchmarks/bench_*.py; do \
 		[ -e "$$f" ] || continue; \
-		echo "== $$f"; $(PY) "$$f" || exit 1; \
+		echo "== $$f"; $(HEADLESS) BRIDGELIB_PROGRESS=0 $(PY) "$$f" || exit 1; \
 	done
+	$(PY) tools/bench_table.py
 
 strip: install
 	$(PY) tools/strip_notebooks.py

@@ -82,3 +82,15 @@ def test_save_load_round_trip(tmp_path, profile):
 def test_str_is_json():
     cfg = get_config("mini")
     assert json.loads(str(cfg)) == cfg.to_dict()
+
+
+def test_paper_backbone_table_applies_before_explicit_overrides():
+    from bridgelib.config import PAPER_BACKBONES
+    vit = get_config("paper", backbone="vit_large_patch16_224")
+    assert (vit.train.real.lr, vit.train.real.batch_size) == (1e-3, 32)
+    assert get_config("paper", backbone="vit_base_patch16_224",
+                      **{"train.real.lr": 0.1}).train.real.lr == 0.1
+    assert set(PAPER_BACKBONES) >= {"resnet18", "resnet50", "vit_base_patch16_224",
+                                    "vit_large_patch16_224"}
+    # mini keeps its own recipe whatever the backbone name
+    assert get_config("mini", backbone="resnet18").train.real.lr == get_config("mini").train.real.lr

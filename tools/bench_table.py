@@ -1,0 +1,89 @@
+"""Collect the benchmark results into one table (markdown and JSON), with the machine they ran on.
+
+    python tools/bench_table.py   (make bench runs it after benchmarks/bench_*.py)
+
+Reads outputs/bench_generate.json, bench_train.json, bench_invert.json and, if `make course` has
+run, outputs/course_times.json; writes outputs/bench_table.md and outputs/bench_table.json.
+A missing input is listed as "not run", never guessed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "outputs"
+# (file, what, ours, baseline, ratio key, target ratio from the issues)
+BENCHES = (
+    ("bench_generate.json", "generation, images/s", "generate_images_per_s",
+     "loop_images_per_s", "speedup", 3.0, "one pipeline call per image"),
+    ("bench_train.json", "training, images/s", "package_images_per_s",
+     "torchvision_images_per_s", "ratio", 1.5, "torchvision ImageFolder + DataLoader loop"),
+    ("bench_invert.json", "inversion, steps/s", "ours_loop_steps_per_s",
+     "reference_steps_per_s", "ratio_loop", 1.0, "diffusers textual-inversion example loop"),
+)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
+
+
+def collect(out: Path = OUT) -> dict:
+    rows = []
+    for file, what, ours, base, ratio, target, baseline in BENCHES:
+        path = out / file
+        if not path.exists():
+            rows.append({"benchmark": what, "status": f"not run ({file} missing)"})
+            continue
+        r = json.loads(path.read_text())
+        rows.append({"benchmark": what, "ours": r[ours], "baseline": r[base],
+                     "baseline_is": baseline, "ratio": r[ratio], "target": target,
+                     "met": r[ratio] >= target, "status": "ok"})
+    course = out / "course_times.json"
+    notebooks = json.loads(course.read_text()) if course.exists() else None
+    return {"machine": machine(), "benchmarks": rows, "course": notebooks}
+
+
+def markdown(table: dict) -> str:
+    lines = [f"Machine: {table['machine']}", "",
+             "| benchmark | ours | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
+    for r in table["benchmarks"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['benchmark']} | {r['status']} | | | | |")
+            continue
+        lines.append(f"| {r['benchmark']} | {r['ours']:.2f} | {r['baseline']:.2f} "
+                     f"({r['baseline_is']}) | {r['ratio']:.2f}x | {r['target']:g}x | "
+                     f"{'yes' if r['met'] else 'no'} |")
+    course = table["course"]
+    lines += ["", "| notebook | seconds | ok |", "|---|---|---|"]
+    if course is None:
+        lines.append("| (run `make course` first) | | |")
+    else:
+        for nb in course["notebooks"]:
+            lines.append(f"| {nb['notebook']} | {nb['seconds']:.0f} | {'yes' if nb['ok'] else 'no'} |")
+        lines.append(f"| **make course** | {course['total_seconds']:.0f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    table = collect()
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench_table.json").write_text(json.dumps(table, indent=2))
+    text = markdown(table)
+    (OUT / "bench_table.md").write_text(text)
+    print(text)
+    print(f"wrote {OUT / 'bench_table.md'} and {OUT / 'bench_table.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
