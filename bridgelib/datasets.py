@@ -308,22 +308,14 @@ def decode_images(pairs: Pairs, size: int, workers: int = 8,
 
 def check_image_folder(root: str | Path):
     """A pandas table of an ImageFolder (train/ + test/, or class folders): one row per split and
-    class with its readable image count and the names of the files that do not decode."""
-    import pandas as pd
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} not found; "
-                                f"expected {DATASETS['imagefolder'].layout}")
-    parts = [s for s in SPLITS if (root / s).is_dir()] or ["."]
-    rows = []
-    for part in parts:
-        for folder in _class_folders(root / part):
-            files = _image_files(folder)
-            broken = [p.name for p in files if _try_decode(p, 8) is None]
-            rows.append({"split": "all" if part == "." else part, "class": folder.name,
-                         "class_name": clean_class_names([_FOLDER_PREFIX.sub("", folder.name)])[0],
-                         "images": len(files) - len(broken), "broken_files": broken})
-    return pd.DataFrame(rows, columns=["split", "class", "class_name", "images", "broken_files"])
+    class with its readable image count and the names of the files that do not decode.
+    The table view of `bridgelib.data.check_image_folder`'s report (which also lists odd sizes
+    and refuses folders no run could use), with the class names prompts will use."""
+    from bridgelib.data import check_image_folder as check
+    table = check(root, min_per_class=0, min_side=0).table()
+    names = clean_class_names([_FOLDER_PREFIX.sub("", c) for c in table["class"]])
+    table.insert(2, "class_name", names)
+    return table[["split", "class", "class_name", "images", "broken_files"]]
 
 
 # ---------------------------------------------------------------- split files
@@ -408,3 +400,25 @@ def load_kshot(name: str, root: str | Path, size: int, shots: int | str | None, 
     train = load_dataset(name, "train", root, size, split_dir=split_dir, **kwargs)
     path = split_file(name, root, f"{shots}shot_seed{seed}", split_dir)
     return kshot_split(train, shots, seed, path)
+
+
+# ---------------------------------------------------------------- GPU cost of generation
+CLASS_COUNTS = {"aircraft": 100, "cars": 196, "food101": 101, "dtd": 47, "sun397": 397,
+                "caltech101": 101, "pets": 37, "flowers102": 102, "dogs": 120, "cub": 200}
+# An ESTIMATE, not a measurement (no GPU was lent when it was written): SD v1.5, 512 px, fp16,
+# SDPA, 25 DPM-Solver++ steps with guidance. Basis: ~31 it/s for one 512 px image with guidance
+# on an A100 80GB with diffusers + torch 2.1 SDPA (fal-ai/stable-diffusion-benchmarks), i.e.
+# ~1.2 images/s at 25 steps, and ~1.5 images/s with batch 16; H100 taken as ~2x an A100.
+ESTIMATED_IMAGES_PER_S = {"A100": 1.5, "H100": 3.0}
+
+
+def generation_hours(images_per_s: float, per_class: int = 1000):
+    """GPU hours to generate `per_class` images for every registry dataset at `images_per_s`
+    (measure yours with benchmarks/bench_generate.py --profile paper), as a pandas table."""
+    import pandas as pd
+    if not images_per_s > 0:
+        raise ValueError(f"images_per_s={images_per_s!r} is invalid; expected a positive number")
+    rows = [{"dataset": name, "classes": n, "images": n * per_class,
+             "gpu_hours": round(n * per_class / images_per_s / 3600, 1)}
+            for name, n in CLASS_COUNTS.items()]
+    return pd.DataFrame(rows)

@@ -298,3 +298,14 @@ def test_image_listed_but_missing_is_skipped_by_name(tmp_path):
     with pytest.warns(UserWarning, match="beignets/1.jpg"):
         train = ds.load_dataset("food101", "train", tmp_path, SIZE)
     assert len(train) == 8
+
+
+def test_generation_hours_covers_the_registry_and_scales_with_volume():
+    from bridgelib.datasets import CLASS_COUNTS, DATASETS, generation_hours
+    assert set(CLASS_COUNTS) == set(DATASETS) - {"imagefolder"}
+    one, two = generation_hours(2.0, per_class=1000), generation_hours(2.0, per_class=2000)
+    assert (two["gpu_hours"] >= 2 * one["gpu_hours"] - 0.1).all()
+    pets = one.set_index("dataset").loc["pets"]
+    assert pets["images"] == 37_000 and abs(pets["gpu_hours"] - 37_000 / 2 / 3600) < 0.1
+    with pytest.raises(ValueError, match="images_per_s=0"):
+        generation_hours(0)
