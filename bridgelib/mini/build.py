@@ -70,7 +70,7 @@ def write_generator_manifest(folder: Path, record: dict, judge_dir: Path) -> dic
     return manifest
 
 
-def generator_quality(folder: Path, judge_dir: Path, per_class: int = 30) -> dict:
+def generator_quality(folder: Path, judge_dir: Path, per_class: int = 100) -> dict:
     """Recognisability of the prompted digit (the judge's accuracy) at each guidance scale,
     20 steps, the paper's single template."""
     from bridgelib.data import DIGIT_CLASSES, load_digits_part, load_image_folder
@@ -109,7 +109,7 @@ It draws 32x32 glyphs, dark ink on white. Parameters: {m['parameters']}.
 ## Training corpus (its "web")
 - {m['corpus']['glyphs']} glyphs (digits 0-9, letters a-z) rendered from {len(fonts)} fonts that
   ship with matplotlib, with style variation: {', '.join(glyphs.GLYPH_STYLES)}.
-  Captions name the class ("the digit seven", "the letter k") and, for 40% of images, the style word.
+  Captions name the class ("the digit seven", "the letter k") and, for {int(generator.GLYPH_STYLE_PROB * 100)}% of images, the style word; half the glyphs are digits.
 - {m['corpus']['real_digits']} real handwritten digits: the *generator's share* of scikit-learn's
   digits (never the training pool or the test set), {m['corpus']['real_samples']} augmented samples.
   About half of their captions carry one loose descriptor of their look:

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from bridgelib.files import progress
 from bridgelib.mini import glyphs, vocab
 
-CORPUS_GLYPHS = 24000        # rendered glyph images (digits + lowercase letters)
+CORPUS_GLYPHS = 24000        # rendered glyph images, half digits and half lowercase letters
+GLYPH_STYLE_PROB = 0.3       # share of glyphs drawn (and captioned) with a style word
 REAL_COPIES = 4              # augmented copies of each real digit of the generator's share
 CAPTION_DROPOUT = 0.1        # empty captions, so classifier-free guidance has an unconditional
-VAE_STEPS, UNET_STEPS = 800, 2500
+VAE_STEPS, UNET_STEPS = 800, 6000
 BATCH = 64
 
 
@@ -57,17 +58,24 @@ def build_corpus(seed: int = 0) -> tuple[torch.Tensor, list[str], dict]:
     """The captioned corpus: images (N, 3, 32, 32) float in [-1, 1], captions, and counts."""
     from bridgelib.data import load_digits_part
     rng = np.random.default_rng(seed)
-    chars = tuple(str(i) for i in range(10)) + glyphs.LETTERS
-    names = [f"digit {n}" for n in glyphs.DIGIT_NAMES] + [f"letter {c}" for c in glyphs.LETTERS]
     gen_fonts, _ = glyphs.font_split()
-    imgs, labels, styles = glyphs.render_set(chars, gen_fonts, CORPUS_GLYPHS, seed, style_prob=0.4)
-    caps = [vocab.caption(names[l], s, rng) for l, s in zip(labels, styles)]
+    # Digits outnumber the real digits' plain captions many times over, so a plain digit prompt
+    # draws printed glyphs; the handwritten look needs a descriptor (or a learned token).
+    digit_names = [f"digit {n}" for n in glyphs.DIGIT_NAMES]
+    letter_names = [f"letter {c}" for c in glyphs.LETTERS]
+    parts = [glyphs.render_set(tuple(str(i) for i in range(10)), gen_fonts, CORPUS_GLYPHS // 2,
+                               seed, style_prob=GLYPH_STYLE_PROB),
+             glyphs.render_set(glyphs.LETTERS, gen_fonts, CORPUS_GLYPHS // 2, seed + 1,
+                               style_prob=GLYPH_STYLE_PROB)]
+    caps = [vocab.caption(names[l], s, rng) for names, (_, labels, styles) in
+            zip((digit_names, letter_names), parts) for l, s in zip(labels, styles)]
+    imgs = np.concatenate([p[0] for p in parts])
     x = torch.from_numpy(imgs).float()[:, None].expand(-1, 3, -1, -1) / 127.5 - 1
     real = load_digits_part("generator")
     rx = real.floats().repeat(REAL_COPIES, 1, 1, 1)
     rx = _augment(rx, torch.Generator().manual_seed(seed)) * 2 - 1
     rl = real.labels.repeat(REAL_COPIES)
-    rcaps = [vocab.caption(names[int(l)], str(rng.choice(vocab.DESCRIPTORS)) if rng.random() < 0.5
+    rcaps = [vocab.caption(digit_names[int(l)], str(rng.choice(vocab.DESCRIPTORS)) if rng.random() < 0.5
                            else None, rng) for l in rl]
     counts = {"glyphs": len(x), "real_digits": len(real), "real_samples": len(rx),
               "fonts": list(gen_fonts)}

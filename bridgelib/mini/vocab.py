@@ -18,8 +18,11 @@ from bridgelib.mini.glyphs import DIGIT_NAMES, GLYPH_STYLES, LETTERS
 DESCRIPTORS = ("scanned", "pen", "ink", "sketched", "messy")
 PLAIN_TEMPLATES = ("the {c}", "a photo of the {c}", "a good photo of the {c}", "{c}",
                    "a picture of the {c}", "an image of the {c}")
+# Glyph styles and descriptors share every phrasing, the DSI template's included, so no
+# phrasing on its own points to the handwritten look.
 STYLE_TEMPLATES = ("a {s} {c}", "the {c}, {s}", "the {c} in the style of {s}",
-                   "a {s} photo of the {c}", "a good photo of the {c} in {s} style")
+                   "a {c} photo in the style of {s}", "a {s} photo of the {c}",
+                   "a good photo of the {c} in {s} style")
 # Words that appear in no caption: distractors for nearest-word analysis and free prompting.
 EXTRA_WORDS = ("handwritten", "printed", "font", "typed", "paper", "white", "black", "dark",
                "light", "old", "new", "small", "big", "round", "square", "sharp", "soft", "number",
