@@ -8,6 +8,11 @@ Every image has its own seed, `image_seed(run_seed, class_idx, index)`, and its 
 `torch.Generator`, so an image does not depend on the batch it was drawn in, on the order of the
 work, or on an interruption. Writes are atomic (temp file + rename) and a manifest row is
 appended only once its PNG is in place, so a crash leaves a folder that a rerun completes.
+
+Launched on several processes (`accelerate launch --multi_gpu --num_processes N -m bridgelib.cli
+generate ...`, or torchrun), the work is split between them: each process draws its share and
+appends its rows to `metadata.rank{R}.jsonl`; rank 0 merges the parts into `metadata.jsonl`, the
+same file, row for row, as one process writes.
 """
 from __future__ import annotations
 
@@ -58,6 +63,9 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
     PyTorch SDPA, diffusers' default.
     """
     from diffusers import StableDiffusionPipeline
+
+    from bridgelib.files import library_progress
+    from bridgelib.models import WeightsError
     g = cfg.generation
     model = Path(g.model).expanduser()
     if not model.exists() and (model.is_absolute() or g.model.startswith((".", "~"))):
@@ -71,9 +79,17 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
         dtype_kw = {"dtype": dtype}
     except ImportError:
         dtype_kw = {"torch_dtype": dtype}
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(model) if model.exists() else g.model, safety_checker=None,
-        requires_safety_checker=False, **dtype_kw)
+    try:
+        with library_progress():
+            pipe = StableDiffusionPipeline.from_pretrained(
+                str(model) if model.exists() else g.model, safety_checker=None,
+                requires_safety_checker=False, **dtype_kw)
+    except (OSError, ValueError, RuntimeError) as err:  # damaged weights, a wrong folder
+        hint = "rebuild it with `bridge mini build --only generator`" if model == DATA_DIR / \
+            "mini-generator" or cfg.profile == "mini" else "check the id or folder"
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise WeightsError(f"generator {g.model!r} cannot be loaded ({type(err).__name__}: "
+                           f"{first}); {hint}") from None
     pipe.scheduler = _scheduler(g.scheduler, pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -110,7 +126,8 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                            steps: int | None = None, seed: int = 0, batch_size: int | None = None,
                            overwrite: bool = False, negative_prompt: str | None = None, pipe=None,
                            progress_bar: bool = True) -> Path:
-    """Generate `per_class` images per class into `out`, resuming whatever is already there.
+    """Generate `per_class` images per class into `out`, resuming whatever is already there;
+    split between processes when launched on several (see the module docstring).
 
     Options left as None come from `cfg.generation`; a style token (a `learned_embeds.safetensors`
     from `bridge invert`, or a token string the tokenizer knows) implies template 'dsi'. A folder
@@ -126,39 +143,61 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     options, token = _options(cfg, class_names, template, style_token, guidance, steps, seed,
                               negative_prompt)
     _check_folder(out, options, overwrite)  # before anything loads or changes
-    pipe = pipe if pipe is not None else load_pipeline(cfg)
+    state = process_state(cfg.device)
+    main = state is None or state.is_main_process
+    pipe = pipe if pipe is not None else load_pipeline(cfg, state and state.device)
     if token is not None:
         _check_token(pipe, token)
-    if overwrite:
-        _clear_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        state.wait_for_everyone()  # all have read the folder before rank 0 changes it
     run = {"config": cfg.to_dict(), "options": options, "versions": package_versions(),
            "request": {"per_class": per_class, "batch_size": batch_size, "dtype": str(pipe.dtype),
-                       "device": str(pipe.device)}}
-    write_json(out / "run.json", run)
-    if token is not None:
-        _apply_token(pipe, token)
+                       "device": str(pipe.device),
+                       "processes": state.num_processes if state is not None else 1}}
     names = options["class_names"]
     slugs = [class_slug(n) or f"class_{i:03d}" for i, n in enumerate(names)]
-    done = _scan_folder(out, slugs, per_class, seed, g.resolution)
-    _write_manifest(out, done)  # drops bad and partial rows before new ones are appended
+    done = _prepare_folder(out, run, overwrite, slugs, per_class) if main else None
+    if state is not None:
+        from accelerate.utils import broadcast_object_list
+        done = broadcast_object_list([done])[0]
+    if token is not None:
+        _apply_token(pipe, token)
     work = [(c, i) for c in range(len(names)) for i in range(per_class) if (c, i) not in done]
-    bar = progress(total=len(work), unit="img", desc="generate") if progress_bar else None
+    # Rank-stride shares differ by at most one image; each image's seed makes the split invisible.
+    mine = work if state is None else work[state.process_index::state.num_processes]
+    manifest = out / ("metadata.jsonl" if state is None else
+                      f"metadata.rank{state.process_index}.jsonl")
     t0 = time.perf_counter()
-    for start in range(0, len(work), batch_size):
-        batch = work[start:start + batch_size]
-        done.update(_draw(pipe, out, batch, options, slugs))
-        if bar is not None:
-            bar.update(len(batch))
-            bar.set_postfix(img_s=f"{(start + len(batch)) / (time.perf_counter() - t0):.2f}")
-    if bar is not None:
-        bar.close()
+    done.update(_draw_all(pipe, out, mine, batch_size, options, slugs, manifest,
+                          progress_bar and main))
+    if state is not None:
+        state.wait_for_everyone()
+        if not main:
+            return out
+        done.update(_manifest_rows(slugs, _manifest_parts(out)))
     _write_manifest(out, done)
+    for part in _manifest_parts(out):  # merged into metadata.jsonl just now
+        part.unlink()
     seconds = time.perf_counter() - t0
     run["result"] = {"images": len(done), "generated": len(work), "seconds": round(seconds, 3),
                      "images_per_s": round(len(work) / seconds, 3) if work else None}
     write_json(out / "run.json", run)
     return out
+
+
+def process_state(device: str = "auto"):
+    """accelerate's PartialState when launched on 2+ processes (accelerate launch, torchrun),
+    else None, without importing accelerate.
+
+    cpu=True on a CPU: without it each CPU process believes it is alone (rank 0 of 1) and all of
+    them do all the work. gloo: a torch built with MPI would otherwise pick mpi, which torchrun
+    does not start.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return None
+    from accelerate import PartialState
+    cpu = resolve_device(device).type == "cpu"
+    return PartialState(cpu=cpu, **({"backend": "gloo"} if cpu else {}))
 
 
 def model_fingerprint(model: str) -> str | None:
@@ -191,13 +230,31 @@ def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = Non
                                   style_token=style_token, guidance=guidance, seed=seed, pipe=pipe)
 
 
-def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[str]) -> dict:
+def _draw_all(pipe, out: Path, work: list[tuple[int, int]], batch_size: int, o: dict,
+              slugs: list[str], manifest_path: Path, show_progress: bool) -> dict:
+    """Draw `work` batch by batch; the progress bar shows this process's images per second."""
+    rows = {}
+    bar = progress(total=len(work), unit="img", desc="generate") if show_progress else None
+    t0 = time.perf_counter()
+    for start in range(0, len(work), batch_size):
+        batch = work[start:start + batch_size]
+        rows.update(_draw(pipe, out, batch, o, slugs, manifest_path))
+        if bar is not None:
+            bar.update(len(batch))
+            bar.set_postfix(img_s=f"{(start + len(batch)) / (time.perf_counter() - t0):.2f}")
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[str],
+          manifest_path: Path) -> dict:
     """Draw one batch (one generator per image), write each PNG, then append its manifest row."""
     seeds = [image_seed(o["seed"], c, i) for c, i in batch]
     token = o["style_token"] and o["style_token"]["name"]
     prompts = [make_prompt(o["template"], o["prompt_names"][c], s, token)
                for (c, _), s in zip(batch, seeds)]
-    device = "cuda" if pipe.device.type == "cuda" else "cpu"
+    device = pipe.device if pipe.device.type == "cuda" else "cpu"  # cuda:R on process R
     neg, res = o["negative_prompt"], o["resolution"]
     images = pipe(prompt=prompts, negative_prompt=[neg] * len(batch) if neg else None,
                   num_inference_steps=o["num_inference_steps"], guidance_scale=o["guidance_scale"],
@@ -208,7 +265,7 @@ def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[st
             "scheduler": type(pipe.scheduler).__name__, "model": o["model"],
             "style_token": o["style_token"], "width": res, "height": res}
     rows = {}
-    with open(out / "metadata.jsonl", "a") as manifest:
+    with open(manifest_path, "a") as manifest:
         for (c, i), s, prompt, image in zip(batch, seeds, prompts, images):
             buf = io.BytesIO()
             image.save(buf, format="PNG")
@@ -282,7 +339,8 @@ def _read_token(style_token: str | Path | None) -> dict | None:
             tensors = load_file(str(path))
         except Exception as err:
             raise ValueError(f"style token {str(path)!r} is not a safetensors file "
-                             f"({type(err).__name__})") from None
+                             f"({type(err).__name__}); expected a learned_embeds.safetensors "
+                             f"from `bridge invert`") from None
         if len(tensors) != 1:
             raise ValueError(f"style token {str(path)!r} holds {len(tensors)} tensors; expected "
                              f"one {{token: tensor}} as `bridge invert` writes")
@@ -290,7 +348,8 @@ def _read_token(style_token: str | Path | None) -> dict | None:
         return {"name": name, "sha256": sha256_file(path), "path": path,
                 "vectors": vec.reshape(-1, vec.shape[-1])}
     if path.suffix in (".safetensors", ".bin", ".pt") or os.sep in str(style_token):
-        raise FileNotFoundError(f"style token file {str(style_token)!r} does not exist")
+        raise FileNotFoundError(f"style token file {str(style_token)!r} does not exist; "
+                                f"pass a learned_embeds.safetensors from `bridge invert`")
     return {"name": str(style_token), "sha256": None, "path": None, "vectors": None}
 
 
@@ -328,7 +387,7 @@ def _check_folder(out: Path, options: dict, overwrite: bool) -> None:
     if overwrite or not out.exists():
         return
     if not out.is_dir():
-        raise ValueError(f"output {str(out)!r} exists and is not a folder")
+        raise ValueError(f"output {str(out)!r} exists and is not a folder; choose another folder")
     run = out / "run.json"
     if not run.exists():
         if any(out.iterdir()):
@@ -354,7 +413,8 @@ def _clear_folder(out: Path) -> None:
     """
     if not out.is_dir():
         return
-    for path in (out / "metadata.jsonl", out / "run.json", *out.glob("*.tmp")):
+    for path in (out / "metadata.jsonl", out / "run.json", *_manifest_parts(out),
+                 *out.glob("*.tmp")):
         path.unlink(missing_ok=True)
     for sub in (p for p in out.iterdir() if p.is_dir()):
         for f in sub.iterdir():
@@ -364,25 +424,51 @@ def _clear_folder(out: Path) -> None:
             sub.rmdir()
 
 
+def _prepare_folder(out: Path, run: dict, overwrite: bool, slugs: list[str],
+                    per_class: int) -> dict[tuple[int, int], dict]:
+    """Clear (overwrite) or create the folder, write run.json, and return the finished images,
+    with the manifest rewritten to hold exactly them (one process: rank 0 when launched)."""
+    if overwrite:
+        _clear_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "run.json", run)
+    o = run["options"]
+    done = _scan_folder(out, slugs, per_class, o["seed"], o["resolution"])
+    _write_manifest(out, done)  # drops bad and partial rows before new ones are appended
+    for part in _manifest_parts(out):  # an interrupted launch's rows, now in metadata.jsonl
+        part.unlink()
+    return done
+
+
+def _manifest_parts(out: Path) -> list[Path]:
+    return sorted(out.glob("metadata.rank*.jsonl"))
+
+
+def _manifest_rows(slugs: list[str], paths) -> dict[tuple[int, int], dict]:
+    """(label, index) -> row of the manifest files that exist; partial and foreign lines skipped."""
+    label_of = {s: c for c, s in enumerate(slugs)}
+    rows: dict[tuple[int, int], dict] = {}
+    for path in (p for p in paths if p.exists()):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                slug, name = row["file_name"].split("/")
+                rows[(label_of[slug], int(Path(name).stem))] = row
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a partial last line of an interrupted run, or a foreign row
+    return rows
+
+
 def _scan_folder(out: Path, slugs: list[str], per_class: int, seed: int,
                  resolution: int) -> dict[tuple[int, int], dict]:
-    """Finished images: manifest rows whose PNG is valid. Cleans temp files and stray PNGs."""
+    """Finished images: manifest rows (parts of a launch included) whose PNG is valid.
+    Cleans temp files and stray PNGs."""
     for tmp in (*out.glob("*.tmp"), *out.glob("*/*.tmp")):  # pathlib globs match dot files
         tmp.unlink(missing_ok=True)
-    label_of = {s: c for c, s in enumerate(slugs)}
-    done: dict[tuple[int, int], dict] = {}
-    manifest = out / "metadata.jsonl"
-    lines = manifest.read_text().splitlines() if manifest.exists() else []
-    for line in lines:
-        try:
-            row = json.loads(line)
-            slug, name = row["file_name"].split("/")
-            key = (label_of[slug], int(Path(name).stem))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a partial last line of an interrupted run, or a foreign row
-        if row.get("seed") == image_seed(seed, *key) and row.get("label") == key[0] and \
-                _valid_png(out / row["file_name"], resolution):
-            done[key] = row
+    rows = _manifest_rows(slugs, [out / "metadata.jsonl", *_manifest_parts(out)])
+    done = {key: row for key, row in rows.items()
+            if row.get("seed") == image_seed(seed, *key) and row.get("label") == key[0]
+            and _valid_png(out / row["file_name"], resolution)}
     for c, slug in enumerate(slugs):  # unrecorded images beyond per_class: stale partial output
         for f in (out / slug).glob("*.png") if (out / slug).is_dir() else ():
             if f.stem.isdigit() and int(f.stem) >= per_class and (c, int(f.stem)) not in done:

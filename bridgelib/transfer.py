@@ -12,9 +12,14 @@ Every recipe is a list of stages run by one training loop (`train_stage`):
 
 Budget accounting (ours; the paper gives none): `mixed` trains for as many optimizer steps as
 bridged's two stages together, so it sees the same number of images.
+
+Launched on several processes (`accelerate launch --multi_gpu --num_processes N -m bridgelib.cli
+train ...`), each stage trains a DistributedDataParallel copy per process on its slice of every
+batch; rank 0 alone writes the run's files.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -30,6 +35,7 @@ from torch import nn
 from bridgelib.config import Config, StageConfig
 from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
 from bridgelib.files import atomic_write_bytes, autocast, progress, resolve_device, write_json
+from bridgelib.generate import process_state
 from bridgelib.metrics import model_leep
 from bridgelib.models import create_classifier, input_stats, reinit_head
 
@@ -120,9 +126,12 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
                 seed: int = 0, eval_epochs: bool = True, eval_last: bool = True) -> list[dict]:
     """Fine-tune the whole network on one stage's images: SGD + momentum, cosine decay.
 
-    Returns one history row per epoch (or per 1/10 of a fixed-step stage).
+    Returns one history row per epoch (or per 1/10 of a fixed-step stage). On N processes the
+    batches are the ones one process draws, each process taking every N-th image of each: the
+    steps, the learning-rate schedule and the images seen stay those of one process.
     """
-    device = resolve_device(cfg.device)
+    accel = _accelerator(cfg)
+    device = accel.device if accel else resolve_device(cfg.device)
     model.to(device, memory_format=torch.channels_last).train()  # faster convs on CPU and GPU
     c = stage.cfg
     total = stage_steps(stage)
@@ -130,26 +139,34 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
     opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=True,
                           weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    net = accel.prepare_model(model) if accel else model  # DDP: gradients averaged over processes
+    part = slice(accel.process_index, None, accel.num_processes) if accel else slice(None)
     mean, std = (t.to(device) for t in input_stats(model))
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # same on every process: same batches, same Mixup
     batches = _batch_stream(len(stage.data), c.batch_size, gen)
     rows, seen, loss_sum, correct, count, t0 = [], 0, 0.0, 0, 0, time.time()
-    for step in progress(range(total), desc=f"{stage.name} stage", leave=False):
+    steps = range(total)
+    if accel is None or accel.is_main_process:  # one progress bar, not one per process
+        steps = progress(steps, desc=f"{stage.name} stage", leave=False)
+    for step in steps:
         idx = next(batches)
         x = (augment(stage.data.images[idx].to(device).float() / 255, cfg.augment, gen) - mean) / std
         x = x.contiguous(memory_format=torch.channels_last)
         y = stage.data.labels[idx].to(device)
         with autocast(device, cfg.precision):
-            logits, loss = _forward(model, x, y, c.mixup_alpha, gen)
+            logits, loss = _forward(net, x, y, c.mixup_alpha, gen, part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         seen += len(idx)
-        loss_sum += loss.item() * len(idx)
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(idx)
+        loss_sum += loss.item() * len(logits)
+        correct += (logits.argmax(1) == y[part]).sum().item()
+        count += len(logits)
         if (step + 1) % per_epoch == 0 or step + 1 == total:
+            if accel:  # the row reports the whole batch, not this process's slice
+                sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=device)
+                loss_sum, correct, count = accel.reduce(sums, "sum").tolist()
             scored = test is not None and (eval_epochs or (eval_last and step + 1 == total))
             rows.append({"stage": stage.name, "epoch": len(rows) + 1,
                          "train_loss": loss_sum / count, "train_acc": correct / count,
@@ -158,6 +175,8 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
                          "lr": sched.get_last_lr()[0]})
             loss_sum, correct, count = 0.0, 0, 0
             model.train()
+    if accel:
+        accel.free_memory()  # drop this stage's DDP wrapper: the next stage wraps the model anew
     return rows
 
 
@@ -168,13 +187,29 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam
 
 
-def _forward(model, x, y, mixup_alpha: float, gen):
+def _forward(model, x, y, mixup_alpha: float, gen, part: slice = slice(None)):
+    """Logits and loss of this process's `part` of the batch. Mixup pairs are drawn over the
+    whole batch first, so that every process draws the same numbers from `gen`."""
     if mixup_alpha > 0:
         x, ya, yb, lam = mixup(x, y, mixup_alpha, gen)
-        logits = model(x)
-        return logits, lam * F.cross_entropy(logits, ya) + (1 - lam) * F.cross_entropy(logits, yb)
-    logits = model(x)
-    return logits, F.cross_entropy(logits, y)
+        logits = model(x[part])
+        return logits, (lam * F.cross_entropy(logits, ya[part])
+                        + (1 - lam) * F.cross_entropy(logits, yb[part]))
+    logits = model(x[part])
+    return logits, F.cross_entropy(logits, y[part])
+
+
+def _accelerator(cfg: Config):
+    """An accelerate Accelerator when launched on 2+ processes, else None.
+
+    mixed_precision "no": the loop autocasts itself (bf16 on CUDA, as on one process); accelerate's
+    own would patch the model's forward at every stage's prepare and leave it patched.
+    """
+    state = process_state(cfg.device)
+    if state is None:
+        return None
+    from accelerate import Accelerator
+    return Accelerator(cpu=state.device.type == "cpu", mixed_precision="no")
 
 
 def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
@@ -243,8 +278,11 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     budget_only = recipe == "vanilla" and synthetic_dir is not None and cfg.train.match_compute
     if recipe == "vanilla" and not budget_only:
         synthetic_dir = None  # vanilla never sees synthetic images
-    real = real_data(cfg, "train", shots, seed)
-    test = real_data(cfg, "test")
+    state = process_state(cfg.device)
+    # Launched on several processes: rank 0 downloads the data and writes its split files first.
+    with state.main_process_first() if state is not None else contextlib.nullcontext():
+        real = real_data(cfg, "train", shots, seed)
+        test = real_data(cfg, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
     leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}
@@ -270,6 +308,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                    **_synthetic_facts(synthetic_dir, synthetic)}),
                "stages": per_stage.reset_index().to_dict("records"),
                "wall_s": round(time.time() - t0, 2)}
+    if state is not None and not state.is_main_process:
+        return metrics  # every process trained; one writes
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     atomic_write_bytes(out / "history.csv", history.to_csv(index=False).encode())
