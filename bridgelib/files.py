@@ -1,6 +1,7 @@
 """Small shared helpers: atomic writes, checksums, progress bars, devices, seeding."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +19,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write to a temp file in the same folder, then rename: a crash never leaves a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # read-only folder: name the file meant, not a temp name
+        raise OSError(err.errno, err.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -26,8 +30,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp):  # e.g. disk full
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
     return path
 
@@ -49,11 +55,32 @@ def set_progress(enabled: bool) -> None:
     _PROGRESS["enabled"] = enabled
 
 
+def progress_enabled() -> bool:
+    return _PROGRESS["enabled"] and os.environ.get("BRIDGELIB_PROGRESS") != "0"
+
+
 def progress(iterable: Iterable | None = None, **kwargs: Any):
     """The one place progress bars come from (tqdm.auto: a widget in notebooks, text elsewhere)."""
     from tqdm.auto import tqdm
-    disabled = not _PROGRESS["enabled"] or os.environ.get("BRIDGELIB_PROGRESS") == "0"
-    return tqdm(iterable, disable=disabled, **kwargs)
+    return tqdm(iterable, disable=not progress_enabled(), **kwargs)
+
+
+@contextlib.contextmanager
+def library_progress():
+    """With the package's bars off, diffusers' and transformers' own bars ("Loading pipeline
+    components") are off too while the block runs: a quiet run (tests, CI) prints only its
+    result or its one-line error. With them on, the libraries' own settings stand."""
+    import diffusers.utils.logging as d_log
+    import transformers.utils.logging as t_log
+    states = [(m, m.is_progress_bar_enabled()) for m in (d_log, t_log)]
+    if not progress_enabled():
+        for m, _ in states:
+            m.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for m, was in states:
+            (m.enable_progress_bar if was else m.disable_progress_bar)()
 
 
 def resolve_device(device: str = "auto") -> "torch.device":

@@ -314,17 +314,22 @@ def _start_state(out: Path, ckpt_dir: Path, settings: dict, resume: bool,
             if state["settings"].get(key) != settings[key]:
                 raise ValueError(f"checkpoint {str(found[-1])!r} was made with {key}="
                                  f"{state['settings'].get(key)!r}, not {settings[key]!r}; pass "
-                                 f"the same settings, or overwrite=True to start again")
+                                 f"the same settings, or overwrite=True (--overwrite) to start "
+                                 f"again")
         if state["step"] > settings["steps"]:
             raise ValueError(f"checkpoint {str(found[-1])!r} is at step {state['step']}, "
-                             f"beyond steps={settings['steps']}")
+                             f"beyond steps={settings['steps']}; pass steps >= {state['step']} "
+                             f"(--steps) or overwrite=True (--overwrite)")
         return state
     if out.exists() and not overwrite:
-        hint = "it has no checkpoint to resume" if resume else "or resume=True to continue its run"
-        raise FileExistsError(f"{str(out)!r} exists; pass overwrite=True to replace it ({hint})")
+        hint = "it has no checkpoint to resume" if resume else \
+            "or resume=True (--resume) to continue its run"
+        raise FileExistsError(f"{str(out)!r} exists; pass overwrite=True (--overwrite) to "
+                              f"replace it ({hint})")
     if found and not overwrite:
         raise FileExistsError(f"{str(ckpt_dir)!r} holds checkpoints of an unfinished run; pass "
-                              f"resume=True to continue it or overwrite=True to start again")
+                              f"resume=True (--resume) to continue it or overwrite=True "
+                              f"(--overwrite) to start again")
     for path in found:
         path.unlink()
     return None
@@ -418,11 +423,15 @@ def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
 
 def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
                        root: str | Path | None = None) -> Path:
-    """A style token learned once under `cache/dsi/` and shared by the notebooks."""
+    """A style token learned once under `cache/dsi/` and shared by the notebooks; the folder
+    name carries the generator's fingerprint, so a rebuilt generator never reuses an old token."""
     from bridgelib.config import REPO_ROOT
     from bridgelib.data import real_data
+    from bridgelib.generate import model_fingerprint
     root = Path(root) if root else REPO_ROOT / "cache" / "dsi"
-    path = root / f"{cfg.profile}-{cfg.dataset}-k{shots}-n{cfg.invert.steps}-s{seed}" / "learned_embeds.safetensors"
+    model = (model_fingerprint(cfg.generation.model) or "hub")[:8]
+    name = f"{cfg.profile}-{cfg.dataset}-{model}-k{shots}-n{cfg.invert.steps}-s{seed}"
+    path = root / name / "learned_embeds.safetensors"
     if not path.exists():
         images = real_data(cfg, "train", shots, seed, size=cfg.generation.resolution)
         learn_style_token(cfg, images, path, seed=seed, pipe=pipe, resume=True)  # after a crash
