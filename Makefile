@@ -4,13 +4,14 @@
 #   make lab      open the notebooks in JupyterLab
 #   make bench    run benchmarks/bench_*.py, then one table: outputs/bench_table.md (+ .json)
 #   make strip    remove outputs and execution counts from notebooks before committing
+#   make results  rebuild the shipped results store data/results/store (hours on a CPU; resumable)
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
 
-.PHONY: install course test lab bench strip
+.PHONY: install course test lab bench strip results
 
 install: $(VENV)/.installed
 
@@ -48,3 +49,8 @@ bench: install
 
 strip: install
 	$(PY) tools/strip_notebooks.py
+
+# Every figure family of notebooks 05-06 as one sweep into cache/sweeps/store (interrupt and
+# rerun at will: finished runs are kept), then the compact CSVs to data/results/store.
+results: install
+	$(HEADLESS) $(PY) tools/build_results_store.py --grid full

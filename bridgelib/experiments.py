@@ -1,37 +1,395 @@
-"""Grids of training runs: run what is missing, skip what is on disk, collect one tidy table.
+"""Grids of training runs: run what is missing, skip what is on disk, keep one tidy results store.
 
-A cell of the grid is one `train_run` written to `root/<recipe>-k<shots>-s<seed>[-scratch]/`;
-a cell whose metrics.json exists is never recomputed, so an interrupted grid resumes.
+A sweep is the grid recipes x shots x seeds x synthetic volume (images per class) x guidance x
+template (single | dsi) [x scratch]. Each cell is one `train_run` in `root/<cell name>/`; a cell
+whose metrics.json exists is never recomputed, so an interrupted sweep resumes where it stopped
+and a finished one reruns in seconds. Vanilla uses no synthetic images, so one vanilla run serves
+every volume, guidance and template of its (shots, seed).
+
+Synthetic sets are never recomputed either: one set per (template, guidance) at the largest
+volume still needed (the package's cached set, `cache/synthetic/`, reused when one with the same
+options is big enough), and every smaller volume is the first N images per class of it.
+
+After every run `root/results.csv` (the store: one row per run, config then metrics columns,
+see STORE_COLUMNS) is rewritten atomically; `pd.read_csv` reads it as is.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from bridgelib.config import Config
-from bridgelib.files import progress
-from bridgelib.transfer import train_run
+from bridgelib.data import parse_shots
+from bridgelib.files import atomic_write_bytes, progress, write_json
+from bridgelib.transfer import RECIPES, train_run
+
+STORE_FILE = "results.csv"
+HISTORY_FILE = "histories.csv"
+CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "scratch",
+                  "profile", "dataset")
+METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "train_images",
+                  "synthetic_images", "wall_s")
+STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
+TEMPLATES = ("single", "multi", "dsi")
 
 
-def run_name(recipe: str, shots, seed: int, pretrained: bool = True, tag: str = "") -> str:
-    return f"{recipe}-k{shots}-s{seed}" + ("" if pretrained else "-scratch") + (f"-{tag}" if tag else "")
+# ---------------------------------------------------------------- the cells of a grid
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep; `volume` None means no synthetic data (vanilla)."""
+    recipe: str
+    shots: int | str
+    seed: int
+    volume: int | None = None      # synthetic images per class
+    guidance: float | None = None
+    template: str | None = None
+    scratch: bool = False          # random initialisation instead of the pretrained backbone
+
+    @property
+    def name(self) -> str:
+        data = f"-{self.template}-g{self.guidance:g}-n{self.volume}" if self.volume else ""
+        return (f"{self.recipe}{data}-k{self.shots}-s{self.seed}"
+                + ("-scratch" if self.scratch else ""))
 
 
-def run_grid(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), seeds=(0,),
-             pretrained=(True,), synthetic_dir=None, tag: str = "") -> pd.DataFrame:
-    """Run every (recipe, shots, seed, pretrained) cell not already on disk; return all runs."""
+def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidances=(3.0,),
+               templates=("single",), scratch=(False,)) -> list[Cell]:
+    """Every cell of the grid, once: vanilla collapses over volume, guidance and template."""
+    bad = [r for r in recipes if r not in RECIPES]
+    if bad:
+        raise ValueError(f"unknown recipe {bad[0]!r}; valid: {', '.join(RECIPES)}")
+    bad = [t for t in templates if t not in TEMPLATES]
+    if bad:
+        raise ValueError(f"unknown template {bad[0]!r}; valid: {', '.join(TEMPLATES)}")
+    for v in volumes:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"volume={v!r} is invalid; expected a positive number of images "
+                             f"per class")
+    shots = [parse_shots(k) or "full" for k in shots]
+    cells: dict[str, Cell] = {}
+    for recipe, k, seed, s in itertools.product(recipes, shots, seeds, scratch):
+        if recipe == "vanilla":
+            data = [(None, None, None)]
+        elif not volumes:
+            raise ValueError(f"recipe {recipe!r} needs synthetic images: give volumes (images per "
+                             f"class, --volumes N ...) or a synthetic set (--synthetic DIR)")
+        else:
+            data = itertools.product(volumes, [float(g) for g in guidances], templates)
+        for v, g, t in data:
+            cell = Cell(recipe, k, int(seed), v, g, t, bool(s))
+            cells.setdefault(cell.name, cell)
+    return list(cells.values())
+
+
+# ---------------------------------------------------------------- running a sweep
+def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), seeds=(0,),
+              volumes=(), guidances=(None,), templates=("single",), scratch=(False,),
+              synthetic_dir=None, style_token=None, command: str | None = None,
+              cache: str | Path | None = None) -> pd.DataFrame:
+    """Train every cell of the grid not already in `root`; return this grid's rows of the store.
+
+    guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
+    guidance; volumes default to its size) instead of generating. `style_token`: the DSI token
+    (default: the package's cached one, learned once). Generation and training seeds: synthetic
+    sets and the token use cfg.seed, so every training seed sees the same images. `cache`:
+    where generated sets and the token are cached (default: the repository's cache/, shared
+    with the notebooks).
+    """
     root = Path(root)
-    cells = list(itertools.product(recipes, shots, seeds, pretrained))
-    for recipe, k, seed, pre in progress(cells, desc="runs"):
-        out = root / run_name(recipe, k, seed, pre, tag)
-        if (out / "metrics.json").exists():
+    if synthetic_dir is not None:
+        options, per_class = set_options(synthetic_dir), complete_per_class(synthetic_dir)
+        guidances, templates = [options["guidance_scale"]], [options["template"]]
+        volumes = volumes or [per_class]
+    guidances = [cfg.generation.guidance if g is None else g for g in guidances]
+    cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch)
+    check_sweep_folder(cfg, root)
+    todo = [c for c in cells if not (root / c.name / "metrics.json").exists()]
+    with open(root / "sweeps.jsonl", "a") as log:  # provenance: which command asked for what
+        log.write(json.dumps({"command": command or _command(), "time": time.strftime("%F %T"),
+                              "cells": len(cells), "todo": len(todo)}) + "\n")
+    sets = SyntheticSets(cfg, root / "synthetic", synthetic_dir, style_token, todo, cache)
+    for cell in progress(todo, desc="runs"):
+        data = sets.folder(cell) if cell.volume else None
+        train_run(cfg, cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
+                  pretrained=not cell.scratch, synthetic_dir=data)
+        write_store(root)
+    store = write_store(root)
+    return store[store["run"].isin([c.name for c in cells])].reset_index(drop=True)
+
+
+def sweep_identity(cfg: Config) -> dict:
+    """What a finished run depends on beyond its cell: the resolved config, with the generator
+    and the backbone named by a hash of their weights (a rebuilt mini world is another world)."""
+    from bridgelib.generate import model_fingerprint
+    d = cfg.to_dict()
+    d["generation"]["model"] = model_fingerprint(cfg.generation.model) or cfg.generation.model
+    d["backbone_weights"] = model_fingerprint(cfg.backbone_weights) or cfg.backbone_weights
+    for key in ("device", "num_workers", "data_root"):  # where and how fast, not what
+        d.pop(key, None)
+    d["generation"].pop("batch_size", None)
+    return d
+
+
+def sweep_folder(cfg: Config, base: str | Path) -> Path:
+    """`base/<profile>-<hash of sweep_identity>`: a folder of runs that a rebuilt generator,
+    backbone or changed config never reuses (notebooks keep their live sweeps here)."""
+    digest = hashlib.sha256(json.dumps(sweep_identity(cfg), sort_keys=True).encode()).hexdigest()
+    return Path(base) / f"{cfg.profile}-{digest[:8]}"
+
+
+def check_sweep_folder(cfg: Config, root: str | Path) -> None:
+    """Refuse to add runs to a folder whose runs were made with another setup (else a finished
+    cell from an older generator would count as done); record the setup on first use."""
+    root, ident = Path(root), json.loads(json.dumps(sweep_identity(cfg), default=str))
+    path = root / "sweep.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = next((k for k in _flat(ident) if _flat(old).get(k) != _flat(ident)[k]), None)
+        if diff:
+            raise ValueError(f"{str(root)!r} holds runs made with another setup ({diff}: "
+                             f"{_flat(old).get(diff)!r}, now {_flat(ident)[diff]!r}); sweep "
+                             f"into another folder")
+    elif any(root.glob("*/metrics.json")):
+        return  # runs made before sweep.json existed: nothing to compare with
+    else:
+        write_json(path, ident)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+class SyntheticSets:
+    """The synthetic folder of each cell, made only when a cell that needs it runs.
+
+    One source set per (template, guidance), at the largest volume the cells still to run need;
+    smaller volumes are `synthetic_subset`s of it under `subsets/`. The pipeline loads at most
+    once, and only if something must be generated or a style token learned.
+    """
+
+    def __init__(self, cfg: Config, subsets: Path, given=None, style_token=None, todo=(),
+                 cache: str | Path | None = None):
+        from bridgelib.config import REPO_ROOT
+        self.cfg, self.subsets, self.given, self.token = cfg, Path(subsets), given, style_token
+        self.cache = Path(cache) if cache else REPO_ROOT / "cache"
+        self.need: dict[tuple, int] = {}
+        for c in todo:
+            if c.volume:
+                key = (c.template, c.guidance)
+                self.need[key] = max(self.need.get(key, 0), c.volume)
+        self.sources: dict[tuple, Path] = {}
+        self._pipe = None
+
+    def pipe(self):
+        if self._pipe is None:
+            from bridgelib.generate import load_pipeline
+            self._pipe = load_pipeline(self.cfg)
+        return self._pipe
+
+    def style_token(self):
+        """The given token, else the package's cached one (learned once per generator)."""
+        if self.token is None:
+            from bridgelib.invert import cached_style_token
+            self.token = cached_style_token(self.cfg, seed=self.cfg.seed, pipe=self.pipe(),
+                                            root=self.cache / "dsi")
+        return self.token
+
+    def source(self, template: str, guidance: float) -> Path:
+        key = (template, guidance)
+        if key not in self.sources:
+            if self.given is not None:
+                self.sources[key] = Path(self.given)
+            else:
+                from bridgelib.generate import cached_synthetic_set
+                token = self.style_token() if template == "dsi" else None
+                n, cache = self.need[key], self.cache / "synthetic"
+                self.sources[key] = find_synthetic_set(self.cfg, n, template, guidance, token,
+                                                       cache) \
+                    or cached_synthetic_set(self.cfg, n, template, token, guidance,
+                                            seed=self.cfg.seed, pipe=self.pipe(), root=cache)
+        return self.sources[key]
+
+    def folder(self, cell: Cell) -> Path:
+        source = self.source(cell.template, cell.guidance)
+        have = complete_per_class(source)
+        if cell.volume > have:
+            raise ValueError(f"volume={cell.volume} is more than the {have} images per class of "
+                             f"{str(source)!r}")
+        if cell.volume == have:
+            return source
+        out = self.subsets / f"{source.name}-first{cell.volume}"
+        return synthetic_subset(source, cell.volume, out)
+
+
+def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: float,
+                       style_token=None, root: str | Path | None = None) -> Path | None:
+    """The smallest complete set under `root` (default cache/synthetic/) drawn with exactly
+    these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
+    `per_class` images per class; None if there is none."""
+    from bridgelib.config import REPO_ROOT
+    from bridgelib.generate import _options  # the options a set's run.json records
+    want = json.loads(json.dumps(_options(cfg, None, template, style_token, guidance, None,
+                                          cfg.seed, None)[0], default=str))
+    root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
+    found = []
+    for run in root.glob("*/run.json"):
+        try:
+            options = json.loads(run.read_text())["options"]
+        except (ValueError, KeyError, TypeError):
             continue
-        train_run(cfg, recipe, out, shots=k, seed=seed, pretrained=pre,
-                  synthetic_dir=None if recipe == "vanilla" else synthetic_dir)
-    return collect_runs(root)
+        if all(options.get(k) == v for k, v in want.items()):
+            n = complete_per_class(run.parent)
+            if n >= per_class:
+                found.append((n, str(run.parent)))
+    return Path(min(found)[1]) if found else None
+
+
+def synthetic_subset(source: str | Path, per_class: int, out: str | Path) -> Path:
+    """The first `per_class` images of each class of `source`, as a set of its own in `out`
+    (hard links, or copies across file systems; metadata.jsonl and run.json filtered to them).
+
+    This IS the set `generate_synthetic_set(..., per_class)` draws with the same options:
+    generate.py seeds image i of class c with image_seed(run seed, c, i), names it
+    `<class>/<i:05d>.png`, picks its prompt from that seed, and never depends on how many
+    images per class are asked for. Pixels match up to the rounding of batching (generate.py
+    documents at most 1/255 on a few values in 100,000); tests/test_experiments.py checks it.
+    Written to a temporary folder and renamed, so `out` is complete or absent.
+    """
+    from bridgelib.generate import read_manifest
+    source, out = Path(source), Path(out)
+    if (out / "metadata.jsonl").exists():
+        made_from = json.loads((out / "run.json").read_text()).get("subset_of", {}).get("path")
+        if made_from != str(source.resolve()):
+            raise ValueError(f"{str(out)!r} is a subset of {made_from!r}, not of {str(source)!r}")
+        return out
+    have = complete_per_class(source)
+    if per_class > have:
+        raise ValueError(f"per_class={per_class} is more than the {have} images per class of "
+                         f"{str(source)!r}")
+    rows = read_manifest(source)
+    rows = rows[rows["file_name"].map(lambda f: int(Path(f).stem)) < per_class]
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in rows["file_name"]:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source / name, tmp / name)
+        except OSError:
+            shutil.copy2(source / name, tmp / name)
+    run = json.loads((source / "run.json").read_text())
+    run.setdefault("request", {})["per_class"] = per_class
+    run["subset_of"] = {"path": str(source.resolve()), "per_class": have}
+    run.get("result", {}).update(images=len(rows), generated=0)
+    write_json(tmp / "run.json", run)
+    lines = [json.dumps(r) for r in rows.to_dict("records")]
+    atomic_write_bytes(tmp / "metadata.jsonl", ("\n".join(lines) + "\n").encode())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out
+
+
+def set_options(folder: str | Path) -> dict:
+    """The generation options a synthetic set's run.json records (template, guidance_scale, ...)."""
+    run = Path(folder) / "run.json"
+    if not run.exists():
+        raise FileNotFoundError(f"{str(run)!r} does not exist; is {str(folder)!r} a synthetic set "
+                                f"written by `bridge generate`?")
+    return json.loads(run.read_text())["options"]
+
+
+def complete_per_class(folder: str | Path) -> int:
+    """N such that images 0..N-1 of every class are in the set's manifest (0 if none)."""
+    from bridgelib.generate import read_manifest
+    rows = read_manifest(folder)
+    if rows.empty:
+        return 0
+    index = rows["file_name"].map(lambda f: int(Path(f).stem))
+    classes = len(set_options(folder)["class_names"])
+    have = [set(index[rows["label"] == c]) for c in range(classes)]
+    return min(next(i for i in itertools.count() if i not in s) for s in have)
+
+
+def _command() -> str:
+    """The `bridge sweep` command line that started this sweep, if it was one."""
+    if sys.argv and Path(sys.argv[0]).name in ("bridge", "cli.py"):
+        return "bridge " + shlex.join(sys.argv[1:])
+    return "run_sweep (Python)"
+
+
+# ---------------------------------------------------------------- the results store
+def write_store(root: str | Path) -> pd.DataFrame:
+    """Rewrite `root/results.csv` atomically from every run in `root`; return it."""
+    store = tidy_runs(collect_runs(root))
+    atomic_write_bytes(Path(root) / STORE_FILE, store.to_csv(index=False).encode())
+    return store
+
+
+def read_store(path: str | Path) -> pd.DataFrame:
+    """A results store (a folder holding results.csv, or the CSV), shots as int | "full"."""
+    path = Path(path)
+    csv = path / STORE_FILE if path.is_dir() else path
+    if not csv.exists():
+        raise FileNotFoundError(f"no results store {str(csv)!r}; build one with `bridge sweep` "
+                                f"or tools/build_results_store.py")
+    store = pd.read_csv(csv, dtype={"shots": str})
+    store["shots"] = store["shots"].map(lambda k: "full" if k == "full" else int(k)).astype(object)
+    if "volume" in store:
+        store["volume"] = store["volume"].astype("Int64")
+    return store
+
+
+def load_runs(*folders: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(store, histories) of folders of runs (run directories) or of shipped stores
+    (results.csv and histories.csv, as tools/build_results_store.py writes them). A run name
+    found in two folders is prefixed with its folder's name, so runs stay apart."""
+    parts = []  # (folder name, store, histories or None)
+    for folder in map(Path, folders):
+        if any(folder.glob("*/metrics.json")):
+            parts.append((folder.name, tidy_runs(collect_runs(folder)), collect_histories(folder)))
+        elif (folder / STORE_FILE).exists():
+            hist = folder / HISTORY_FILE
+            parts.append((folder.name, read_store(folder),
+                          pd.read_csv(hist) if hist.exists() else None))
+    if not parts:
+        raise FileNotFoundError(f"no runs (*/metrics.json) or {STORE_FILE} under "
+                                f"{', '.join(map(str, folders))}")
+    names = [n for _, st, _ in parts for n in st["run"]]
+    if len(names) != len(set(names)):
+        parts = [(tag, st.assign(run=tag + "/" + st["run"]),
+                  None if h is None else h.assign(run=tag + "/" + h["run"]))
+                 for tag, st, h in parts]
+    histories = [h for _, _, h in parts if h is not None]
+    return (pd.concat([st for _, st, _ in parts], ignore_index=True),
+            pd.concat(histories, ignore_index=True) if histories else None)
+
+
+def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """`collect_runs` rows as store rows: volume (NaN without synthetic data), scratch, the
+    synthetic folder's name; config columns first, then metrics, then anything else."""
+    if raw.empty:
+        return pd.DataFrame(columns=list(STORE_COLUMNS))
+    df = raw.copy()
+    volume = pd.to_numeric(df.pop("synthetic_per_class"), errors="coerce") \
+        if "synthetic_per_class" in df else pd.Series(float("nan"), index=df.index)
+    df["volume"] = volume.where(volume > 0).astype("Int64")
+    df["scratch"] = ~df.pop("pretrained").astype(bool) if "pretrained" in df else False
+    df["synthetic"] = df.get("synthetic", pd.Series(None, index=df.index, dtype=object)).map(
+        lambda p: Path(p).name if isinstance(p, str) and p else None)
+    first = [c for c in STORE_COLUMNS if c in df]
+    return df[first + [c for c in df if c not in first]]
 
 
 def collect_runs(*roots: str | Path) -> pd.DataFrame:
@@ -48,6 +406,17 @@ def collect_runs(*roots: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def collect_histories(*roots: str | Path, runs=None) -> pd.DataFrame:
+    """Every run's history.csv in one tidy table with a `run` column (optionally only `runs`)."""
+    parts = [pd.read_csv(p).assign(run=p.parent.name) for root in roots
+             for p in sorted(Path(root).glob("*/history.csv"))
+             if runs is None or p.parent.name in set(runs)]
+    if not parts:
+        return pd.DataFrame(columns=["run", "stage", "epoch", "test_acc"])
+    table = pd.concat(parts, ignore_index=True)
+    return table[["run", *[c for c in table if c != "run"]]]
+
+
 def load_histories(*roots: str | Path) -> dict[str, pd.DataFrame]:
     """{run name: its history.csv} for every run under `roots` (for convergence plots)."""
     return {p.parent.name: pd.read_csv(p) for root in roots for p in sorted(Path(root).glob("*/history.csv"))}
@@ -58,3 +427,23 @@ def summarize(runs: pd.DataFrame, by=("recipe", "shots")) -> pd.DataFrame:
     by = [b for b in by if b in runs.columns]
     return (runs.groupby(by, sort=False)["test_acc"].agg(["mean", "std", "count"])
             .reset_index())
+
+
+# ---------------------------------------------------------------- the notebooks' older grid
+def run_name(recipe: str, shots, seed: int, pretrained: bool = True, tag: str = "") -> str:
+    return f"{recipe}-k{shots}-s{seed}" + ("" if pretrained else "-scratch") + (f"-{tag}" if tag else "")
+
+
+def run_grid(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), seeds=(0,),
+             pretrained=(True,), synthetic_dir=None, tag: str = "") -> pd.DataFrame:
+    """Run every (recipe, shots, seed, pretrained) cell on one given synthetic set, not already
+    on disk, as `root/<recipe>-k<shots>-s<seed>[-scratch]/`; return all runs in `root`."""
+    root = Path(root)
+    cells = list(itertools.product(recipes, shots, seeds, pretrained))
+    for recipe, k, seed, pre in progress(cells, desc="runs"):
+        out = root / run_name(recipe, k, seed, pre, tag)
+        if (out / "metrics.json").exists():
+            continue
+        train_run(cfg, recipe, out, shots=k, seed=seed, pretrained=pre,
+                  synthetic_dir=None if recipe == "vanilla" else synthetic_dir)
+    return collect_runs(root)

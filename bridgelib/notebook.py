@@ -31,9 +31,23 @@ def setup_notebook(seed: int = 0, progress: bool | None = None) -> dict:
     diffusers.utils.logging.disable_progress_bar()
     plt.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3,
                          "axes.spines.top": False, "axes.spines.right": False})
+    _show_bare_figures()
     return {"torch": torch.__version__, "diffusers": diffusers.__version__,
             "transformers": transformers.__version__, "timm": timm.__version__,
             "threads": torch.get_num_threads()}
+
+
+def _show_bare_figures() -> None:
+    """In a notebook, display a `Figure` a cell returns (bridgelib.report's figures are made
+    without pyplot, and the inline backend registers no display for those by itself)."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "display_formatter"):
+        select_figure_formats(shell, {"png"})
 
 
 def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int = 10,

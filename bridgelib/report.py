@@ -1,8 +1,10 @@
-"""The paper's figures and tables, drawn from a tidy table of runs (one row per run).
+"""The paper's figures and tables, drawn from a results store (one row per run).
 
-`runs` is what `bridgelib.experiments.collect_runs` returns (columns `recipe`, `seed`, `shots`,
-`test_acc`, ...), plus whatever a study adds: `synthetic_per_class`, `guidance`, `template`
-("single" | "dsi"), `dataset`, `profile` ("mini" labels every title as a mini-world result).
+`runs` is the store `bridgelib.experiments` writes (`results.csv`: columns `recipe`, `shots`,
+`seed`, `volume` (synthetic images per class), `guidance`, `template` ("single" | "dsi"),
+`scratch`, `profile`, `dataset`, `test_acc`, ...); older tables with `synthetic_per_class` and
+`pretrained` are read too. A figure holds every study column it does not show at one value
+(`hold_fixed`) and says which in its title; "mini" in `profile` labels it a mini-world result.
 Every number plotted comes from `aggregate` (mean, std, count of test accuracy over seeds), and
 `write_report` saves each figure with the table behind it. Figures are bare `Figure` objects
 (no pyplot state): a notebook shows the one a cell returns; nothing calls `plt.show()`.
@@ -26,7 +28,7 @@ RECIPE_ORDER = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")  #
 TEMPLATE_ORDER = ("none", "single", "multi", "dsi")  # "none": real-only runs (vanilla)
 COLORS = {"vanilla": "#4d4d4d", "mixed": "tab:red", "bridged": "tab:orange",
           "bridged-reinit": "tab:green", "bridged++": "tab:blue"}
-STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "synthetic_per_class", "pretrained")
+STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "volume", "scratch")
 YLABEL = "test top-1 accuracy (mean ± std over seeds)"
 
 
@@ -37,13 +39,22 @@ def shot_label(value) -> int | str:
     return "full" if missing or value == "full" else int(value)
 
 
+def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Older tables call the volume `synthetic_per_class` and record `pretrained`, not `scratch`."""
+    if "volume" not in runs and "synthetic_per_class" in runs:
+        runs = runs.rename(columns={"synthetic_per_class": "volume"})
+    if "scratch" not in runs and "pretrained" in runs:
+        runs = runs.assign(scratch=~runs["pretrained"].astype(bool))
+    return runs
+
+
 def _values(runs: pd.DataFrame, col: str) -> pd.Series:
     """A study column made comparable: shots as int | "full"; a volume or guidance of 0 or
     less (vanilla's 0 synthetic images per class) counts as missing, like NaN."""
     if col == "shots":
         return runs[col].map(shot_label).astype(object)
-    if col in ("synthetic_per_class", "guidance"):
-        return pd.to_numeric(runs[col], errors="coerce").where(lambda v: v > 0)
+    if col in ("volume", "guidance"):
+        return pd.to_numeric(runs[col], errors="coerce").astype(float).where(lambda v: v > 0)
     return runs[col]
 
 
@@ -74,21 +85,28 @@ def aggregate(runs: pd.DataFrame, by) -> pd.DataFrame:
     return table.sort_values(by, key=_sort_key, ignore_index=True)
 
 
-def _slice(runs: pd.DataFrame, keep, rows=None) -> tuple[pd.DataFrame, dict]:
+def hold_fixed(runs: pd.DataFrame, keep, rows=None) -> tuple[pd.DataFrame, dict]:
     """Hold every study column not in `keep` at one value, so a figure never silently averages
-    over a dimension it does not show: its most common value among `rows` (default all);
-    rows where the column is empty (vanilla has no guidance) stay. Returns the rows kept
-    and {"at_<column>": value} for each column held, which tables add as columns."""
+    over a dimension it does not show. The value chosen is the one under which the most
+    (recipe, *keep) combinations were run, then the most runs, among `rows` (a boolean mask,
+    default all); rows where the column is empty (vanilla has no guidance) stay. Returns the
+    rows kept and {"at_<column>": value} for each column held, which tables add as columns."""
+    keep = list(dict.fromkeys(keep))
+    cols = [runs[c] for c in dict.fromkeys(["recipe", *keep])]
+    combo = pd.Series([str(t) for t in zip(*cols)], index=runs.index, dtype=object)
+    rows = pd.Series(True, index=runs.index) if rows is None else rows
     fixed = {}
     for col in STUDY_COLUMNS:
         if col in keep or col not in runs.columns:
             continue
         values = _values(runs, col)
-        counts = values[rows].value_counts() if rows is not None else values.value_counts()
-        if values.dropna().nunique() > 1 and not counts.empty:
-            fixed[col] = counts.index[0]
-            mask = values.isna() | (values == fixed[col])
-            runs, rows = runs[mask], (rows[mask] if rows is not None else None)
+        candidates = values[rows].value_counts().index
+        if values.dropna().nunique() < 2 or candidates.empty:
+            continue
+        fixed[col] = max(candidates, key=lambda v: (combo[rows & (values == v)].nunique(),
+                                                    int((rows & (values == v)).sum())))
+        mask = values.isna() | (values == fixed[col])
+        runs, rows, combo = runs[mask], rows[mask], combo[mask]
     return runs, {f"at_{k}": v for k, v in fixed.items()}
 
 
@@ -99,7 +117,7 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
     at = [f"{c[3:]}={v:g}" if isinstance(v := table[c].iloc[0], float) else f"{c[3:]}={v}"
           for c in getattr(table, "columns", ()) if c.startswith("at_")]
     if at and len(table):
-        lines.append("at " + ", ".join(at).replace("synthetic_per_class", "synthetic/class"))
+        lines.append("at " + ", ".join(at).replace("volume=", "synthetic/class="))
     has = runs is not None and "profile" in runs
     profiles = sorted(set(runs["profile"].dropna())) if has else []
     if profiles == ["mini"]:
@@ -110,10 +128,17 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
 
 
 # ---------------------------------------------------------------- tables behind the figures
-def curve_table(runs: pd.DataFrame, x: str) -> pd.DataFrame:
+def _recipes(runs: pd.DataFrame, recipes) -> pd.DataFrame:
+    runs = normalise_runs(runs)
+    return runs if recipes is None else runs[runs["recipe"].isin(recipes)]
+
+
+def curve_table(runs: pd.DataFrame, x: str, recipes=None) -> pd.DataFrame:
     """Per (recipe, x) accuracy; recipes with no `x` at all (vanilla) get one row, x = NaN."""
+    x = "volume" if x == "synthetic_per_class" else x
+    runs = _recipes(runs, recipes)
     xs = _values(runs, x)
-    runs, at = _slice(runs.assign(**{x: xs}), (x,), rows=xs.notna())
+    runs, at = hold_fixed(runs.assign(**{x: xs}), (x,), rows=xs.notna())
     xs = runs[x]
     on = aggregate(runs[xs.notna()], ["recipe", x])
     off = aggregate(runs[xs.isna() & ~runs["recipe"].isin(on["recipe"])], ["recipe"])
@@ -123,15 +148,13 @@ def curve_table(runs: pd.DataFrame, x: str) -> pd.DataFrame:
 
 def shots_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
     """Per (recipe, shots) accuracy, shots ordered 1, 2, 4, 8, 16, "full"."""
-    if recipes is not None:
-        runs = runs[runs["recipe"].isin(recipes)]
-    runs, at = _slice(runs, ("shots",))
+    runs, at = hold_fixed(_recipes(runs, recipes), ("shots",))
     return aggregate(runs, ["recipe", "shots"]).assign(**at)
 
 
 def radar_table(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla") -> pd.DataFrame:
     """Per (recipe, `by`) accuracy and `relative` = recipe mean / baseline mean on that axis."""
-    runs, at = _slice(runs, (by,))
+    runs, at = hold_fixed(normalise_runs(runs), (by,))
     table = aggregate(runs, ["recipe", by]).assign(**at)
     base = table[table["recipe"] == baseline].set_index(by)["mean"]
     if base.empty:
@@ -140,19 +163,55 @@ def radar_table(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla"
     return table.assign(relative=table["mean"] / table[by].map(base).astype(float))
 
 
-def convergence_table(histories: dict[str, pd.DataFrame], stage: str = "real") -> pd.DataFrame:
-    """Per (label, epoch) test accuracy of one stage (several seeds of a label are averaged)."""
+def histories_by_recipe(histories: pd.DataFrame, runs: pd.DataFrame, recipes=None,
+                        **where) -> tuple[dict[str, pd.DataFrame], dict]:
+    """{recipe: the history rows of its runs (seeds pooled)} from a tidy history table (a `run`
+    column, as `experiments.collect_histories` writes) and the store; `where` fixes study
+    columns (e.g. shots=4), the others are held like a figure's (`hold_fixed`). Also returns
+    {"at_<column>": value} of the slice."""
+    runs = _recipes(runs, recipes)
+    runs = runs[runs["run"].isin(set(histories["run"]))]
+    for col, value in where.items():
+        runs = runs[_values(runs, col) == (shot_label(value) if col == "shots" else value)]
+    runs, at = hold_fixed(runs, ("recipe",))
+    at.update({f"at_{k}": v for k, v in where.items()})
+    for col in ("shots", "volume", "guidance", "template"):  # say the slice even when it is
+        values = _values(runs, col).dropna().unique() if col in runs else ()  # all there is
+        if f"at_{col}" not in at and len(values) == 1:
+            at[f"at_{col}"] = values[0]
+    recipe_of = runs.drop_duplicates("run").set_index("run")["recipe"]
+    rows = histories[histories["run"].isin(recipe_of.index)]
+    present = set(recipe_of)
+    order = [r for r in RECIPE_ORDER if r in present] + sorted(present - set(RECIPE_ORDER))
+    return {r: rows[rows["run"].map(recipe_of) == r] for r in order}, at
+
+
+def convergence_table(histories, stage: str = "real", runs: pd.DataFrame | None = None,
+                      **where) -> pd.DataFrame:
+    """Per (label, epoch) test accuracy of one stage (several seeds of a label are averaged).
+
+    `histories`: {label: history} or, with `runs` (the store), a tidy history table whose runs
+    are grouped per recipe (`histories_by_recipe`)."""
+    at = {}
+    if runs is not None:
+        histories, at = histories_by_recipe(histories, runs, **where)
     parts = [aggregate(h[h["stage"] == stage], "epoch").dropna(subset=["mean"]).assign(label=lab)
              for lab, h in histories.items()]
     parts = [p for p in parts if len(p)]  # a history without this stage draws no line
     if not parts:
         raise ValueError(f"no history has test accuracy in stage {stage!r}")
-    return pd.concat(parts, ignore_index=True)[["label", "epoch", "mean", "std", "count"]]
+    table = pd.concat(parts, ignore_index=True)[["label", "epoch", "mean", "std", "count"]]
+    return table.assign(**at)
 
 
-def template_vs_dsi_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std per (template, recipe, shots); real-only runs appear as template "none"."""
-    runs, at = _slice(runs.assign(template=runs["template"].fillna("none")), ("template", "shots"))
+def template_vs_dsi_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
+    """Mean ± std per (template, recipe, shots); real-only runs appear as template "none".
+    Default recipes: those run with a DSI set, and vanilla as the reference."""
+    runs = normalise_runs(runs)
+    runs = runs.assign(template=runs["template"].astype(object).fillna("none"))
+    if recipes is None and (runs["template"] == "dsi").any():
+        recipes = {"vanilla", *runs.loc[runs["template"] == "dsi", "recipe"]}
+    runs, at = hold_fixed(_recipes(runs, recipes), ("template", "shots"))
     table = aggregate(runs, ["template", "recipe", "shots"]).assign(**at)
     table["mean ± std"] = [f"{m:.3f} ± {s:.3f}" if s == s else f"{m:.3f} (one run)"
                            for m, s in zip(table["mean"], table["std"])]
@@ -196,12 +255,13 @@ def _curves(ax, table: pd.DataFrame, x: str, xpos=None) -> None:
                     color=color, label=recipe)
 
 
-def accuracy_vs_volume(runs: pd.DataFrame, ax=None, *, title: str | None = None) -> Figure:
+def accuracy_vs_volume(runs: pd.DataFrame, recipes=None, ax=None, *,
+                       title: str | None = None) -> Figure:
     """Accuracy vs synthetic images per class (log2 axis): the paper's volume study."""
     fig, ax = _axes(ax)
-    _curves(ax, table := curve_table(runs, "synthetic_per_class"), "synthetic_per_class")
+    _curves(ax, table := curve_table(runs, "volume", recipes), "volume")
     ax.set_xscale("log", base=2)
-    ticks = sorted(table["synthetic_per_class"].dropna().unique())
+    ticks = sorted(table["volume"].dropna().unique())
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     ax.minorticks_off()
     _style(ax, _title(title or "Test accuracy vs synthetic images per class", table, runs),
@@ -209,10 +269,11 @@ def accuracy_vs_volume(runs: pd.DataFrame, ax=None, *, title: str | None = None)
     return fig
 
 
-def accuracy_vs_guidance(runs: pd.DataFrame, ax=None, *, title: str | None = None) -> Figure:
+def accuracy_vs_guidance(runs: pd.DataFrame, recipes=None, ax=None, *,
+                         title: str | None = None) -> Figure:
     """Accuracy vs the generator's classifier-free guidance scale (the paper: robust to it)."""
     fig, ax = _axes(ax)
-    _curves(ax, table := curve_table(runs, "guidance"), "guidance")
+    _curves(ax, table := curve_table(runs, "guidance", recipes), "guidance")
     _style(ax, _title(title or "Test accuracy vs guidance scale", table, runs),
            "classifier-free guidance scale")
     return fig
@@ -245,7 +306,8 @@ def radar(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla", ax=N
     for recipe, t in table.groupby("recipe", sort=False):
         r = t.set_index(by)["relative"].reindex(order).to_numpy(dtype=float)
         kw = dict(color=COLORS.get(recipe), lw=2.2 if recipe == baseline else 1.5)
-        line, = ax.plot(np.append(theta, theta[0]), np.append(r, r[0]), label=recipe, **kw)
+        line, = ax.plot(np.append(theta, theta[0]), np.append(r, r[0]), label=recipe,
+                        marker="o", ms=3, **kw)  # markers: a recipe missing on an axis shows
         ax.fill(theta, r, alpha=0.08, color=line.get_color())
     labels = [f"{v}-shot" if by == "shots" and v != "full" else str(v) for v in order]
     ax.set_xticks(theta, labels)
@@ -258,11 +320,12 @@ def radar(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla", ax=N
     return fig
 
 
-def convergence(histories: dict[str, pd.DataFrame], stage: str = "real", ax=None, *,
-                title: str | None = None, profile: str | None = None) -> Figure:
-    """Test accuracy per epoch of one stage, one line per label (history.csv of each run);
-    the paper: bridged-initialised models converge faster on the real data."""
-    table = convergence_table(histories, stage)
+def convergence(histories, stage: str = "real", ax=None, *, runs: pd.DataFrame | None = None,
+                title: str | None = None, profile: str | None = None, **where) -> Figure:
+    """Test accuracy per epoch of one stage, one line per label: {label: history}, or with
+    `runs` (the store) a tidy history table drawn per recipe (`where`, e.g. shots=4, picks the
+    slice); the paper: bridged-initialised models converge faster on the real data."""
+    table = convergence_table(histories, stage, runs, **where)
     fig, ax = _axes(ax)
     for label, t in table.groupby("label", sort=False):
         line, = ax.plot(t["epoch"], t["mean"], marker="o", ms=3, label=label,
@@ -272,8 +335,9 @@ def convergence(histories: dict[str, pd.DataFrame], stage: str = "real", ax=None
             ax.fill_between(t["epoch"], t["mean"] - s, t["mean"] + s, alpha=0.15,
                             color=line.get_color(), lw=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    world = pd.DataFrame({"profile": [profile]}) if profile else None
-    _style(ax, _title(title or f"Test accuracy per epoch of the {stage!r} stage", None, world),
+    world = runs if runs is not None and "profile" in runs else \
+        pd.DataFrame({"profile": [profile]}) if profile else None
+    _style(ax, _title(title or f"Test accuracy per epoch of the {stage!r} stage", table, world),
            f"epoch of the {stage!r} stage", "test top-1 accuracy")
     return fig
 
@@ -291,19 +355,30 @@ def _distinct(runs: pd.DataFrame, col: str, n: int, radar: bool = False) -> str 
 
 def plan_report(runs: pd.DataFrame, histories=None) -> dict[str, str | None]:
     """For each report item: None if it can be drawn, else why it is skipped."""
+    runs = normalise_runs(runs)
     base = next((f"no {c!r} column in the runs" for c in ("recipe", "test_acc")
                  if c not in runs.columns), "no runs" if runs.empty else None)
-    needs = {"accuracy_vs_volume": ("synthetic_per_class", 2, False),
+    needs = {"accuracy_vs_volume": ("volume", 2, False),
              "accuracy_vs_guidance": ("guidance", 2, False),
              "accuracy_vs_shots": ("shots", 2, False),
              "radar_shots": ("shots", 3, True), "radar_dataset": ("dataset", 3, True),
              "template_vs_dsi": ("template", 2, False)}
     plan = {name: base or _distinct(runs, *need) for name, need in needs.items()}
-    real = [h for h in (histories or {}).values()
-            if h["test_acc"][h["stage"] == "real"].notna().any()]
-    plan["convergence"] = (None if real else "no histories given" if not histories
+    frames = list(histories.values()) if isinstance(histories, dict) else \
+        [] if histories is None else [histories]
+    real = [h for h in frames if len(h) and h["test_acc"][h["stage"] == "real"].notna().any()]
+    plan["convergence"] = (None if real else "no histories given" if not frames
                            else "no history has test accuracy in the 'real' stage")
     return plan
+
+
+def _history_table(histories, runs: pd.DataFrame):
+    """{run name: history} -> one tidy table with a `run` column; {label: history} whose
+    labels are not run names (and a tidy table) are returned as they are."""
+    if isinstance(histories, dict) and histories and "run" in runs and \
+            set(histories) <= set(runs["run"]):
+        return pd.concat([h.assign(run=name) for name, h in histories.items()], ignore_index=True)
+    return histories
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -318,6 +393,9 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
     skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini")."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    runs = normalise_runs(runs)
+    histories = _history_table(histories, runs)
+    by_run = isinstance(histories, pd.DataFrame)  # else {label: history}: drawn as given
     if profile is not None:
         runs = runs.assign(profile=profile)
     elif "profile" in runs and runs["profile"].nunique() == 1:
@@ -329,15 +407,15 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
         written[name] = atomic_write_bytes(out / name, table.to_csv(index=False).encode())
 
     recipes = [r for r in RECIPE_ORDER if r in set(runs.get("recipe", ()))] or None
-    volume, guidance = "synthetic_per_class", "guidance"
+    hist = dict(runs=runs) if by_run else {}
     items = {  # name: () -> (the table behind the figure, the figure)
-        "accuracy_vs_volume": lambda: (curve_table(runs, volume), accuracy_vs_volume(runs)),
-        "accuracy_vs_guidance": lambda: (curve_table(runs, guidance), accuracy_vs_guidance(runs)),
+        "accuracy_vs_volume": lambda: (curve_table(runs, "volume"), accuracy_vs_volume(runs)),
+        "accuracy_vs_guidance": lambda: (curve_table(runs, "guidance"), accuracy_vs_guidance(runs)),
         "accuracy_vs_shots": lambda: (shots_table(runs, recipes), accuracy_vs_shots(runs, recipes)),
         "radar_shots": lambda: (radar_table(runs, "shots"), radar(runs, "shots")),
         "radar_dataset": lambda: (radar_table(runs, "dataset"), radar(runs, "dataset")),
-        "convergence": lambda: (convergence_table(histories),
-                                convergence(histories, profile=profile)),
+        "convergence": lambda: (convergence_table(histories, **hist),
+                                convergence(histories, profile=profile, **hist)),
     }
     for name, make in items.items():
         if plan[name]:
@@ -356,6 +434,11 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
         save_csv("template_vs_dsi.csv", table)
         md = _markdown(table[["template", "recipe", "shots", "mean ± std", "count"]])
         written["template_vs_dsi.md"] = atomic_write_bytes(out / "template_vs_dsi.md", md.encode())
+    if by_run or histories is None:  # the paper's claims, checked against these runs
+        from bridgelib.claims import claim_verdicts
+        claims = claim_verdicts(runs, histories)
+        save_csv("claims.csv", claims)
+        written["claims.md"] = atomic_write_bytes(out / "claims.md", _markdown(claims).encode())
     skipped = {k: v for k, v in plan.items() if v}
     log.info("report: wrote %d files, skipped %s", len(written), skipped or "nothing")
     index = [_title("# Report", None, runs).replace("\n", " — "), "", "## Written", ""]

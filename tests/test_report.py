@@ -16,6 +16,7 @@ from bridgelib import report
 
 SHOTS = (1, 2, 4, 8, 16, "full")
 BONUS = {"vanilla": 0.0, "mixed": -0.05, "bridged++": 0.06}
+PEAK = {4: 0.03, 8: 0.03}  # bridged++'s extra gain: largest at 4-8 shots, as the paper says
 
 
 def accuracy(recipe, shots, per_class, guidance, template, dataset, seed):
@@ -24,14 +25,15 @@ def accuracy(recipe, shots, per_class, guidance, template, dataset, seed):
     acc = 0.45 + 0.07 * math.log2(k) + BONUS[recipe] + {"digits": 0, "letters": -0.03, "shapes": 0.02}[dataset]
     if recipe != "vanilla":
         acc += 0.02 * math.log2(per_class / 1000) - 0.004 * abs(guidance - 3.0)
-        acc += 0.01 * (template == "dsi")
+        acc += 0.01 * (template == "dsi") + (PEAK.get(shots, 0) if recipe == "bridged++" else 0)
     key = repr((recipe, shots, per_class, guidance, template, dataset, seed)).encode()
     noise = np.random.default_rng(zlib.crc32(key)).normal(0, 0.005)
     return float(np.clip(acc + noise, 0, 1))
 
 
 def make_store() -> pd.DataFrame:
-    """Four studies around one default (4-shot, 1000/class, guidance 3, single template, digits)."""
+    """Five studies around one default (4-shot, 1000/class, guidance 3, single template,
+    digits), in the store's columns; the guidance study is at 500/class, not the default."""
     cells = set()
     for recipe in BONUS:
         for k in SHOTS:
@@ -40,18 +42,25 @@ def make_store() -> pd.DataFrame:
             cells.add((recipe, 4, 1000, 3.0, "single", ds))
         if recipe != "vanilla":
             cells |= {(recipe, 4, v, 3.0, "single", "digits") for v in (250, 500, 2000)}
-            cells |= {(recipe, 4, 1000, g, "single", "digits") for g in (1.5, 7.5)}
+            cells |= {(recipe, 4, 500, g, "single", "digits") for g in (1.5, 7.5)}
             cells |= {(recipe, k, 1000, 3.0, "dsi", "digits") for k in (4, "full")}
     rows = []
     for recipe, k, vol, g, tpl, ds in sorted(cells, key=str):
         synthetic = recipe != "vanilla"
+        if not synthetic and (vol, g, tpl) != (1000, 3.0, "single"):
+            continue
         for seed in range(3):
-            rows.append({"run": f"{recipe}-k{k}-s{seed}", "recipe": recipe, "seed": seed, "shots": k,
-                         "synthetic_per_class": vol if synthetic else 0,
+            data = f"-{tpl}-g{g:g}-n{vol}" if synthetic else ""
+            rows.append({"run": f"{recipe}{data}-k{k}-s{seed}-{ds}", "recipe": recipe, "shots": k,
+                         "seed": seed, "volume": vol if synthetic else pd.NA,
                          "guidance": g if synthetic else np.nan,
-                         "template": tpl if synthetic else None, "dataset": ds,
-                         "test_acc": accuracy(recipe, k, vol, g, tpl, ds, seed)})
-    return pd.DataFrame(rows)
+                         "template": tpl if synthetic else None, "scratch": False,
+                         "profile": "mini", "dataset": ds,
+                         "test_acc": accuracy(recipe, k, vol, g, tpl, ds, seed),
+                         "leep_pretrained": -1.5 + 0.01 * seed,
+                         "leep_after_synthetic": -0.5 + 0.01 * seed if synthetic else np.nan})
+    store = pd.DataFrame(rows)
+    return store.assign(volume=store["volume"].astype("Int64"))
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +77,21 @@ def histories():
                   "seed": s} for s in range(seeds) for e in range(5)]
         return pd.DataFrame(rows)
     return {"vanilla": hist(0.8), "bridged": hist(0.85), "bridged++": hist(0.9, seeds=3)}
+
+
+def run_history(run: str, recipe: str) -> pd.DataFrame:
+    """A run's history.csv: bridged++ climbs faster on the real stage than vanilla."""
+    rate = 0.2 if recipe == "bridged++" else 0.6
+    rows = [{"stage": "synthetic", "epoch": e, "test_acc": 0.3} for e in (1, 2)] * (recipe != "vanilla")
+    rows += [{"stage": "real", "epoch": e, "test_acc": 0.9 * (1 - rate ** e)} for e in range(1, 7)]
+    return pd.DataFrame(rows).assign(run=run)
+
+
+@pytest.fixture(scope="module")
+def history_table(store):
+    """The tidy history table of every run in the store (a `run` column)."""
+    return pd.concat([run_history(r, recipe) for r, recipe in zip(store.run, store.recipe)],
+                     ignore_index=True)
 
 
 def errorbars(fig):
@@ -105,14 +129,34 @@ def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
 
 
 def test_volume_holds_other_studies_fixed(store):
-    table = report.curve_table(store, "synthetic_per_class")
+    table = report.curve_table(store, "volume")
     assert set(table["at_shots"]) == {4} and set(table["at_dataset"]) == {"digits"}
-    row = table[(table.recipe == "bridged++") & (table.synthetic_per_class == 500)].iloc[0]
-    sel = store[(store.recipe == "bridged++") & (store.synthetic_per_class == 500)]
+    assert set(table["at_guidance"]) == {3.0} and set(table["at_template"]) == {"single"}
+    row = table[(table.recipe == "bridged++") & (table.volume == 500)].iloc[0]
+    sel = store[(store.recipe == "bridged++") & (store.volume == 500) & (store.guidance == 3)]
     assert row["mean"] == pytest.approx(sel.test_acc.mean()) and row["count"] == 3
     vanilla = table[table.recipe == "vanilla"].iloc[0]
     sel = store[(store.recipe == "vanilla") & (store.shots == 4) & (store.dataset == "digits")]
-    assert math.isnan(vanilla["synthetic_per_class"]) and vanilla["mean"] == pytest.approx(sel.test_acc.mean())
+    assert math.isnan(vanilla["volume"]) and vanilla["mean"] == pytest.approx(sel.test_acc.mean())
+
+
+def test_older_column_names_give_the_same_tables(store):
+    old = store.rename(columns={"volume": "synthetic_per_class"}).assign(
+        synthetic_per_class=lambda d: d.synthetic_per_class.fillna(0),  # vanilla's 0 per class
+        pretrained=lambda d: ~d.pop("scratch"))
+    new = report.curve_table(store, "volume")
+    pd.testing.assert_frame_equal(report.curve_table(old, "synthetic_per_class"), new)
+    assert len(errorbars(report.accuracy_vs_volume(old))) == 2
+
+
+def test_a_curve_holds_the_slice_where_its_study_was_run(store):
+    """The guidance study is at 500/class: most runs are at 1000/class, but only 500/class
+    has more than one guidance scale, so that is the slice the figure holds."""
+    table = report.curve_table(store, "guidance")
+    assert set(table["at_volume"]) == {500}
+    runs, at = report.hold_fixed(store, ("guidance",), rows=store.guidance.notna())
+    assert at["at_volume"] == 500 and at["at_shots"] == 4
+    assert set(runs.dropna(subset=["guidance"]).guidance) == {1.5, 3.0, 7.5}
 
 
 def test_accuracy_vs_guidance(store):
@@ -121,6 +165,8 @@ def test_accuracy_vs_guidance(store):
     assert len(bars) == 2
     assert all(list(b[0].get_xdata()) == [1.5, 3.0, 7.5] for b in bars)
     assert "guidance" in fig.axes[0].get_xlabel()
+    assert "synthetic/class=500" in fig.axes[0].get_title()
+    assert len(errorbars(report.accuracy_vs_guidance(store, recipes=["vanilla", "bridged++"]))) == 1
 
 
 def test_accuracy_vs_shots_orders_full_last(store):
@@ -161,6 +207,20 @@ def test_convergence_one_line_per_label_real_stage_only(histories):
     assert first["mean"] == pytest.approx(0.45 + 0.01) and first["count"] == 3
 
 
+def test_convergence_from_the_store_one_line_per_recipe(store, history_table):
+    fig = report.convergence(history_table, runs=store, shots=16)
+    ax = fig.axes[0]
+    assert [l.get_label() for l in ax.lines] == ["vanilla", "mixed", "bridged++"]
+    assert "shots=16" in ax.get_title() and "mini world" in ax.get_title()
+    table = report.convergence_table(history_table, runs=store, shots=16)
+    assert set(table["count"]) == {3}  # three seeds per recipe and epoch
+    first = table[table.epoch == 1].set_index("label")["mean"]
+    assert first["bridged++"] == pytest.approx(0.9 * 0.8) and first["vanilla"] == pytest.approx(0.9 * 0.4)
+    groups, at = report.histories_by_recipe(history_table, store, recipes=["bridged++"], shots=16)
+    assert list(groups) == ["bridged++"] and at["at_shots"] == 16
+    assert groups["bridged++"]["run"].nunique() == 3
+
+
 def test_template_vs_dsi_table_matches_hand_computation(store):
     runs = pd.DataFrame({"recipe": ["bridged++"] * 5 + ["vanilla"] * 2,
                          "template": ["single", "single", "dsi", "dsi", "dsi", None, None],
@@ -191,6 +251,15 @@ def test_write_report_writes_every_figure(store, histories, tmp_path):
     assert pd.read_csv(written["template_vs_dsi.csv"])["template"].tolist()[0] == "none"
     assert "mini world" in written["report.md"].read_text()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_write_report_groups_a_tidy_history_table_per_recipe(store, history_table, tmp_path):
+    written = report.write_report(store, tmp_path, histories=history_table)
+    table = pd.read_csv(written["convergence.csv"])
+    assert set(table["label"]) == {"vanilla", "mixed", "bridged++"}
+    claims = pd.read_csv(written["claims.csv"])
+    assert list(claims.columns) == ["claim", "paper", "measured", "verdict", "rule"]
+    assert written["claims.md"].read_text().startswith("| claim | paper |")
 
 
 def test_write_report_skips_what_the_runs_cannot_show(store, tmp_path):
@@ -224,3 +293,54 @@ def test_paper_results_has_the_papers_numbers():
     gaps = paper[paper.recipe == "mixed"].set_index("metric")["value"]
     assert gaps["gap_points_min"] == 6 and gaps["gap_points_max"] == 10
     assert sorted(paper[paper.metric == "avg_gain_percent"]["value"]) == [9, 12, 13]
+
+
+# ---------------------------------------------------------------- the paper's claims
+def verdicts(store, histories=None) -> dict[str, str]:
+    from bridgelib.claims import claim_verdicts
+    table = claim_verdicts(store, histories)
+    return dict(zip(table["claim"], table["verdict"]))
+
+
+def test_claim_verdicts_are_computed_from_the_store(store, history_table):
+    from bridgelib.claims import VERDICTS, claim_verdicts
+    table = claim_verdicts(store, history_table)
+    assert list(table.columns) == ["claim", "paper", "measured", "verdict", "rule"]
+    assert len(table) == 8 and set(table["verdict"]) <= set(VERDICTS)
+    assert set(table["verdict"]) == {"reproduced"}, table[["claim", "measured"]].to_string()
+    paper = table.set_index("claim")["paper"]
+    assert "6–10 points below" in paper["Mixed transfer is below vanilla"]
+    assert "-4.30" in paper["LEEP is higher after the synthetic stage"]
+    measured = table.set_index("claim")["measured"]
+    assert measured["Gains are largest at 4–8 shots"].endswith(("largest at 4-shot", "largest at 8-shot"))
+
+
+def test_claim_verdicts_follow_the_numbers_not_the_paper(store, history_table):
+    worse = store.assign(test_acc=np.where(store.recipe == "mixed", store.test_acc + 0.2, store.test_acc))
+    assert verdicts(worse)["Mixed transfer is below vanilla"] == "not reproduced"
+    one = (store.recipe == "mixed") & (store.shots == 1)
+    partly = store.assign(test_acc=np.where(one, store.test_acc + 0.2, store.test_acc))
+    assert verdicts(partly)["Mixed transfer is below vanilla"] == "partly"
+    dsi = store.template == "dsi"
+    worse = store.assign(test_acc=np.where(dsi, store.test_acc - 0.1, store.test_acc))
+    assert verdicts(worse)["DSI images beat the single template"] == "not reproduced"
+    wild = store.assign(test_acc=np.where(store.guidance == 7.5, store.test_acc - 0.1, store.test_acc))
+    assert verdicts(wild)["Robust to the guidance scale"] == "not reproduced"
+    flat = store.assign(test_acc=np.where((store.volume == 2000).fillna(False), store.test_acc - 0.03, store.test_acc))
+    assert verdicts(flat)["More synthetic images per class keep helping"] == "partly"
+    lower = store.assign(leep_after_synthetic=store.leep_pretrained - 1)
+    assert verdicts(lower)["LEEP is higher after the synthetic stage"] == "not reproduced"
+    slow = history_table.assign(test_acc=np.where(history_table.run.str.startswith("bridged"),
+                                                  0.1, history_table.test_acc))
+    assert verdicts(store, slow)["Bridged models converge faster on the real data"] == "not reproduced"
+
+
+def test_claims_without_their_study_are_not_measured(store):
+    runs = store[(store.guidance.isna() | (store.guidance == 3)) & (store.template != "dsi")]
+    runs = runs.drop(columns=["leep_after_synthetic"])
+    got = verdicts(runs)
+    for claim in ("Robust to the guidance scale", "DSI images beat the single template",
+                  "LEEP is higher after the synthetic stage",
+                  "Bridged models converge faster on the real data"):
+        assert got[claim] == "not measured"
+    assert got["Bridged++ beats vanilla"] == "reproduced"

@@ -1,0 +1,280 @@
+"""Sweeps: the grid's cells, synthetic sets reused (never redrawn), resume, and the tidy store."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bridgelib import experiments
+from bridgelib.config import get_config
+from bridgelib.experiments import (Cell, complete_per_class, find_synthetic_set, plan_sweep,
+                                   read_store, run_sweep, synthetic_subset)
+from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
+
+TINY = {"train.real.epochs": 1, "train.real.min_steps": 2, "train.real.batch_size": 16,
+        "train.synthetic.epochs": 1, "train.synthetic.batch_size": 8,
+        "generation.steps": 2, "invert.steps": 2, "invert.checkpoint_every": 2,
+        "invert.batch_size": 4}
+CLASSES = ["digit one", "digit seven"]
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_model):
+    return get_config("mini", **{"generation.model": str(tiny_model), **TINY})
+
+
+@pytest.fixture(scope="module")
+def pipe(cfg):
+    return load_pipeline(cfg)
+
+
+class Counter:
+    """Stands in for train_run: counts calls, then trains for real (or crashes on call `fail`)."""
+
+    def __init__(self, fail: int | None = None):
+        self.calls, self.fail, self.real = [], fail, experiments.train_run
+
+    def __call__(self, cfg, recipe, out, **kw):
+        self.calls.append(out.name)
+        if len(self.calls) == self.fail:
+            raise KeyboardInterrupt("interrupted")
+        return self.real(cfg, recipe, out, **kw)
+
+
+def no_pipeline(*args, **kwargs):
+    raise AssertionError("a finished sweep must not load the generator")
+
+
+def test_plan_shares_vanilla_across_volume_guidance_and_template():
+    cells = plan_sweep(["vanilla", "bridged++"], shots=["4", "full"], seeds=[0, 1],
+                       volumes=[25, 50], guidances=[1, 3], templates=["single", "dsi"])
+    vanilla = [c for c in cells if c.recipe == "vanilla"]
+    assert len(vanilla) == 2 * 2 and all(c.volume is None for c in vanilla)
+    assert len(cells) == 4 + 2 * 2 * 2 * 2 * 2
+    assert len({c.name for c in cells}) == len(cells)
+    assert Cell("bridged++", 4, 0, 25, 7.5, "dsi").name == "bridged++-dsi-g7.5-n25-k4-s0"
+    assert Cell("vanilla", "full", 2, scratch=True).name == "vanilla-kfull-s2-scratch"
+    assert {c.shots for c in cells} == {4, "full"}
+
+
+@pytest.mark.parametrize("kw, named", [
+    (dict(recipes=["bridged+"]), "'bridged+'"),
+    (dict(recipes=["mixed"]), "volumes"),
+    (dict(recipes=["mixed"], volumes=[0]), "volume=0"),
+    (dict(recipes=["mixed"], volumes=[5], templates=["fancy"]), "'fancy'"),
+    (dict(shots=["0"]), "shots="),
+])
+def test_bad_grids_are_refused_in_one_line(kw, named):
+    with pytest.raises(ValueError, match=re.escape(named)) as err:
+        plan_sweep(**kw)
+    assert "\n" not in str(err.value)
+
+
+def test_first_n_of_a_bigger_set_is_the_n_image_set(cfg, pipe, tmp_path):
+    kw = dict(class_names=CLASSES, pipe=pipe, progress_bar=False)
+    big = generate_synthetic_set(cfg, tmp_path / "big", per_class=3, **kw)
+    small = generate_synthetic_set(cfg, tmp_path / "small", per_class=2, **kw)
+    sub = synthetic_subset(big, 2, tmp_path / "sub")
+    cols = ["file_name", "label", "seed", "prompt", "guidance_scale"]
+    pd.testing.assert_frame_equal(read_manifest(sub)[cols], read_manifest(small)[cols])
+    for name in read_manifest(small)["file_name"]:
+        a, b = (np.asarray(Image.open(d / name)).astype(int) for d in (sub, small))
+        assert np.abs(a - b).max() <= 1  # batching rounding only (generate.py)
+    run = json.loads((sub / "run.json").read_text())
+    assert run["request"]["per_class"] == 2 and run["subset_of"]["per_class"] == 3
+    assert complete_per_class(sub) == 2 and not list(tmp_path.glob(".*.tmp"))
+    assert synthetic_subset(big, 2, tmp_path / "sub") == sub  # already there: kept as is
+    with pytest.raises(ValueError, match="per_class=4"):
+        synthetic_subset(big, 4, tmp_path / "sub4")
+
+
+def test_find_synthetic_set_picks_the_smallest_big_enough_match(cfg, pipe, tmp_path):
+    root = tmp_path / "cache"
+    for n, g in ((3, 3.0), (5, 3.0), (9, 7.0)):
+        generate_synthetic_set(cfg, root / f"n{n}-g{g:g}", per_class=n, guidance=g, pipe=pipe,
+                               progress_bar=False)
+    assert find_synthetic_set(cfg, 2, "single", 3.0, root=root) == root / "n3-g3"
+    assert find_synthetic_set(cfg, 4, "single", 3.0, root=root) == root / "n5-g3"
+    assert find_synthetic_set(cfg, 6, "single", 3.0, root=root) is None
+    assert find_synthetic_set(cfg, 6, "single", 7.0, root=root) == root / "n9-g7"
+    other = get_config("mini", **{**TINY, "generation.model": cfg.generation.model, "seed": 1})
+    assert find_synthetic_set(other, 2, "single", 3.0, root=root) is None  # another seed
+
+
+def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkeypatch):
+    root, cache = tmp_path / "sweep", tmp_path / "cache"
+    grid = dict(recipes=["vanilla", "bridged++"], shots=[1], seeds=[0], volumes=[1, 2],
+                guidances=[2.0, None], cache=cache)
+    counter = Counter()
+    monkeypatch.setattr(experiments, "train_run", counter)
+    store = run_sweep(cfg, root, **grid)
+    assert len(counter.calls) == 5  # vanilla once, bridged++ at 2 volumes x 2 guidances
+    sources = sorted(p.name for p in (cache / "synthetic").iterdir())
+    assert len(sources) == 2 and all("-n2-" in s for s in sources)  # one set per guidance
+    assert sorted(p.name for p in (root / "synthetic").iterdir()) == [f"{s}-first1" for s in sources]
+    on_disk = pd.read_csv(root / "results.csv")
+    assert list(on_disk.columns[:len(experiments.STORE_COLUMNS)]) == list(experiments.STORE_COLUMNS)
+    assert len(on_disk) == 5 and on_disk["run"].is_unique
+    syn = on_disk[on_disk.recipe == "bridged++"].sort_values(["guidance", "volume"])
+    assert syn[["guidance", "volume"]].values.tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
+    assert (syn["synthetic_images"] == syn["volume"] * 10).all()
+    assert (syn["template"] == "single").all() and not on_disk["scratch"].any()
+    van = on_disk[on_disk.recipe == "vanilla"].iloc[0]
+    assert pd.isna(van["volume"]) and pd.isna(van["guidance"]) and pd.isna(van["template"])
+    assert set(on_disk["profile"]) == {"mini"} and set(on_disk["dataset"]) == {"digits"}
+    assert on_disk["test_acc"].between(0, 1).all() and on_disk["leep_pretrained"].notna().all()
+
+    before = {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")}
+    counter.calls.clear()
+    monkeypatch.setattr("bridgelib.generate.load_pipeline", no_pipeline)
+    again = run_sweep(cfg, root, **grid)
+    assert counter.calls == []  # nothing trained, nothing generated
+    assert {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")} == before
+    pd.testing.assert_frame_equal(again, store)
+    assert len(read_store(root)) == 5
+
+
+def test_an_interrupted_sweep_resumes_where_it_stopped(cfg, tmp_path, monkeypatch):
+    root = tmp_path / "sweep"
+    grid = dict(recipes=["vanilla", "mixed"], shots=[1, 2], seeds=[0], volumes=[1],
+                cache=tmp_path / "cache")
+    monkeypatch.setattr(experiments, "train_run", Counter(fail=3))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, root, **grid)
+    assert len(read_store(root)) == 2  # the store was rewritten after each finished run
+    counter = Counter()
+    monkeypatch.setattr(experiments, "train_run", counter)
+    store = run_sweep(cfg, root, **grid)
+    assert len(counter.calls) == 2 and len(store) == 4
+    assert sorted(store["shots"]) == [1, 1, 2, 2]
+
+
+def test_a_dsi_sweep_learns_the_token_once_and_reuses_vanilla(cfg, tmp_path, monkeypatch):
+    root, cache = tmp_path / "sweep", tmp_path / "cache"
+    counter = Counter()
+    monkeypatch.setattr(experiments, "train_run", counter)
+    run_sweep(cfg, root, recipes=["vanilla"], shots=[1], cache=cache)
+    store = run_sweep(cfg, root, recipes=["vanilla", "bridged"], shots=[1], volumes=[1],
+                      templates=["single", "dsi"], cache=cache)
+    assert counter.calls == ["vanilla-k1-s0", "bridged-single-g3-n1-k1-s0", "bridged-dsi-g3-n1-k1-s0"]
+    assert len(list((cache / "dsi").glob("*/learned_embeds.safetensors"))) == 1
+    assert sorted(store["template"].fillna("none")) == ["dsi", "none", "single"]
+
+
+def test_a_given_synthetic_set_gives_its_own_template_and_guidance(cfg, pipe, tmp_path, monkeypatch):
+    given = generate_synthetic_set(cfg, tmp_path / "given", per_class=2, guidance=5.0, pipe=pipe,
+                                   progress_bar=False)
+    monkeypatch.setattr(experiments, "train_run", Counter())
+    store = run_sweep(cfg, tmp_path / "sweep", recipes=["bridged"], shots=[1], volumes=[1, 2],
+                      synthetic_dir=given)
+    assert sorted(store["run"]) == ["bridged-single-g5-n1-k1-s0", "bridged-single-g5-n2-k1-s0"]
+    assert (tmp_path / "sweep" / "synthetic" / "given-first1").is_dir()
+    with pytest.raises(ValueError, match="volume=3"):
+        run_sweep(cfg, tmp_path / "sweep", recipes=["bridged"], shots=[1], volumes=[3],
+                  synthetic_dir=given)
+
+
+def test_load_runs_reads_run_folders_and_shipped_stores(cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "train_run", Counter())
+    run_sweep(cfg, tmp_path / "a", recipes=["vanilla"], shots=[1, 2])
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (tmp_path / "a" / "results.csv").rename(shipped / "results.csv")
+    experiments.collect_histories(tmp_path / "a").to_csv(shipped / "histories.csv", index=False)
+    store, histories = experiments.load_runs(shipped)
+    assert len(store) == 2 and set(histories["run"]) == {"vanilla-k1-s0", "vanilla-k2-s0"}
+    store, histories = experiments.load_runs(tmp_path / "a", shipped)  # same names: kept apart
+    assert sorted(store["run"]) == ["a/vanilla-k1-s0", "a/vanilla-k2-s0",
+                                    "shipped/vanilla-k1-s0", "shipped/vanilla-k2-s0"]
+    assert set(histories["run"]) == set(store["run"])
+    with pytest.raises(FileNotFoundError, match="no runs"):
+        experiments.load_runs(tmp_path / "nothing")
+
+
+def load_tool():
+    import importlib.util
+    from bridgelib.config import REPO_ROOT
+    spec = importlib.util.spec_from_file_location("build_results_store",
+                                                  REPO_ROOT / "tools" / "build_results_store.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_the_store_building_tool_end_to_end_on_a_tiny_grid(cfg, tmp_path, monkeypatch):
+    tool = load_tool()
+    grid = {"seeds": [0], "families": {
+        "volume": dict(recipes=["vanilla", "bridged++"], shots=[1], volumes=[1, 2]),
+        "recipes": dict(recipes=["vanilla", "mixed", "bridged++"], shots=[1], volumes=[2])}}
+    root, dest, cache = tmp_path / "sweeps", tmp_path / "store", tmp_path / "cache"
+    before = tool.plan(cfg, grid, root, cache)
+    assert (before["runs"], before["todo"], before["images"]) == (4, 4, 20)  # vanilla, n2 shared
+    counter = Counter()
+    monkeypatch.setattr(experiments, "train_run", counter)
+    meta = tool.build_store(cfg, grid, root, dest, cache=cache, name="full", families=["volume"])
+    assert len(counter.calls) == 3 and meta["provisional"]  # a partial build says so
+    assert meta["missing_runs"] == ["mixed-single-g3-n2-k1-s0"]
+    meta = tool.build_store(cfg, grid, root, dest, cache=cache, name="full")
+    assert len(counter.calls) == 4 and not meta["provisional"] and meta["runs"] == 4
+    assert [c["command"].split()[:2] for c in meta["commands"]] == [["bridge", "sweep"]] * 2
+    assert "--volumes 1 2" in meta["commands"][0]["command"]
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "histories.csv", "results.csv", "store.json"]
+    store = read_store(dest)
+    assert len(store) == 4 and store["run"].is_unique
+    histories = pd.read_csv(dest / "histories.csv")
+    assert set(histories["run"]) == {"vanilla-k1-s0", "mixed-single-g3-n2-k1-s0",
+                                     "bridged++-single-g3-n2-k1-s0"}
+    assert list(histories.columns) == tool.HISTORY_COLUMNS
+    assert sum(p.stat().st_size for p in dest.iterdir()) < 50_000
+    after = tool.plan(cfg, grid, root, cache)
+    assert (after["todo"], after["images"]) == (0, 0)
+    counter.calls.clear()
+    monkeypatch.setattr("bridgelib.generate.load_pipeline", no_pipeline)
+    assert tool.build_store(cfg, grid, root, dest, cache=cache, name="tiny")["provisional"]
+    assert counter.calls == []
+    assert json.loads((dest / "store.json").read_text())["missing_runs"] == []
+
+
+def test_full_grid_plan_shares_runs_between_families():
+    tool = load_tool()
+    cfg = get_config("mini")
+    cells = {c.name: c for fam in tool.GRIDS["full"]["families"].values()
+             for c in tool.family_cells(cfg, fam, [0])}
+    vanilla = sorted(n for n in cells if n.startswith("vanilla"))
+    assert vanilla == sorted(f"vanilla-k{k}-s0" for k in tool.SHOTS)
+    assert "bridged++-single-g3-n100-k4-s0" in cells  # volume and guidance families share it
+    assert "bridged++-dsi-g3-n200-k16-s0" in cells
+    command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
+    assert command == ("bridge sweep --profile mini --recipes vanilla bridged++ --shots 4 --seeds "
+                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --out out")
+
+
+def test_bridge_sweep_then_bridge_report(tmp_path, monkeypatch, capsys):
+    import bridgelib.cli as cli
+    monkeypatch.setattr(cli, "_config", lambda args: get_config("mini", **TINY))
+    out, report = tmp_path / "sweep", tmp_path / "report"
+    assert cli.main(["sweep", "--recipes", "vanilla", "--shots", "1", "2", "--out", str(out)]) == 0
+    assert "vanilla" in capsys.readouterr().out and len(read_store(out)) == 2
+    assert cli.main(["report", "--runs", str(out), "--out", str(report)]) == 0
+    files = {p.name for p in report.iterdir()}
+    assert {"accuracy_vs_shots.png", "accuracy_vs_shots.svg", "accuracy_vs_shots.csv",
+            "convergence.png", "claims.csv", "report.md", "summary.csv"} <= files
+    assert len(pd.read_csv(report / "summary.csv")) == 2  # vanilla kept despite no template
+    code = cli.main(["sweep", "--recipes", "bridged", "--synthetic", str(out), "--guidance", "2",
+                     "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--synthetic" in err and "\n" not in err
+
+
+def test_a_folder_of_runs_from_another_setup_is_refused(cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "train_run", Counter())
+    run_sweep(cfg, tmp_path / "sweep", recipes=["vanilla"], shots=[1])
+    other = get_config("mini", **{**TINY, "generation.model": cfg.generation.model,
+                                  "train.real.epochs": 3})
+    with pytest.raises(ValueError, match=r"train\.real\.epochs: 1, now 3") as err:
+        run_sweep(other, tmp_path / "sweep", recipes=["vanilla"], shots=[1])
+    assert "\n" not in str(err.value)
+    folders = {experiments.sweep_folder(c, tmp_path) for c in (cfg, other)}
+    assert len(folders) == 2 and all(f.name.startswith("mini-") for f in folders)
