@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -9,6 +10,8 @@ from bridgelib.config import PROFILES, ConfigError, get_config
 
 # Errors a bad input raises: reported in one line, exit status 2.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ConfigError, RuntimeError)
+# OSErrors that mean "this output folder cannot take the files" (read-only, no space, quota).
+_WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,13 +19,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except USER_ERRORS as e:
-        print(f"bridge {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        message = str(e)
+    except OSError as e:  # the system refused: a read-only or full folder, a device error
+        message = f"{e.strerror or e}" + (f": {e.filename!r}" if e.filename else "")
+        if e.errno in _WRITE_ERRNOS:
+            message += ("; make it writable or free space, or choose another --out "
+                        "(files already written are kept)")
+    print(f"bridge {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (the usage is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bridge", description="Bridged transfer and Dataset Style "
-                                "Inversion (arXiv 2403.19866): generate, invert, train, report.")
+    p = _Parser(prog="bridge", description="Bridged transfer and Dataset Style "
+                "Inversion (arXiv 2403.19866): generate, invert, train, report.")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = _common(sub.add_parser("generate", help="generate a synthetic image set"))
@@ -61,17 +77,29 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(func=_train)
 
-    s = _common(sub.add_parser("sweep", help="run a grid of training runs (skips finished ones)"))
+    s = _common(sub.add_parser("sweep", help="run a grid of training runs (skips finished ones)",
+                               description="Train every cell of recipes x shots x seeds x volume "
+                               "x guidance x template not already in --out; synthetic sets are "
+                               "generated once per (template, guidance) and cached; "
+                               "--out/results.csv (one row per run) is rewritten after each run."))
     s.add_argument("--recipes", nargs="+", default=["vanilla"])
     s.add_argument("--shots", nargs="+", default=["4"])
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--synthetic", help="synthetic set folder (all recipes but vanilla)")
+    s.add_argument("--volumes", nargs="+", type=int, default=[],
+                   help="synthetic images per class (each smaller one: the first N of the largest)")
+    s.add_argument("--guidance", nargs="+", type=float, default=[None],
+                   help="guidance scales of the generated sets (default: the profile's)")
+    s.add_argument("--templates", nargs="+", default=["single"], help="single, multi and/or dsi")
+    s.add_argument("--style-token", help="DSI token file (default: the cached one, learned once)")
+    s.add_argument("--synthetic", help="use this synthetic set instead of generating (its "
+                   "template and guidance; --volumes default to its size)")
     s.add_argument("--with-scratch", action="store_true", help="also train from random init")
     s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
     s.set_defaults(func=_sweep)
 
     r = sub.add_parser("report", help="aggregate runs (mean ± std) and draw the paper's figures")
-    r.add_argument("--runs", nargs="+", required=True, help="folders holding run directories")
+    r.add_argument("--runs", nargs="+", required=True,
+                   help="folders holding run directories, or results stores (results.csv)")
     r.add_argument("--out", required=True, help="folder for figures (PNG, SVG), CSVs, report.md")
     r.set_defaults(func=_report)
 
@@ -89,24 +117,57 @@ def _parser() -> argparse.ArgumentParser:
 
 def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--profile", help=f"one of: {', '.join(PROFILES)} (default: $BRIDGELIB_PROFILE or mini)")
-    p.add_argument("--dataset", help="dataset name (default: the profile's)")
+    p.add_argument("--dataset", help="dataset name, or the path of your own ImageFolder "
+                   "(PATH/<class>/<image>, or PATH/train/<class>/ and PATH/test/<class>/) "
+                   "(default: the profile's)")
     return p
 
 
 def _config(args):
     cfg = get_config(args.profile)
     if args.dataset and args.dataset != cfg.dataset:
-        cfg = get_config(args.profile, dataset=args.dataset)
+        cfg = get_config(args.profile, **dataset_overrides(args.dataset))
     return cfg
 
 
+def dataset_overrides(value: str) -> dict:
+    """Config fields for --dataset: a dataset name, or a folder of your own images, which is
+    read as the registry's 'imagefolder' dataset rooted there (train/ and test/, or one folder
+    of classes split per class with a seeded test fraction)."""
+    from pathlib import Path
+
+    from bridgelib.data import SPLIT_LAYOUT
+    from bridgelib.datasets import DATASETS
+    if value == "digits" or value in DATASETS:
+        return {"dataset": value}
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return {"dataset": "imagefolder", "data_root": str(path.resolve())}
+    raise ValueError(f"--dataset {value!r} is neither a dataset name (digits, "
+                     f"{', '.join(DATASETS)}) nor a folder; for your own images pass "
+                     f"{SPLIT_LAYOUT.replace('<root>', 'PATH')}")
+
+
 def _generate(args) -> None:
+    from bridgelib.data import real_data
     from bridgelib.generate import generate_synthetic_set
-    out = generate_synthetic_set(_config(args), args.out, args.per_class, template=args.template,
-                                 style_token=args.style_token, guidance=args.guidance,
+    cfg = _config(args)
+    # the dataset's class names in label order (the digits' are built in); decoded small, as
+    # only the names are needed
+    names = None if cfg.dataset == "digits" else real_data(cfg, "test", size=8).class_names
+    out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
+                                 template=args.template, style_token=args.style_token,
+                                 guidance=args.guidance,
                                  steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                  overwrite=args.overwrite)
-    print(f"wrote {out}")
+    if _first_process():
+        print(f"wrote {out}")
+
+
+def _first_process() -> bool:
+    """Launched on several processes (`accelerate launch`), each runs the command; one reports."""
+    import os
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _invert(args) -> None:
@@ -127,33 +188,39 @@ def _train(args) -> None:
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite)
-    print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))
+    if _first_process():
+        print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))
 
 
 def _sweep(args) -> None:
-    from pathlib import Path
-    from bridgelib.experiments import run_grid, summarize
-    from bridgelib.files import atomic_write_bytes
-    runs = run_grid(_config(args), args.out, recipes=args.recipes, shots=args.shots,
-                    seeds=args.seeds, pretrained=(True, False) if args.with_scratch else (True,),
-                    synthetic_dir=args.synthetic)
-    runs["command"] = "bridge " + " ".join(sys.argv[1:])
-    atomic_write_bytes(Path(args.out) / "results.csv", runs.to_csv(index=False).encode())
-    print(summarize(runs, by=("recipe", "shots", "pretrained")).to_string(index=False))
+    from bridgelib.experiments import run_sweep, summarize
+    if args.synthetic and (args.guidance != [None] or args.templates != ["single"]):
+        raise ValueError("--synthetic DIR fixes the template and guidance (its own); drop "
+                         "--guidance/--templates or drop --synthetic to generate")
+    store = run_sweep(_config(args), args.out, recipes=args.recipes, shots=args.shots,
+                      seeds=args.seeds, volumes=args.volumes, guidances=args.guidance,
+                      templates=args.templates, scratch=(False, True) if args.with_scratch
+                      else (False,), synthetic_dir=args.synthetic, style_token=args.style_token)
+    by = ("recipe", "template", "guidance", "volume", "shots", "scratch")
+    print(summarize(_filled(store), by=by).to_string(index=False))
 
 
 def _report(args) -> None:
-    from bridgelib.experiments import collect_runs, load_histories, summarize
+    from bridgelib.experiments import load_runs, summarize
     from bridgelib.files import atomic_write_bytes
     from bridgelib.report import write_report
-    runs = collect_runs(*args.runs)
-    if runs.empty:
-        raise FileNotFoundError(f"no runs (*/metrics.json) under {', '.join(args.runs)}")
-    written = write_report(runs, args.out, histories=load_histories(*args.runs))
-    table = summarize(runs, by=("dataset", "template", "recipe", "pretrained", "shots"))
+    store, histories = load_runs(*args.runs)
+    written = write_report(store, args.out, histories=histories)
+    table = summarize(_filled(store), by=("dataset", "template", "guidance", "volume", "recipe",
+                                          "scratch", "shots"))
     atomic_write_bytes(f"{args.out}/summary.csv", table.to_csv(index=False).encode())
     print(table.to_string(index=False))
     print(f"wrote {len(written) + 1} files to {args.out}")
+
+
+def _filled(store):
+    """Vanilla's empty template, guidance and volume as "none" and 0, so summaries keep it."""
+    return store.fillna({"template": "none", "guidance": 0, "volume": 0})
 
 
 def _mini_build(args) -> None:
