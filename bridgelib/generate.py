@@ -68,9 +68,9 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
     from bridgelib.models import WeightsError
     g = cfg.generation
     model = Path(g.model).expanduser()
+    mini = cfg.profile == "mini" or model == DATA_DIR / "mini-generator"
     if not model.exists() and (model.is_absolute() or g.model.startswith((".", "~"))):
-        hint = "; build the mini generator with `bridge mini build`" if cfg.profile == "mini" \
-            or model == DATA_DIR / "mini-generator" else ""
+        hint = "; build the mini generator with `bridge mini build`" if mini else ""
         raise FileNotFoundError(f"generator folder {g.model!r} does not exist{hint}")
     device = resolve_device(str(device or cfg.device))
     dtype = getattr(torch, g.dtype) if device.type == "cuda" else torch.float32
@@ -85,8 +85,8 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
                 str(model) if model.exists() else g.model, safety_checker=None,
                 requires_safety_checker=False, **dtype_kw)
     except (OSError, ValueError, RuntimeError) as err:  # damaged weights, a wrong folder
-        hint = "rebuild it with `bridge mini build --only generator`" if model == DATA_DIR / \
-            "mini-generator" or cfg.profile == "mini" else "check the id or folder"
+        hint = "rebuild it with `bridge mini build --only generator`" if mini \
+            else "check the id or folder"
         first = (str(err).strip().splitlines() or [""])[0][:300]
         raise WeightsError(f"generator {g.model!r} cannot be loaded ({type(err).__name__}: "
                            f"{first}); {hint}") from None

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "outputs"
-# (file, what, ours, baseline, ratio key, target ratio from the issues)
+# (file, what is measured, our key, baseline key, ratio key, target ratio from the issues,
+#  what the baseline is)
 BENCHES = (
     ("bench_generate.json", "generation, images/s", "generate_images_per_s",
      "loop_images_per_s", "speedup", 3.0, "one pipeline call per image"),
