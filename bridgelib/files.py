@@ -90,6 +90,26 @@ def resolve_device(device: str = "auto") -> "torch.device":
     return torch.device(device)
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process instead of returning it to the OS.
+
+    Why: by default glibc unmaps every large freed block, so the big temporary tensors of each
+    diffusion step page-fault in again (2.5 million faults per 300 mini images). Keeping them made
+    mini generation 10.5-11 -> 12.9-13.7 images/s with bit-identical images and 7% more peak memory
+    (measured on 2 CPU cores). A no-op where glibc is absent (macOS, Windows, musl).
+    """
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+
+
 def seed_everything(seed: int) -> None:
     import torch
     random.seed(seed)

@@ -64,7 +64,7 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
     """
     from diffusers import StableDiffusionPipeline
 
-    from bridgelib.files import library_progress
+    from bridgelib.files import keep_freed_memory, library_progress
     from bridgelib.models import WeightsError
     g = cfg.generation
     model = Path(g.model).expanduser()
@@ -73,6 +73,8 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
         hint = "; build the mini generator with `bridge mini build`" if mini else ""
         raise FileNotFoundError(f"generator folder {g.model!r} does not exist{hint}")
     device = resolve_device(str(device or cfg.device))
+    if device.type == "cpu":
+        keep_freed_memory()
     dtype = getattr(torch, g.dtype) if device.type == "cuda" else torch.float32
     try:  # diffusers 0.36+ calls the argument `dtype` and warns about `torch_dtype`
         from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
