@@ -10,7 +10,6 @@ one warm-up call. Prints images/s for each and their ratio, and writes them as J
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys

@@ -38,12 +38,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bridgelib.data import ImageSet, parse_shots
+from bridgelib.data import IMAGE_SUFFIXES, ImageSet, parse_shots
 from bridgelib.files import progress, write_json
 from bridgelib.prompts import clean_class_names
 
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 Pairs = list[tuple[Path, int]]                      # (image file, label)
 _FOLDER_PREFIX = re.compile(r"^(n\d{8}-|\d{3}\.)")  # Stanford Dogs' WordNet ids, CUB's numbering
 

@@ -240,9 +240,9 @@ def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: flo
     these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
     `per_class` images per class; None if there is none."""
     from bridgelib.config import REPO_ROOT
-    from bridgelib.generate import _options  # the options a set's run.json records
-    want = json.loads(json.dumps(_options(cfg, None, template, style_token, guidance, None,
-                                          cfg.seed, None)[0], default=str))
+    from bridgelib.generate import generation_options
+    want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
+                                                    None, cfg.seed, None)[0], default=str))
     root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
     found = []
     for run in root.glob("*/run.json"):

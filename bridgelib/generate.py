@@ -1,8 +1,7 @@
 """Synthetic training sets from a text-to-image model: batched, seeded, resumable.
 
-A set is an ImageFolder, `out/<class_slug>/<index:05d>.png`, plus `out/metadata.jsonl` (one row
-per image, the `datasets` imagefolder convention: a `file_name` column) and `out/run.json` (the
-resolved config, the generation options and package versions).
+A set is an ImageFolder plus `metadata.jsonl` and `run.json`; `manifest.py` describes the layout
+and decides what a rerun keeps.
 
 Every image has its own seed, `image_seed(run_seed, class_idx, index)`, and its own
 `torch.Generator`, so an image does not depend on the batch it was drawn in, on the order of the
@@ -20,38 +19,20 @@ import hashlib
 import io
 import json
 import os
-import re
 import time
-import unicodedata
 from pathlib import Path
 
 import torch
 
 from bridgelib.config import DATA_DIR, REPO_ROOT, Config
 from bridgelib.files import atomic_write_bytes, progress, resolve_device, sha256_file, write_json
+from bridgelib.manifest import (COLUMNS, check_folder, class_slug, image_seed, manifest_parts,
+                                manifest_rows, prepare_folder, read_manifest, write_manifest)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
                                validate_class_names)
 
-COLUMNS = ("file_name", "label", "class_name", "prompt", "negative_prompt", "seed",
-           "guidance_scale", "num_inference_steps", "scheduler", "model", "style_token",
-           "width", "height")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def image_seed(run_seed: int, class_idx: int, index: int) -> int:
-    """The seed of one image: sha256 of "run_seed/class_idx/index", first 8 bytes, top bit off.
-
-    A hash (not run_seed + counter) keeps the seeds of neighbouring runs and classes unrelated;
-    the int63 fits a torch.Generator and an int64 column.
-    """
-    digest = hashlib.sha256(f"{run_seed}/{class_idx}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-def class_slug(name: str) -> str:
-    """A folder name for a class: ASCII, lowercase, spaces -> '_', only [a-z0-9_-]."""
-    s = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9_-]", "", re.sub(r"\s+", "_", s.strip()))
+__all__ = ["COLUMNS", "cached_synthetic_set", "generate_synthetic_set", "image_seed",
+           "load_pipeline", "read_manifest"]  # the layout helpers live in manifest.py
 
 
 def load_pipeline(cfg: Config, device: str | torch.device | None = None):
@@ -112,16 +93,6 @@ def _scheduler(name: str, current):
     return cls.from_config(current.config)
 
 
-def read_manifest(out: str | Path):
-    """metadata.jsonl of a synthetic set as a pandas DataFrame (one row per image)."""
-    import pandas as pd
-    path = Path(out) / "metadata.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{str(path)!r} does not exist; is {str(out)!r} a synthetic set?")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
 def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                            class_names: list[str] | None = None, template: str | None = None,
                            style_token: str | Path | None = None, guidance: float | None = None,
@@ -142,9 +113,9 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     batch_size = g.batch_size if batch_size is None else batch_size
     _positive_int("per_class", per_class)
     _positive_int("batch_size", batch_size)
-    options, token = _options(cfg, class_names, template, style_token, guidance, steps, seed,
-                              negative_prompt)
-    _check_folder(out, options, overwrite)  # before anything loads or changes
+    options, token = generation_options(cfg, class_names, template, style_token, guidance,
+                                        steps, seed, negative_prompt)
+    check_folder(out, options, overwrite)  # before anything loads or changes
     state = process_state(cfg.device)
     main = state is None or state.is_main_process
     pipe = pipe if pipe is not None else load_pipeline(cfg, state and state.device)
@@ -158,7 +129,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                        "processes": state.num_processes if state is not None else 1}}
     names = options["class_names"]
     slugs = [class_slug(n) or f"class_{i:03d}" for i, n in enumerate(names)]
-    done = _prepare_folder(out, run, overwrite, slugs, per_class) if main else None
+    done = prepare_folder(out, run, overwrite, slugs, per_class) if main else None
     if state is not None:
         from accelerate.utils import broadcast_object_list
         done = broadcast_object_list([done])[0]
@@ -176,9 +147,9 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
         state.wait_for_everyone()
         if not main:
             return out
-        done.update(_manifest_rows(slugs, _manifest_parts(out)))
-    _write_manifest(out, done)
-    for part in _manifest_parts(out):  # merged into metadata.jsonl just now
+        done.update(manifest_rows(slugs, manifest_parts(out)))
+    write_manifest(out, done)
+    for part in manifest_parts(out):  # merged into metadata.jsonl just now
         part.unlink()
     seconds = time.perf_counter() - t0
     run["result"] = {"images": len(done), "generated": len(work), "seconds": round(seconds, 3),
@@ -285,8 +256,8 @@ def _positive_int(name: str, value) -> None:
         raise ValueError(f"{name}={value!r} is invalid; expected a positive integer")
 
 
-def _options(cfg: Config, class_names, template, style_token, guidance, steps, seed,
-             negative_prompt) -> tuple[dict, dict | None]:
+def generation_options(cfg: Config, class_names, template, style_token, guidance, steps, seed,
+                       negative_prompt) -> tuple[dict, dict | None]:
     """The validated generation options (what run.json records and a resume must match)."""
     g = cfg.generation
     template = template or ("dsi" if style_token is not None else g.template)
@@ -382,117 +353,6 @@ def _apply_token(pipe, token: dict) -> None:
     emb = pipe.text_encoder.get_input_embeddings().weight
     with torch.no_grad():
         emb[[vocab[n] for n in names]] = vecs.to(emb.device, emb.dtype)
-
-
-def _check_folder(out: Path, options: dict, overwrite: bool) -> None:
-    """Refuse to mix two different runs in one folder (one-line error naming the option)."""
-    if overwrite or not out.exists():
-        return
-    if not out.is_dir():
-        raise ValueError(f"output {str(out)!r} exists and is not a folder; choose another folder")
-    run = out / "run.json"
-    if not run.exists():
-        if any(out.iterdir()):
-            raise ValueError(f"output folder {str(out)!r} is not empty and holds no run.json; "
-                             f"pass overwrite=True (--overwrite) or choose another folder")
-        return
-    try:
-        old = json.loads(run.read_text())["options"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{str(run)!r} is not a run.json of `bridge generate`; pass "
-                         f"overwrite=True (--overwrite) or choose another folder") from None
-    for key, value in options.items():
-        if old.get(key) != value:
-            raise ValueError(f"{str(out)!r} holds a different synthetic set ({key}: "
-                             f"{old.get(key)!r}, requested {value!r}); pass overwrite=True "
-                             f"(--overwrite) or choose another folder")
-
-
-def _clear_folder(out: Path) -> None:
-    """Remove a previous set: manifest, run.json, temp files and the images of its subfolders.
-
-    Other files are left alone, so an `overwrite` aimed at the wrong folder loses less.
-    """
-    if not out.is_dir():
-        return
-    for path in (out / "metadata.jsonl", out / "run.json", *_manifest_parts(out),
-                 *out.glob("*.tmp")):
-        path.unlink(missing_ok=True)
-    for sub in (p for p in out.iterdir() if p.is_dir()):
-        for f in sub.iterdir():
-            if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix == ".tmp"):
-                f.unlink()
-        if not any(sub.iterdir()):
-            sub.rmdir()
-
-
-def _prepare_folder(out: Path, run: dict, overwrite: bool, slugs: list[str],
-                    per_class: int) -> dict[tuple[int, int], dict]:
-    """Clear (overwrite) or create the folder, write run.json, and return the finished images,
-    with the manifest rewritten to hold exactly them (one process: rank 0 when launched)."""
-    if overwrite:
-        _clear_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "run.json", run)
-    o = run["options"]
-    done = _scan_folder(out, slugs, per_class, o["seed"], o["resolution"])
-    _write_manifest(out, done)  # drops bad and partial rows before new ones are appended
-    for part in _manifest_parts(out):  # an interrupted launch's rows, now in metadata.jsonl
-        part.unlink()
-    return done
-
-
-def _manifest_parts(out: Path) -> list[Path]:
-    return sorted(out.glob("metadata.rank*.jsonl"))
-
-
-def _manifest_rows(slugs: list[str], paths) -> dict[tuple[int, int], dict]:
-    """(label, index) -> row of the manifest files that exist; partial and foreign lines skipped."""
-    label_of = {s: c for c, s in enumerate(slugs)}
-    rows: dict[tuple[int, int], dict] = {}
-    for path in (p for p in paths if p.exists()):
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                slug, name = row["file_name"].split("/")
-                rows[(label_of[slug], int(Path(name).stem))] = row
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a partial last line of an interrupted run, or a foreign row
-    return rows
-
-
-def _scan_folder(out: Path, slugs: list[str], per_class: int, seed: int,
-                 resolution: int) -> dict[tuple[int, int], dict]:
-    """Finished images: manifest rows (parts of a launch included) whose PNG is valid.
-    Cleans temp files and stray PNGs."""
-    for tmp in (*out.glob("*.tmp"), *out.glob("*/*.tmp")):  # pathlib globs match dot files
-        tmp.unlink(missing_ok=True)
-    rows = _manifest_rows(slugs, [out / "metadata.jsonl", *_manifest_parts(out)])
-    done = {key: row for key, row in rows.items()
-            if row.get("seed") == image_seed(seed, *key) and row.get("label") == key[0]
-            and _valid_png(out / row["file_name"], resolution)}
-    for c, slug in enumerate(slugs):  # unrecorded images beyond per_class: stale partial output
-        for f in (out / slug).glob("*.png") if (out / slug).is_dir() else ():
-            if f.stem.isdigit() and int(f.stem) >= per_class and (c, int(f.stem)) not in done:
-                f.unlink()
-    return done
-
-
-def _valid_png(path: Path, resolution: int) -> bool:
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            ok = im.format == "PNG" and im.size == (resolution, resolution)
-            im.verify()
-        return ok
-    except Exception:
-        return False
-
-
-def _write_manifest(out: Path, done: dict[tuple[int, int], dict]) -> None:
-    """Rewrite metadata.jsonl atomically: one row per image, sorted by (label, index)."""
-    rows = [json.dumps({k: done[key].get(k) for k in COLUMNS}) for key in sorted(done)]
-    atomic_write_bytes(out / "metadata.jsonl", ("\n".join(rows) + "\n" if rows else "").encode())
 
 
 def package_versions() -> dict[str, str]:

@@ -28,8 +28,8 @@ FONT_LICENCES = {
 
 def build_mini_world(out: str | Path | None = None, only: list[str] | None = None, seed: int = 0,
                      continue_steps: int | None = None) -> None:
-    """Build the parts in order. The shipped generator was built in two phases:
-    `bridge mini build --only generator` (1 thread), then `... --continue-steps 4000` (2 threads)."""
+    """Build the parts in order. `continue_steps` trains the existing generator that many more
+    UNet steps instead of rebuilding it (the manifest then records both phases)."""
     out = Path(out) if out else DATA_DIR
     for part in only or PARTS:
         if part in ("judge", "backbone"):

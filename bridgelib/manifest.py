@@ -1,0 +1,158 @@
+"""A synthetic set on disk: file names, per-image seeds, the manifest, and what a rerun keeps.
+
+A set is an ImageFolder, `out/<class_slug>/<index:05d>.png`, plus `out/metadata.jsonl` (one row
+per image, the `datasets` imagefolder convention: a `file_name` column) and `out/run.json` (the
+resolved config, the generation options and package versions). `generate.py` draws the images;
+this module decides which of them a rerun can keep, and writes the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+from bridgelib.data import IMAGE_SUFFIXES
+from bridgelib.files import atomic_write_bytes, write_json
+
+COLUMNS = ("file_name", "label", "class_name", "prompt", "negative_prompt", "seed",
+           "guidance_scale", "num_inference_steps", "scheduler", "model", "style_token",
+           "width", "height")
+
+
+def image_seed(run_seed: int, class_idx: int, index: int) -> int:
+    """The seed of one image: sha256 of "run_seed/class_idx/index", first 8 bytes, top bit off.
+
+    A hash (not run_seed + counter) keeps the seeds of neighbouring runs and classes unrelated;
+    the int63 fits a torch.Generator and an int64 column.
+    """
+    digest = hashlib.sha256(f"{run_seed}/{class_idx}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def class_slug(name: str) -> str:
+    """A folder name for a class: ASCII, lowercase, spaces -> '_', only [a-z0-9_-]."""
+    s = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9_-]", "", re.sub(r"\s+", "_", s.strip()))
+
+
+def read_manifest(out: str | Path):
+    """metadata.jsonl of a synthetic set as a pandas DataFrame (one row per image)."""
+    import pandas as pd
+    path = Path(out) / "metadata.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{str(path)!r} does not exist; is {str(out)!r} a synthetic set?")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def check_folder(out: Path, options: dict, overwrite: bool) -> None:
+    """Refuse to mix two different runs in one folder (one-line error naming the option)."""
+    if overwrite or not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"output {str(out)!r} exists and is not a folder; choose another folder")
+    run = out / "run.json"
+    if not run.exists():
+        if any(out.iterdir()):
+            raise ValueError(f"output folder {str(out)!r} is not empty and holds no run.json; "
+                             f"pass overwrite=True (--overwrite) or choose another folder")
+        return
+    try:
+        old = json.loads(run.read_text())["options"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{str(run)!r} is not a run.json of `bridge generate`; pass "
+                         f"overwrite=True (--overwrite) or choose another folder") from None
+    for key, value in options.items():
+        if old.get(key) != value:
+            raise ValueError(f"{str(out)!r} holds a different synthetic set ({key}: "
+                             f"{old.get(key)!r}, requested {value!r}); pass overwrite=True "
+                             f"(--overwrite) or choose another folder")
+
+
+def _clear_folder(out: Path) -> None:
+    """Remove a previous set: manifest, run.json, temp files and the images of its subfolders.
+
+    Other files are left alone, so an `overwrite` aimed at the wrong folder loses less.
+    """
+    if not out.is_dir():
+        return
+    for path in (out / "metadata.jsonl", out / "run.json", *manifest_parts(out),
+                 *out.glob("*.tmp")):
+        path.unlink(missing_ok=True)
+    for sub in (p for p in out.iterdir() if p.is_dir()):
+        for f in sub.iterdir():
+            if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix == ".tmp"):
+                f.unlink()
+        if not any(sub.iterdir()):
+            sub.rmdir()
+
+
+def prepare_folder(out: Path, run: dict, overwrite: bool, slugs: list[str],
+                    per_class: int) -> dict[tuple[int, int], dict]:
+    """Clear (overwrite) or create the folder, write run.json, and return the finished images,
+    with the manifest rewritten to hold exactly them (one process: rank 0 when launched)."""
+    if overwrite:
+        _clear_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "run.json", run)
+    o = run["options"]
+    done = _scan_folder(out, slugs, per_class, o["seed"], o["resolution"])
+    write_manifest(out, done)  # drops bad and partial rows before new ones are appended
+    for part in manifest_parts(out):  # an interrupted launch's rows, now in metadata.jsonl
+        part.unlink()
+    return done
+
+
+def manifest_parts(out: Path) -> list[Path]:
+    return sorted(out.glob("metadata.rank*.jsonl"))
+
+
+def manifest_rows(slugs: list[str], paths) -> dict[tuple[int, int], dict]:
+    """(label, index) -> row of the manifest files that exist; partial and foreign lines skipped."""
+    label_of = {s: c for c, s in enumerate(slugs)}
+    rows: dict[tuple[int, int], dict] = {}
+    for path in (p for p in paths if p.exists()):
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                slug, name = row["file_name"].split("/")
+                rows[(label_of[slug], int(Path(name).stem))] = row
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a partial last line of an interrupted run, or a foreign row
+    return rows
+
+
+def _scan_folder(out: Path, slugs: list[str], per_class: int, seed: int,
+                 resolution: int) -> dict[tuple[int, int], dict]:
+    """Finished images: manifest rows (parts of a launch included) whose PNG is valid.
+    Cleans temp files and stray PNGs."""
+    for tmp in (*out.glob("*.tmp"), *out.glob("*/*.tmp")):  # pathlib globs match dot files
+        tmp.unlink(missing_ok=True)
+    rows = manifest_rows(slugs, [out / "metadata.jsonl", *manifest_parts(out)])
+    done = {key: row for key, row in rows.items()
+            if row.get("seed") == image_seed(seed, *key) and row.get("label") == key[0]
+            and _valid_png(out / row["file_name"], resolution)}
+    for c, slug in enumerate(slugs):  # unrecorded images beyond per_class: stale partial output
+        for f in (out / slug).glob("*.png") if (out / slug).is_dir() else ():
+            if f.stem.isdigit() and int(f.stem) >= per_class and (c, int(f.stem)) not in done:
+                f.unlink()
+    return done
+
+
+def _valid_png(path: Path, resolution: int) -> bool:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            ok = im.format == "PNG" and im.size == (resolution, resolution)
+            im.verify()
+        return ok
+    except Exception:
+        return False
+
+
+def write_manifest(out: Path, done: dict[tuple[int, int], dict]) -> None:
+    """Rewrite metadata.jsonl atomically: one row per image, sorted by (label, index)."""
+    rows = [json.dumps({k: done[key].get(k) for k in COLUMNS}) for key in sorted(done)]
+    atomic_write_bytes(out / "metadata.jsonl", ("\n".join(rows) + "\n" if rows else "").encode())
