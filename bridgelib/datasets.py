@@ -408,7 +408,7 @@ CLASS_COUNTS = {"aircraft": 100, "cars": 196, "food101": 101, "dtd": 47, "sun397
 # SDPA, 25 DPM-Solver++ steps with guidance. Basis: ~31 it/s for one 512 px image with guidance
 # on an A100 80GB with diffusers + torch 2.1 SDPA (fal-ai/stable-diffusion-benchmarks), i.e.
 # ~1.2 images/s at 25 steps, and ~1.5 images/s with batch 16; H100 taken as ~2x an A100.
-ESTIMATED_IMAGES_PER_S = {"A100": 1.5, "H100": 3.0}
+ESTIMATED_IMAGES_PER_S = {"A100": 1.5, "H100": 3.0}  # notebook 07 and README's cost table
 
 
 def generation_hours(images_per_s: float, per_class: int = 1000):

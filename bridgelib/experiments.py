@@ -417,11 +417,6 @@ def collect_histories(*roots: str | Path, runs=None) -> pd.DataFrame:
     return table[["run", *[c for c in table if c != "run"]]]
 
 
-def load_histories(*roots: str | Path) -> dict[str, pd.DataFrame]:
-    """{run name: its history.csv} for every run under `roots` (for convergence plots)."""
-    return {p.parent.name: pd.read_csv(p) for root in roots for p in sorted(Path(root).glob("*/history.csv"))}
-
-
 def summarize(runs: pd.DataFrame, by=("recipe", "shots")) -> pd.DataFrame:
     """Mean, std and count of test accuracy per group (seeds aggregated)."""
     by = [b for b in by if b in runs.columns]

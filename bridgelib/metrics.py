@@ -79,9 +79,3 @@ def domain_accuracy(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
     y = np.r_[np.zeros(n), np.ones(n)]
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     return float(cross_val_score(clf, x, y, cv=5).mean())
-
-
-def style_gap(real: torch.Tensor, other: torch.Tensor, cfg, model=None, seed: int = 0) -> dict:
-    """The synthetic-real gap in the backbone's feature space: Fréchet distance and domain accuracy."""
-    fa, fb = backbone_features(real, cfg, model), backbone_features(other, cfg, model)
-    return {"frechet": frechet_distance(fa, fb), "domain_accuracy": domain_accuracy(fa, fb, seed)}
