@@ -1,6 +1,6 @@
 """Steps/s of `learn_style_token` against the diffusers textual_inversion example's loop.
 
-    python benchmarks/bench_invert.py --steps 30 --out-json outputs/bench_invert.json
+    python benchmarks/bench_invert.py --steps 100 --out-json outputs/bench_invert.json
 
 (a) `learn_style_token` (VAE latents of all images computed once, distinct captions encoded
 once per batch, checkpoints and files included); (b) a plain loop written here that mirrors
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", default="mini", help="config profile (default: mini)")
     p.add_argument("--model", default=None, help="diffusers folder or hub id "
                    "(default: the profile's generation.model)")
-    p.add_argument("--steps", type=int, default=30, help="timed steps of each loop")
+    p.add_argument("--steps", type=int, default=100, help="timed steps of each loop (30 scattered by +-5%%)")
     p.add_argument("--batch-size", type=int, default=None, help="default: invert.batch_size")
     p.add_argument("--shots", default="16", help="real images per class (default 16)")
     p.add_argument("--out-json", default="outputs/bench_invert.json")
