@@ -43,3 +43,39 @@ def test_every_recipe_runs_in_the_paper_profile(recipe, stand_in, tmp_path):
     assert saved["profile"] == "paper" and saved["backbone"] == "resnet18"
     stages = [s["stage"] for s in metrics["stages"]]
     assert stages == {"vanilla": ["real"], "mixed": ["mixed"]}.get(recipe, ["synthetic", "real"])
+
+
+def test_paper_chain_check_invert_generate_train_on_a_stand_in_pipeline(stand_in, tiny_model,
+                                                                        tmp_path):
+    """The paper profile's own generation and DSI settings (DPM-Solver++, its guidance, the DSI
+    template, checkpoints) drive a random tiny SD pipeline through notebook 07's order on a
+    folder of "your" classes: invert, generate with the token, train bridged++ on the set."""
+    from bridgelib.data import check_image_folder, real_data
+    from bridgelib.generate import generate_synthetic_set, read_manifest
+    from bridgelib.invert import learn_style_token
+    _, root = stand_in
+    cfg = get_config("paper", dataset="imagefolder", data_root=str(root / "data"), image_size=32,
+                     device="cpu", **{"generation.model": str(tiny_model),
+                                      "generation.resolution": 32, "generation.steps": 2,
+                                      "invert.steps": 2, "invert.batch_size": 2,
+                                      "invert.checkpoint_every": 1, "train.real.epochs": 1,
+                                      "train.synthetic.epochs": 1, "train.real.batch_size": 4,
+                                      "train.synthetic.batch_size": 4})
+    assert check_image_folder(root / "data").classes == list(CLASSES)
+    real = real_data(cfg, "train", "full", 0, size=cfg.generation.resolution)
+    assert real.class_names == list(CLASSES)
+    token = tmp_path / "token" / "learned_embeds.safetensors"
+    record = learn_style_token(cfg, real, token, progress_bar=False)
+    assert record["steps"] == 2 and token.exists()
+
+    out = generate_synthetic_set(cfg, tmp_path / "set", 2, class_names=real.class_names,
+                                 style_token=token, progress_bar=False)
+    rows = read_manifest(out)
+    assert len(rows) == 2 * len(CLASSES) and sorted(set(rows.class_name)) == sorted(CLASSES)
+    assert rows.prompt.str.contains(cfg.invert.token, regex=False).all()
+    assert (rows.guidance_scale == cfg.generation.guidance).all()
+    assert (rows.scheduler == "DPMSolverMultistepScheduler").all()
+
+    metrics = train_run(cfg, "bridged++", tmp_path / "run", shots=2, seed=0, pretrained=False,
+                        synthetic_dir=out)
+    assert metrics["synthetic_images"] == 2 * len(CLASSES) and 0 <= metrics["test_acc"] <= 1
