@@ -7,6 +7,7 @@ import json
 import sys
 
 from bridgelib.config import PROFILES, ConfigError, get_config
+from bridgelib.prompts import TEMPLATES
 
 # Errors a bad input raises: reported in one line, exit status 2.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ConfigError, RuntimeError)
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     g = _common(sub.add_parser("generate", help="generate a synthetic image set"))
     g.add_argument("--per-class", type=int, required=True, help="images per class")
     g.add_argument("--out", required=True, help="output folder (an ImageFolder + metadata.jsonl)")
-    g.add_argument("--template", choices=("single", "multi", "dsi"), help="prompt template")
+    g.add_argument("--template", choices=TEMPLATES, help="prompt template")
     g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     g.add_argument("--steps", type=int, help="sampler steps")

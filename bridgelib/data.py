@@ -294,13 +294,13 @@ def _read_folder(root: Path, size: int | None, min_per_class: int, min_side: int
         raise ValueError(f"min_per_class={min_per_class!r} is invalid; expected an integer >= 0")
     if not root.is_dir():
         raise FolderError(f"image folder {str(root)!r} does not exist; expected {layout}")
-    parts = [s for s in ("train", "test") if _subfolders(root / s) and only is None]
+    parts = [s for s in ("train", "test") if class_folders(root / s) and only is None]
     if parts and not splits:
         raise ValueError(f"image folder {str(root)!r} holds {' and '.join(parts)} folders of "
                          f"classes; load each one (expected {FOLDER_LAYOUT})")
     report, decoded = FolderReport(root, [], {}, [], {}), []
     for split, base in [(s, root / s) for s in parts] or [("all", root)]:
-        folders = _subfolders(base)
+        folders = class_folders(base)
         if not folders:
             loose = [p for p in base.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
             what = (f"holds {len(loose)} image(s) but no class folders" if loose else
@@ -360,7 +360,7 @@ def _open_image(path: Path, size: int | None) -> tuple[torch.Tensor | None, tupl
         return None, None
 
 
-def _subfolders(d: Path) -> list[Path]:
+def class_folders(d: Path) -> list[Path]:
     """Class folders: not hidden, and not the `splits/` folder where split files are kept."""
     return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
                   and p.name != "splits") if d.is_dir() else []
@@ -389,4 +389,4 @@ def _folder_class_names(root: Path) -> dict[str, str]:
     if meta.exists():
         rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()]
         return {r["file_name"].split("/")[0]: r["class_name"] for r in rows}
-    return {p.name: p.name for p in _subfolders(root)}
+    return {p.name: p.name for p in class_folders(root)}

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bridgelib.data import IMAGE_SUFFIXES, ImageSet, parse_shots
+from bridgelib.data import IMAGE_SUFFIXES, ImageSet, class_folders, parse_shots
 from bridgelib.files import progress, write_json
 from bridgelib.prompts import clean_class_names
 
@@ -144,11 +144,6 @@ def _read_flowers(c: _Ctx):
             list(Flowers102.classes))
 
 
-def _class_folders(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.name != "splits")
-
-
 def _image_files(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
                   and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -159,8 +154,8 @@ def _read_folders(c: _Ctx):
     for s in SPLITS:
         if not (c.root / s).is_dir():
             raise FileNotFoundError(f"{c.spec.name}: {c.root / s} not found; expected {c.spec.layout}")
-    folders = sorted({f.name for s in SPLITS for f in _class_folders(c.root / s)})
-    pairs = [(p, folders.index(f.name)) for f in _class_folders(c.root / c.split)
+    folders = sorted({f.name for s in SPLITS for f in class_folders(c.root / s)})
+    pairs = [(p, folders.index(f.name)) for f in class_folders(c.root / c.split)
              for p in _image_files(f)]
     return pairs, [_FOLDER_PREFIX.sub("", f) for f in folders]
 
@@ -170,7 +165,7 @@ def _read_imagefolder(c: _Ctx):
     with a seeded `test_fraction` (at least one image of a class stays in train)."""
     if (c.root / "train").is_dir() or (c.root / "test").is_dir():
         return _read_folders(c)
-    folders = _class_folders(c.root)
+    folders = class_folders(c.root)
     if not folders:
         raise FileNotFoundError(f"imagefolder: no class folders in {c.root}; expected {c.spec.layout}")
     pairs = [(p, y) for y, f in enumerate(folders) for p in _image_files(f)]

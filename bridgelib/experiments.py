@@ -31,6 +31,7 @@ import pandas as pd
 from bridgelib.config import Config
 from bridgelib.data import parse_shots
 from bridgelib.files import atomic_write_bytes, progress, write_json
+from bridgelib.prompts import TEMPLATES
 from bridgelib.transfer import RECIPES, train_run
 
 STORE_FILE = "results.csv"
@@ -40,7 +41,6 @@ CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "templ
 METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "train_images",
                   "synthetic_images", "wall_s")
 STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
-TEMPLATES = ("single", "multi", "dsi")
 
 
 # ---------------------------------------------------------------- the cells of a grid

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes, checksums, progress bars, devices, seeding."""
+"""Small shared helpers: atomic writes, checksums, progress bars, devices and processes, seeding."""
 from __future__ import annotations
 
 import contextlib
@@ -88,6 +88,21 @@ def resolve_device(device: str = "auto") -> "torch.device":
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
+
+
+def process_state(device: str = "auto"):
+    """accelerate's PartialState when launched on 2+ processes (accelerate launch, torchrun),
+    else None, without importing accelerate.
+
+    cpu=True on a CPU: without it each CPU process believes it is alone (rank 0 of 1) and all of
+    them do all the work. gloo: a torch built with MPI would otherwise pick mpi, which torchrun
+    does not start.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return None
+    from accelerate import PartialState
+    cpu = resolve_device(device).type == "cpu"
+    return PartialState(cpu=cpu, **({"backend": "gloo"} if cpu else {}))
 
 
 def keep_freed_memory() -> bool:

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from bridgelib.config import DATA_DIR, REPO_ROOT, Config
-from bridgelib.files import atomic_write_bytes, progress, resolve_device, sha256_file, write_json
+from bridgelib.files import (atomic_write_bytes, process_state, progress, resolve_device,
+                             sha256_file, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_slug, image_seed, manifest_parts,
                                 manifest_rows, prepare_folder, read_manifest, write_manifest)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
@@ -156,21 +157,6 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                      "images_per_s": round(len(work) / seconds, 3) if work else None}
     write_json(out / "run.json", run)
     return out
-
-
-def process_state(device: str = "auto"):
-    """accelerate's PartialState when launched on 2+ processes (accelerate launch, torchrun),
-    else None, without importing accelerate.
-
-    cpu=True on a CPU: without it each CPU process believes it is alone (rank 0 of 1) and all of
-    them do all the work. gloo: a torch built with MPI would otherwise pick mpi, which torchrun
-    does not start.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return None
-    from accelerate import PartialState
-    cpu = resolve_device(device).type == "cpu"
-    return PartialState(cpu=cpu, **({"backend": "gloo"} if cpu else {}))
 
 
 def model_fingerprint(model: str) -> str | None:

@@ -34,8 +34,8 @@ from torch import nn
 
 from bridgelib.config import Config, StageConfig
 from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
-from bridgelib.files import atomic_write_bytes, autocast, progress, resolve_device, write_json
-from bridgelib.generate import process_state
+from bridgelib.files import (atomic_write_bytes, autocast, process_state, progress,
+                             resolve_device, write_json)
 from bridgelib.metrics import model_leep
 from bridgelib.models import create_classifier, input_stats, reinit_head
 
