@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_classes = len(DIGIT_CLASSES)
     per_class = max(1, math.ceil(args.images / n_classes))
     g = cfg.generation
-    pipe(prompt="A good photo of the digit one", num_inference_steps=g.steps,  # warm-up
+    pipe(prompt="A good photo of the sneaker", num_inference_steps=g.steps,  # warm-up
          guidance_scale=g.guidance, height=g.resolution, width=g.resolution,
          generator=torch.Generator(pipe.device.type).manual_seed(image_seed(1, 0, 0)))
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from bridgelib.config import get_config
-from bridgelib.data import ImageSet, load_digits_part
+from bridgelib.data import ImageSet, load_mini_part
 from bridgelib.files import resolve_device, set_progress, write_json
 from bridgelib.models import create_classifier, input_stats
 from bridgelib.transfer import Stage, train_stage
@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def benchmark_images(n: int) -> ImageSet:
-    """`n` real digits (32 px uint8) from the training pool, repeated if the pool is smaller."""
-    pool = load_digits_part("pool")
+    """`n` real images (32 px uint8) from the training pool, repeated if the pool is smaller."""
+    pool = load_mini_part("pool")
     return pool.subset(torch.arange(n) % len(pool))
 
 

@@ -3,7 +3,7 @@
 The package mirrors the course: data -> generate -> invert -> transfer -> report.
 """
 from bridgelib.config import Config, ConfigError, get_config, load_config
-from bridgelib.data import ImageSet, kshot_subset, load_digits_part, load_image_folder, load_real
+from bridgelib.data import ImageSet, kshot_subset, load_image_folder, load_mini_part, load_real
 from bridgelib.files import set_progress
 from bridgelib.metrics import leep_score, model_leep, recognisability
 from bridgelib.models import create_classifier, reinit_head

@@ -2,7 +2,7 @@
 numbers (data/paper_results.csv), what the store measured and a verdict computed from them.
 
 Every verdict comes from a stated rule on means over seeds (the `rule` column); none is typed
-in. The store's world (the mini digits, a tiny generator) is not the paper's (ResNet-18 on ten
+in. The store's world (the mini Fashion-MNIST target, a tiny generator) is not the paper's (ResNet-18 on ten
 photo datasets, Stable Diffusion), so a verdict says whether the same *direction* shows up here,
 not whether the paper's numbers do. Each comparison is made on one slice of the store, holding
 the columns it does not study fixed (`report.hold_fixed`); the `measured` text names the slice.

@@ -106,13 +106,16 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("mini", help="the offline mini world")
     msub = m.add_subparsers(dest="mini_command", required=True)
-    b = msub.add_parser("build", help="rebuild the mini backbone, judge and generator (~1.5 h CPU)")
+    b = msub.add_parser("build", help="rebuild the mini backbone, judge and generator (~40 min CPU; resumable)")
     b.add_argument("--out", help="folder to write into (default: the package's data/)")
     b.add_argument("--only", choices=("backbone", "judge", "generator"), action="append",
                    help="build only this part (repeatable)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--continue-steps", type=int, help="train the existing generator N more steps")
     b.set_defaults(func=_mini_build)
+    c = msub.add_parser("calibrate", help="measure the mini world's conditions into "
+                        "data/mini-world.json (~15 min CPU; resumable)")
+    c.add_argument("--out", help="JSON file to write (default: data/mini-world.json)")
+    c.set_defaults(func=_mini_calibrate)
     return p
 
 
@@ -137,25 +140,25 @@ def dataset_overrides(value: str) -> dict:
     of classes split per class with a seeded test fraction)."""
     from pathlib import Path
 
-    from bridgelib.data import SPLIT_LAYOUT
+    from bridgelib.data import MINI_DATASET, SPLIT_LAYOUT
     from bridgelib.datasets import DATASETS
-    if value == "digits" or value in DATASETS:
+    if value == MINI_DATASET or value in DATASETS:
         return {"dataset": value}
     path = Path(value).expanduser()
     if path.is_dir():
         return {"dataset": "imagefolder", "data_root": str(path.resolve())}
-    raise ValueError(f"--dataset {value!r} is neither a dataset name (digits, "
+    raise ValueError(f"--dataset {value!r} is neither a dataset name ({MINI_DATASET}, "
                      f"{', '.join(DATASETS)}) nor a folder; for your own images pass "
                      f"{SPLIT_LAYOUT.replace('<root>', 'PATH')}")
 
 
 def _generate(args) -> None:
-    from bridgelib.data import real_data
+    from bridgelib.data import MINI_DATASET, real_data
     from bridgelib.generate import generate_synthetic_set
     cfg = _config(args)
-    # the dataset's class names in label order (the digits' are built in); decoded small, as
-    # only the names are needed
-    names = None if cfg.dataset == "digits" else real_data(cfg, "test", size=8).class_names
+    # the dataset's class names in label order (the mini target's are built in); decoded small,
+    # as only the names are needed
+    names = None if cfg.dataset == MINI_DATASET else real_data(cfg, "test", size=8).class_names
     out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
                                  template=args.template, style_token=args.style_token,
                                  guidance=args.guidance,
@@ -226,7 +229,15 @@ def _filled(store):
 
 def _mini_build(args) -> None:
     from bridgelib.mini.build import build_mini_world
-    build_mini_world(args.out, only=args.only, seed=args.seed, continue_steps=args.continue_steps)
+    build_mini_world(args.out, only=args.only, seed=args.seed)
+
+
+def _mini_calibrate(args) -> None:
+    from bridgelib.mini.calibrate import WORLD_FILE, calibrate
+    world = calibrate(args.out or WORLD_FILE)
+    for key, ok in world["within_bands"].items():
+        print(f"{key}: {world[key]['mean']:.3f} (band {world['bands'][key]}) {'ok' if ok else 'OUT OF BAND'}")
+    print(f"wrote {args.out or WORLD_FILE}")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ class Config:
 
 def _mini() -> Config:
     return Config(
-        profile="mini", dataset="digits", image_size=32,
+        profile="mini", dataset="fashion-mnist", image_size=32,
         backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256]},
         backbone_weights=str(DATA_DIR / "mini-backbone"),
         generation=GenerationConfig(model=str(DATA_DIR / "mini-generator"), resolution=32,

@@ -1,11 +1,12 @@
-"""Real and synthetic image sets, the fixed digits split, and k-shot subsets.
+"""Real and synthetic image sets, the mini world's real target, and k-shot subsets.
 
 Every set is decoded once into an `ImageSet`: uint8 images (N, 3, H, W), labels and class names.
 Small sets then train with no per-step PIL work (augmentation runs on whole batches).
 
-The mini world's real data are scikit-learn's 1,797 handwritten digits (8x8, ink values 0..16).
-They are shown as 32x32 RGB, dark ink on white paper: x -> 1 - x/16, then bilinear upsampling
-8 -> 32 (align_corners=False), the same size and polarity as the mini generator's glyphs.
+The mini world's real target is Fashion-MNIST (real grayscale product photos, 10 classes), shown
+as 32x32 RGB, dark on white: x -> 255 - x with 2 px of white padding, the size and polarity of
+the mini generator's glyphs. Its training pool and its 10,000 test images ship in
+`data/fashion-mnist/` (`bridgelib.mini.fashion` says how the split was drawn).
 """
 from __future__ import annotations
 
@@ -19,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from bridgelib.config import DATA_DIR
-from bridgelib.files import write_json
+from bridgelib.mini.fashion import CLASSES as MINI_CLASSES
+from bridgelib.mini.fashion import SHIP_DIR, to_target_look
 
-SPLIT_FILE = DATA_DIR / "digits_split.json"
-SPLIT_PARTS = ("generator", "pool", "test")
+MINI_DATASET = "fashion-mnist"
+MINI_PARTS = ("pool", "test")
 SHOTS = (1, 2, 4, 8, 16, "full")
-DIGIT_CLASSES = tuple(f"digit {n}" for n in
-                      ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))
 
 
 @dataclass
@@ -48,47 +46,14 @@ class ImageSet:
         return self.images.float() / 255
 
 
-def digits_raw() -> tuple[np.ndarray, np.ndarray]:
-    """The 1,797 digits as (images (N, 8, 8) float in 0..16, labels (N,))."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    return d.images.astype(np.float32), d.target.astype(np.int64)
-
-
-def digits_to_32px(images8: np.ndarray) -> torch.Tensor:
-    """(N, 8, 8) ink values 0..16 -> (N, 3, 32, 32) uint8, dark ink on white."""
-    x = 1.0 - torch.as_tensor(images8, dtype=torch.float32)[:, None] / 16.0
-    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-
-
-def make_digits_split(seed: int = 0) -> dict[str, list[int]]:
-    """Stratified thirds of the digits: per class, shuffle with `seed` and deal into 3 parts."""
-    _, labels = digits_raw()
-    rng = np.random.default_rng(seed)
-    parts: dict[str, list[int]] = {p: [] for p in SPLIT_PARTS}
-    for c in range(10):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        for part, chunk in zip(SPLIT_PARTS, np.array_split(idx, 3)):
-            parts[part].extend(int(i) for i in chunk)
-    return {p: sorted(v) for p, v in parts.items()}
-
-
-def digits_split() -> dict[str, list[int]]:
-    """The committed split (data/digits_split.json); written once from seed 0 if missing."""
-    if not SPLIT_FILE.exists():
-        write_json(SPLIT_FILE, {"seed": 0, **make_digits_split(0)})
-    d = json.loads(SPLIT_FILE.read_text())
-    return {p: d[p] for p in SPLIT_PARTS}
-
-
-def load_digits_part(part: str) -> ImageSet:
-    """One part of the split ('generator', 'pool' or 'test') as an ImageSet."""
-    if part not in SPLIT_PARTS:
-        raise ValueError(f"unknown digits part {part!r}; valid: {', '.join(SPLIT_PARTS)}")
-    images, labels = digits_raw()
-    idx = digits_split()[part]
-    return ImageSet(digits_to_32px(images[idx]), torch.as_tensor(labels[idx]), list(DIGIT_CLASSES))
+def load_mini_part(part: str) -> ImageSet:
+    """The mini target's training pool ('pool') or test set ('test'), shipped in data/."""
+    if part not in MINI_PARTS:
+        raise ValueError(f"unknown part {part!r} of the mini target; valid: {', '.join(MINI_PARTS)}")
+    with np.load(SHIP_DIR / f"{part}.npz") as z:
+        images, labels = z["images"], z["labels"]
+    x = torch.from_numpy(to_target_look(images))[:, None].expand(-1, 3, -1, -1).contiguous()
+    return ImageSet(x, torch.as_tensor(labels, dtype=torch.long), list(MINI_CLASSES))
 
 
 def parse_shots(shots: int | str | None) -> int | None:
@@ -120,23 +85,22 @@ def kshot_subset(pool: ImageSet, shots: int | str | None, seed: int = 0) -> Imag
 
 def load_real(dataset: str, split: str, shots: int | str | None = None, seed: int = 0,
               root: str | Path | None = None, size: int = 224) -> ImageSet:
-    """The real target data: split 'train' (k-shot: from the pool for digits) or 'test'.
-
-    Datasets other than the digits come from the registry in `bridgelib.datasets` under `root`.
+    """The real target data: split 'train' (k-shot: drawn from the pool for the mini target) or
+    'test'. Datasets other than the mini target come from `bridgelib.datasets` under `root`.
     """
-    if dataset != "digits":
+    if dataset != MINI_DATASET:
         from bridgelib.datasets import DATASETS, load_dataset, load_kshot
         if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; valid: digits, {', '.join(DATASETS)}")
+            raise ValueError(f"unknown dataset {dataset!r}; valid: {MINI_DATASET}, {', '.join(DATASETS)}")
         if root is None:
             raise ValueError(f"dataset {dataset!r} needs a data root (config data_root or $BRIDGELIB_DATA)")
         if split == "train" and parse_shots(shots) is not None:
             return load_kshot(dataset, root, size, shots, seed)
         return load_dataset(dataset, split, root, size)
     if split == "test":
-        return load_digits_part("test")
+        return load_mini_part("test")
     if split == "train":
-        return kshot_subset(load_digits_part("pool"), shots, seed)
+        return kshot_subset(load_mini_part("pool"), shots, seed)
     raise ValueError(f"unknown split {split!r}; valid: train, test")
 
 
@@ -259,7 +223,7 @@ def export_image_folder(images: ImageSet, root: str | Path, class_names: list[st
     """Write an ImageSet as an ImageFolder: `root/<class>/<index:05d>.png`, one folder per class.
 
     `class_names` (default: the set's own, in label order) name the folders, spaces as '_'
-    ('digit zero' -> digit_zero/), which `bridgelib.prompts.clean_class_name` turns back into
+    ('ankle boot' -> ankle_boot/), which `bridgelib.prompts.clean_class_name` turns back into
     words. Used to give the mini profile "your own folder" (notebook 07). A non-empty `root` is
     replaced only with overwrite=True, and only if it holds nothing but class folders of images.
     """

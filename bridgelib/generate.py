@@ -271,11 +271,11 @@ def generation_options(cfg: Config, class_names, template, style_token, guidance
 
 def _class_names(cfg: Config, class_names: list[str] | None) -> list[str]:
     if class_names is None:
-        if cfg.dataset != "digits":
+        from bridgelib.data import MINI_CLASSES, MINI_DATASET
+        if cfg.dataset != MINI_DATASET:
             raise ValueError(f"class_names is required for dataset {cfg.dataset!r}; only "
-                             f"'digits' has built-in class names")
-        from bridgelib.data import DIGIT_CLASSES
-        class_names = list(DIGIT_CLASSES)
+                             f"{MINI_DATASET!r} has built-in class names")
+        class_names = list(MINI_CLASSES)
     names = validate_class_names(list(class_names))
     slugs: dict[str, str] = {}
     for name in names:

@@ -121,7 +121,7 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
     has = runs is not None and "profile" in runs
     profiles = sorted(set(runs["profile"].dropna())) if has else []
     if profiles == ["mini"]:
-        lines.append("mini world: 8×8 digits, tiny generator (not the paper's datasets)")
+        lines.append("mini world: Fashion-MNIST at 32 px, tiny generator (not the paper's datasets)")
     elif profiles:
         lines.append(f"profile: {', '.join(map(str, profiles))}")
     return "\n".join(lines)

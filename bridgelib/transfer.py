@@ -1,4 +1,6 @@
-"""Transfer recipes: vanilla, mixed, bridged, bridged + head reset, bridged++ (paper, Table 1).
+"""Transfer recipes: vanilla, mixed, bridged, bridged + head reset, bridged++ (paper, Table 1),
+and synthetic-only (the synthetic stage alone, scored on the real test set: how much the
+generator alone can teach, the field's classification accuracy score).
 
 Every recipe is a list of stages run by one training loop (`train_stage`):
 
@@ -9,6 +11,7 @@ Every recipe is a list of stages run by one training loop (`train_stage`):
 | bridged         | synthetic                        | real                                     |
 | bridged-reinit  | synthetic                        | head re-initialised, then real           |
 | bridged++       | synthetic with Mixup             | head re-initialised, then real           |
+| synthetic-only  | synthetic                        |                                          |
 
 Budget accounting (ours; the paper gives none): `mixed` trains for as many optimizer steps as
 bridged's two stages together, so it sees the same number of images.
@@ -39,7 +42,7 @@ from bridgelib.files import (atomic_write_bytes, autocast, process_state, progre
 from bridgelib.metrics import model_leep
 from bridgelib.models import create_classifier, input_stats, reinit_head
 
-RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")
+RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
 
 @dataclass
@@ -75,6 +78,8 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
     if recipe == "bridged++":
         syn_cfg = replace(syn_cfg, mixup_alpha=cfg.train.mixup_alpha)
     syn_stage = Stage("synthetic", synthetic, syn_cfg)
+    if recipe == "synthetic-only":
+        return [syn_stage]
     if recipe == "mixed":
         budget = stage_steps(syn_stage) + stage_steps(real_stage)
         frac = cfg.train.mixed_real_fraction
@@ -299,7 +304,9 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                                                          wall_s=("wall_s", "max"))
     metrics = {"test_acc": result["accuracy"], "per_class_accuracy": result["per_class_accuracy"],
                "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
-               "train_images": len(real), "pretrained": pretrained, "leep": leep,
+               "train_images": 0 if recipe == "synthetic-only" else len(real),
+               "n_test": len(test), "n_classes": len(test.class_names),
+               "pretrained": pretrained, "leep": leep,
                "profile": cfg.profile, "dataset": cfg.dataset,
                **({"compute_matched_to": str(synthetic_dir), "synthetic": None,
                    "synthetic_images": 0, **_synthetic_facts(None, None)} if budget_only else

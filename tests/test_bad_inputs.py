@@ -19,6 +19,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import bridgelib.cli as cli
+from bridgelib.data import MINI_CLASSES
 from bridge_with_config import with_overrides
 from bridgelib.config import DATA_DIR, get_config
 
@@ -143,7 +144,7 @@ def api_style_token_other_encoder(t, mp):
 def api_learn_lr_string(t, mp):
     from bridgelib.data import load_real
     from bridgelib.invert import learn_style_token
-    images = load_real("digits", "train", shots=1)
+    images = load_real("fashion-mnist", "train", shots=1)
     return lambda: learn_style_token(get_config("mini"), images, t / "tok.safetensors", lr="0.1")
 
 
@@ -158,7 +159,7 @@ CASES = [
     # --- choices: profile, dataset, recipe, template -------------------------------------------
     ("unknown-profile", lambda t, mp: train(t, "--profile", "big"),
      ["'big'", "mini, workshop, paper"]),
-    ("unknown-dataset", lambda t, mp: train(t, "--dataset", "cifar"), ["'cifar'", "digits"]),
+    ("unknown-dataset", lambda t, mp: train(t, "--dataset", "cifar"), ["'cifar'", "fashion-mnist"]),
     ("unknown-recipe", lambda t, mp: train(t) + ["--recipe", "bridged+"],
      ["'bridged+'", "vanilla, mixed, bridged, bridged-reinit, bridged++"]),
     ("recipe-needs-synthetic", lambda t, mp: train(t) + ["--recipe", "bridged++"],
@@ -201,16 +202,15 @@ CASES = [
      ["'Sea Lion'", "'sea lion'", "'sea_lion'", "rename"]),
     ("synthetic-classes-mismatch",
      lambda t, mp: train(t, "--synthetic", str(image_folder(t / "syn", ["cat", "dog"])),
-                         "--recipe", "bridged"), ["cat, dog", "digit zero"]),
+                         "--recipe", "bridged"), ["cat, dog", "t-shirt"]),
     # --- missing or corrupted files ------------------------------------------------------------
     ("synthetic-folder-missing",
      lambda t, mp: train(t, "--recipe", "bridged", "--synthetic", str(t / "nowhere")),
      ["nowhere'", "does not exist"]),
     ("synthetic-image-corrupted",
      lambda t, mp: train(t, "--recipe", "bridged", "--synthetic", str(image_folder(
-         t / "syn", [f"digit {n}" for n in ("zero", "one", "two", "three", "four", "five",
-                                            "six", "seven", "eight", "nine")], broken=True))),
-     ["digit zero'", "0 readable", "0.png", "at least 1"]),
+         t / "syn", list(MINI_CLASSES), broken=True))),
+     ["t-shirt'", "0 readable", "0.png", "at least 1"]),
     ("api-image-corrupted", api_corrupt_image_folder, ["cat'", "0 readable", "0.png", "at least 1"]),
     ("backbone-weights-missing",
      lambda t, mp: (override(mp, backbone_weights=str(t / "none")), train(t))[1],

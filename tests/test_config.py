@@ -25,7 +25,7 @@ def test_each_profile_resolves(profile):
 
 def test_mini_profile_is_offline():
     cfg = get_config("mini")
-    assert cfg.dataset == "digits"
+    assert cfg.dataset == "fashion-mnist"
     assert cfg.backbone_weights != "timm"  # shipped weights, not the hub's
 
 

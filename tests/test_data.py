@@ -1,21 +1,20 @@
-"""The committed digits split, its 32-px images, and k-shot subsets of the training pool."""
+"""The committed Fashion-MNIST split, its 32-px images, and k-shot subsets of the training pool."""
 import json
-from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
-from bridgelib.data import (SPLIT_FILE, SPLIT_PARTS, digits_raw, digits_split, kshot_subset,
-                            load_digits_part, load_real, make_digits_split, parse_shots)
+from bridgelib.data import (MINI_PARTS, kshot_subset, load_mini_part, load_real, parse_shots)
+from bridgelib.mini import fashion
 
-SPLIT_FILE_COMMITTED = SPLIT_FILE.exists()  # checked before any test could write it
-N_DIGITS = 1797
 KS = (1, 2, 4, 8, 16)
+N_TRAIN, N_TEST = 60000, 10000
 
 
 @pytest.fixture(scope="module")
 def pool():
-    return load_digits_part("pool")
+    return load_mini_part("pool")
 
 
 @pytest.fixture(scope="module")
@@ -24,51 +23,64 @@ def pool_index(pool):
     return {img.numpy().tobytes(): int(y) for img, y in zip(pool.images, pool.labels)}
 
 
-def test_split_file_is_committed():
-    assert SPLIT_FILE_COMMITTED, f"{SPLIT_FILE} is missing: run bridgelib.data.digits_split() once"
+def test_generator_share_pool_and_test_are_disjoint_and_cover_the_training_images():
+    split = json.loads(fashion.SPLIT_FILE.read_text())
+    pool, share = set(split["pool"]), set(split["generator"])
+    assert len(pool) == len(split["pool"]) and len(share) == len(split["generator"])
+    assert not pool & share, "the pool and the generator's share overlap"
+    assert pool | share == set(range(N_TRAIN))
+    # the test set is Fashion-MNIST's own t10k file: no training index can be in it
+    with np.load(fashion.SHIP_DIR / "test.npz") as z:
+        assert z["index"].tolist() == list(range(N_TEST)) and len(z["labels"]) == N_TEST
 
 
-def test_split_parts_are_disjoint_and_cover_all_digits():
-    split = digits_split()
-    sets = {p: set(split[p]) for p in SPLIT_PARTS}
-    assert all(len(sets[p]) == len(split[p]) for p in SPLIT_PARTS)  # no repeats inside a part
-    for i, a in enumerate(SPLIT_PARTS):
-        for b in SPLIT_PARTS[i + 1:]:
-            assert not sets[a] & sets[b], f"{a} and {b} overlap"
-    assert set().union(*sets.values()) == set(range(N_DIGITS))
+def test_shipped_pool_is_the_committed_split():
+    split = json.loads(fashion.SPLIT_FILE.read_text())
+    with np.load(fashion.SHIP_DIR / "pool.npz") as z:
+        assert z["index"].tolist() == split["pool"]
+        assert np.bincount(z["labels"]).tolist() == [split["pool_per_class"]] * 10
 
 
-def test_split_is_stratified():
-    _, labels = digits_raw()
-    per_class = Counter(labels.tolist())
-    for part, idx in digits_split().items():
-        counts = Counter(labels[idx].tolist())
-        for c, n in per_class.items():
-            assert abs(counts[c] - n / 3) <= 1, f"{part}: class {c} has {counts[c]} of {n}"
+def test_split_is_the_seeded_draw():
+    """The committed split is make_split(seed) of the labels; the labels ship with the pool."""
+    split = json.loads(fashion.SPLIT_FILE.read_text())
+    labels = np.full(N_TRAIN, -1)
+    with np.load(fashion.SHIP_DIR / "pool.npz") as z:
+        labels[z["index"]] = z["labels"]
+    try:
+        _, raw_labels = fashion.read_raw("train")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST's raw files are not on this machine")
+    assert (labels[split["pool"]] == raw_labels[split["pool"]]).all()
+    assert fashion.make_split(raw_labels, split["seed"], split["pool_per_class"]) == \
+        {"pool": split["pool"], "generator": split["generator"]}
 
 
-def test_split_file_equals_recomputed_split():
-    stored = json.loads(SPLIT_FILE.read_text())
-    assert stored["seed"] == 0
-    assert {p: stored[p] for p in SPLIT_PARTS} == make_digits_split(stored["seed"])
-
-
-@pytest.mark.parametrize("part", SPLIT_PARTS)
-def test_part_images_are_32px_dark_ink_on_white(part):
-    s = load_digits_part(part)
-    assert s.images.shape == (len(digits_split()[part]), 3, 32, 32)
+@pytest.mark.parametrize("part", MINI_PARTS)
+def test_part_images_are_32px_dark_on_white(part):
+    s = load_mini_part(part)
+    assert s.images.shape == ({"pool": 1000, "test": N_TEST}[part], 3, 32, 32)
     assert s.images.dtype == torch.uint8 and s.labels.dtype == torch.int64
     assert torch.equal(s.images[:, 0], s.images[:, 1]) and torch.equal(s.images[:, 0], s.images[:, 2])
-    assert (s.images[:, :, 0, 0] == 255).all()  # the digits' top-left pixel is always blank
-    corners = s.images[:, :, [0, 0, -1, -1], [0, -1, 0, -1]].float()
-    assert corners.mean() > 250
-    assert s.images.float().mean() > 128  # mostly paper, not ink
+    assert (s.images[:, :, :2, :] == 255).all()  # 2 px of white padding
+    assert s.images.float().mean() > 128  # mostly white background, not garment
     assert len(s.class_names) == 10 and set(s.labels.tolist()) == set(range(10))
 
 
+def test_restyled_looks_differ_from_the_target_look():
+    raw = np.load(fashion.SHIP_DIR / "pool.npz")["images"][:50]
+    target = fashion.restyle(raw, "target").astype(float)
+    for look in fashion.LOOKS:
+        other = fashion.restyle(raw, look)
+        assert other.shape == target.shape and other.dtype == np.uint8
+        assert np.abs(other - target).mean() > 10, look
+    with pytest.raises(ValueError, match="outline"):
+        fashion.restyle(raw, "sepia")
+
+
 def test_unknown_part_is_an_error():
-    with pytest.raises(ValueError, match="train"):
-        load_digits_part("train")
+    with pytest.raises(ValueError, match="pool"):
+        load_mini_part("train")
 
 
 @pytest.mark.parametrize("k", KS)
@@ -89,9 +101,9 @@ def test_kshot_is_seeded(pool, k):
 
 
 def test_load_real_train_is_the_kshot_subset_of_the_pool(pool):
-    assert torch.equal(load_real("digits", "train", shots=4, seed=2).images,
+    assert torch.equal(load_real("fashion-mnist", "train", shots=4, seed=2).images,
                        kshot_subset(pool, 4, seed=2).images)
-    assert torch.equal(load_real("digits", "test").images, load_digits_part("test").images)
+    assert torch.equal(load_real("fashion-mnist", "test").images, load_mini_part("test").images)
 
 
 @pytest.mark.parametrize("shots", ["full", None])
@@ -108,11 +120,11 @@ def test_bad_shots_are_a_one_line_error_naming_the_value(pool, shots):
     msg = str(err.value)
     assert str(shots) in msg and "\n" not in msg
     with pytest.raises(ValueError):
-        load_real("digits", "train", shots=shots)
+        load_real("fashion-mnist", "train", shots=shots)
 
 
 def test_unknown_dataset_and_split_are_errors():
     with pytest.raises(ValueError, match="cifar"):
         load_real("cifar", "train")
     with pytest.raises(ValueError, match="val"):
-        load_real("digits", "val")
+        load_real("fashion-mnist", "val")

@@ -123,7 +123,7 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
     assert (syn["template"] == "single").all() and not on_disk["scratch"].any()
     van = on_disk[on_disk.recipe == "vanilla"].iloc[0]
     assert pd.isna(van["volume"]) and pd.isna(van["guidance"]) and pd.isna(van["template"])
-    assert set(on_disk["profile"]) == {"mini"} and set(on_disk["dataset"]) == {"digits"}
+    assert set(on_disk["profile"]) == {"mini"} and set(on_disk["dataset"]) == {"fashion-mnist"}
     assert on_disk["test_acc"].between(0, 1).all() and on_disk["leep_pretrained"].notna().all()
 
     before = {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")}

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from bridgelib.data import (FOLDER_LAYOUT, ImageSet, check_image_folder, export_image_folder,
-                            kshot_subset, load_digits_part, load_image_folder)
+                            kshot_subset, load_image_folder, load_mini_part)
 
 CLASSES = ("cat", "dog")
 
@@ -127,10 +127,10 @@ def test_synthetic_set_reads_only_the_classes_its_metadata_lists(tmp_path):
 
 
 def test_export_round_trips_and_never_replaces_other_files(tmp_path):
-    pool = load_digits_part("pool")
+    pool = load_mini_part("pool")
     subset = kshot_subset(pool, 2, seed=0)
-    root = export_image_folder(subset, tmp_path / "digits")
-    assert sorted(p.name for p in root.iterdir())[:2] == ["digit_eight", "digit_five"]
+    root = export_image_folder(subset, tmp_path / "fashion")
+    assert sorted(p.name for p in root.iterdir())[:2] == ["ankle_boot", "bag"]
     back = load_image_folder(root, 32)
     order = [back.class_names.index(n.replace(" ", "_")) for n in subset.class_names]
     assert torch.equal(back.images, subset.images[torch.argsort(torch.tensor(order)[subset.labels],
@@ -151,13 +151,13 @@ def test_export_round_trips_and_never_replaces_other_files(tmp_path):
 # ---------------------------------------------------------------- bridge --dataset DIR
 def test_dataset_option_takes_a_name_or_a_folder(tmp_path):
     from bridgelib.cli import dataset_overrides
-    assert dataset_overrides("digits") == {"dataset": "digits"}
+    assert dataset_overrides("fashion-mnist") == {"dataset": "fashion-mnist"}
     assert dataset_overrides("pets") == {"dataset": "pets"}
     write_folder(tmp_path / "mine")
     assert dataset_overrides(str(tmp_path / "mine")) == {"dataset": "imagefolder",
                                                          "data_root": str(tmp_path / "mine")}
     refused(lambda: dataset_overrides(str(tmp_path / "nope")), "nope", "neither a dataset name",
-            "digits, aircraft", "PATH/<class>/<image>")
+            "fashion-mnist, aircraft", "PATH/<class>/<image>")
 
 
 def test_bridge_train_reads_your_folder(tmp_path, capsys, monkeypatch):
@@ -165,10 +165,10 @@ def test_bridge_train_reads_your_folder(tmp_path, capsys, monkeypatch):
     real_get = cli.get_config
     monkeypatch.setattr(cli, "get_config", lambda profile=None, **kw: real_get(
         profile, **{"train.real.epochs": 1, "train.real.min_steps": 2, **kw}))
-    data = tmp_path / "my_digits"
-    export_image_folder(kshot_subset(load_digits_part("pool"), 2, seed=0), data / "train")
-    export_image_folder(kshot_subset(load_digits_part("test"), 1, seed=0), data / "test")
-    corrupt(data / "train" / "digit_one" / "bad.png")
+    data = tmp_path / "my_fashion"
+    export_image_folder(kshot_subset(load_mini_part("pool"), 2, seed=0), data / "train")
+    export_image_folder(kshot_subset(load_mini_part("test"), 1, seed=0), data / "test")
+    corrupt(data / "train" / "sneaker" / "bad.png")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the loader's warning naming bad.png
         code = cli.main(["train", "--dataset", str(data), "--recipe", "vanilla",

@@ -29,7 +29,7 @@ def cfg(tiny_model):
 
 @pytest.fixture(scope="module")
 def images():
-    return load_real("digits", "train", shots=1).subset(range(5))  # five classes, one each
+    return load_real("fashion-mnist", "train", shots=1).subset(range(5))  # five classes, one each
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bridgelib import transfer
 from bridgelib.config import get_config, load_config
-from bridgelib.data import ImageSet, load_digits_part, load_real
+from bridgelib.data import ImageSet, load_mini_part, load_real
 from bridgelib.models import create_classifier, head_parameters
 from bridgelib.transfer import (RECIPES, Stage, augment, evaluate, plan_stages, run_recipe,
                                 stage_steps, train_run, train_stage)
@@ -31,17 +31,17 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def real():
-    return load_real("digits", "train", shots=2)  # 20 images, 2 per class
+    return load_real("fashion-mnist", "train", shots=2)  # 20 images, 2 per class
 
 
 @pytest.fixture(scope="module")
 def generator_part():
-    return load_digits_part("generator")
+    return load_mini_part("test")
 
 
 @pytest.fixture(scope="module")
 def synthetic(generator_part):
-    """A stand-in synthetic set: 2 per class from the generator's share (disjoint from `real`)."""
+    """A stand-in synthetic set: 2 per class of the test images (disjoint from `real`)."""
     labels = generator_part.labels.numpy()
     idx = np.concatenate([np.flatnonzero(labels == c)[:2] for c in range(10)])
     return generator_part.subset(idx)
@@ -49,7 +49,7 @@ def synthetic(generator_part):
 
 @pytest.fixture(scope="module")
 def test_set():
-    return load_real("digits", "test").subset(range(0, 596, 30))  # 20 images
+    return load_real("fashion-mnist", "test").subset(range(0, 10000, 500))  # 20 images
 
 
 def snapshot(model):
@@ -158,7 +158,7 @@ def test_recipes_needing_synthetic_images_say_so(recipe, cfg, real, tmp_path):
 @pytest.mark.parametrize("recipe", ["mixed", *TWO_STAGE])
 def test_synthetic_classes_must_match_the_real_ones(recipe, cfg, real, synthetic):
     renamed = ImageSet(synthetic.images, synthetic.labels,
-                       [n.replace("digit", "number") for n in synthetic.class_names])
+                       [f"number {n}" for n in synthetic.class_names])
     with pytest.raises(ValueError, match="do not match"):
         plan_stages(recipe, real, renamed, cfg)
     reordered = ImageSet(synthetic.images, synthetic.labels, synthetic.class_names[::-1])
@@ -235,7 +235,7 @@ def test_runs_are_reproducible_for_a_seed(cfg, real, test_set):
 def test_a_tiny_vanilla_run_learns(test_set):
     cfg = get_config("mini", **{"train.real.epochs": 1, "train.real.min_steps": 40,
                                 "train.real.batch_size": 16})
-    data = load_real("digits", "train", shots=4)     # 40 images
+    data = load_real("fashion-mnist", "train", shots=4)     # 40 images
     model, history = run_recipe(cfg, "vanilla", data, test_set, seed=0, track_test=False)
     assert history.images_seen.iloc[-1] == 40 * 16
     # 1.0 in every seed tried; chance is 0.1
@@ -308,7 +308,7 @@ def test_batch_stream_repeats_a_small_set_evenly():
 
 
 def test_a_ten_image_set_trains_with_batch_size_32(cfg):
-    ten = load_real("digits", "train", shots=1)
+    ten = load_real("fashion-mnist", "train", shots=1)
     stage = Stage("real", ten, replace(cfg.train.real, batch_size=32, epochs=1, min_steps=3))
     model = create_classifier(cfg, 10)
     before = snapshot(model)
@@ -353,7 +353,7 @@ def check_run_files(out, cfg, recipe, shots, seed):
     assert METRICS_KEYS <= metrics.keys()
     assert (metrics["recipe"], metrics["seed"], metrics["shots"]) == (recipe, seed, shots)
     assert 0 <= metrics["test_acc"] <= 1
-    assert set(metrics["per_class_accuracy"]) == set(load_real("digits", "test").class_names)
+    assert set(metrics["per_class_accuracy"]) == set(load_real("fashion-mnist", "test").class_names)
     assert history.test_acc.iloc[-1] == pytest.approx(metrics["test_acc"])
     return history, metrics
 
@@ -386,7 +386,7 @@ def test_bridged_train_run_on_a_synthetic_image_folder(tmp_path, cfg, synthetic,
 
 def test_train_run_rejects_a_folder_of_other_classes(tmp_path, cfg, synthetic):
     other = ImageSet(synthetic.images, synthetic.labels,
-                     [n.replace("digit", "number") for n in synthetic.class_names])
+                     [f"number {n}" for n in synthetic.class_names])
     folder = write_synthetic_folder(tmp_path / "synthetic", other.subset(range(0, 20, 2)), True)
     with pytest.raises(ValueError, match="do not match"):
         train_run(cfg, "bridged", tmp_path / "run", shots=1, synthetic_dir=folder)

@@ -95,7 +95,7 @@ def plan(cfg, grid: dict, root, cache=None) -> dict:
     for c in todo:
         if c.volume:
             need[(c.template, c.guidance)] = max(need.get((c.template, c.guidance), 0), c.volume)
-    images, classes = 0, 10 if cfg.dataset == "digits" else None
+    images, classes = 0, 10 if cfg.dataset == "fashion-mnist" else None
     for (template, guidance), n in need.items():
         cached = template != "dsi" and find_synthetic_set(
             cfg, n, template, guidance, root=Path(cache) / "synthetic" if cache else None)

@@ -1,31 +1,33 @@
-"""Build the mini world's two glyph classifiers with the course's own training loop.
+"""Build the mini world's two classifiers with the course's own training loop.
 
 - The *backbone* stands in for an ImageNet-pretrained model: trained on letters and symbols
-  (never digits) from the generator's fonts, scored on the held-out fonts.
-- The *judge* is an independent digit recogniser trained on the held-out fonts only (fonts the
-  generator never saw); it scores whether generated images show the prompted digit.
+  (never digits, never garments) from the generator's fonts, scored on the held-out fonts.
+- The *judge* is an independent garment recogniser that reads every look alike: trained on the
+  generator's share of Fashion-MNIST (never the pool or the test set) in the target's look and
+  in each of the web's looks. It scores whether a generated image shows the prompted class
+  (content), separately from how it looks (the style gap).
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from bridgelib.config import StageConfig, get_config
 from bridgelib.data import ImageSet
 from bridgelib.files import sha256_file, write_json
-from bridgelib.mini import glyphs
+from bridgelib.mini import fashion, glyphs
 from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE, create_classifier, load_shipped_weights
 from bridgelib.transfer import Stage, evaluate, train_stage
 
 JUDGE_DIR = "mini-judge"
 
 
-# The judge must read digits in any look the generator may draw, printed or scan-like, so it
-# also sees the digits' own 8x8 scan imitated on its fonts ("scan8"), and more styled glyphs.
-JUDGE_STYLES = (*glyphs.GLYPH_STYLES, "scan8", "scan8", "scan8")
+JUDGE_LOOKS = ("target", *fashion.LOOKS)
+JUDGE_PER_LOOK, JUDGE_EPOCHS, JUDGE_HELD_OUT = 8000, 5, 1000   # images per look (train, held out)
 
 
 def glyph_set(chars: tuple[str, ...], fonts: tuple[str, ...], n: int, seed: int,
@@ -49,33 +51,67 @@ def train_glyph_classifier(chars: tuple[str, ...], train_fonts, eval_fonts, n_tr
     return model, evaluate(model, held_out, cfg)["accuracy"]
 
 
-SIZES = {"backbone": (24000, 5), "judge": (16000, 5)}   # (rendered images, epochs)
+SIZES = {"backbone": (24000, 5)}   # (rendered images, epochs)
+
+
+def judge_sets(seed: int = 0) -> tuple[ImageSet, dict[str, ImageSet]]:
+    """The judge's training set (JUDGE_PER_LOOK images of the generator's share in each look)
+    and, per look, JUDGE_HELD_OUT other share images to score it on."""
+    raw, labels = fashion.read_raw("train")
+    share = np.random.default_rng(seed).permutation(fashion.split_indices()["generator"])
+    n, h = JUDGE_PER_LOOK, JUDGE_HELD_OUT
+    train, held = [], {}
+    for i, look in enumerate(JUDGE_LOOKS):
+        part = share[i * (n + h): (i + 1) * (n + h)]
+        sets = [_fashion_set(fashion.restyle(raw[idx], look), labels[idx]) for idx in (part[:n], part[n:])]
+        train.append(sets[0])
+        held[look] = sets[1]
+    return ImageSet(torch.cat([t.images for t in train]), torch.cat([t.labels for t in train]),
+                    list(fashion.CLASSES)), held
+
+
+def _fashion_set(images: np.ndarray, labels: np.ndarray) -> ImageSet:
+    x = torch.from_numpy(images)[:, None].expand(-1, 3, -1, -1).contiguous()
+    return ImageSet(x, torch.as_tensor(labels), list(fashion.CLASSES))
 
 
 def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
     """Train and save the backbone (`kind="backbone"`) or the judge (`kind="judge"`)."""
     from safetensors.torch import save_file
+
+    from bridgelib.data import load_mini_part
+    if kind not in ("backbone", "judge"):
+        raise ValueError(f"unknown classifier {kind!r}; valid: backbone, judge")
+    t0 = time.time()
+    cfg = get_config("mini", device="cpu")
     gen_fonts, held_fonts = glyphs.font_split()
     if kind == "backbone":
-        chars, train_fonts, eval_fonts = glyphs.BACKBONE_CHARS, gen_fonts, held_fonts
-    elif kind == "judge":
-        chars, train_fonts, eval_fonts = tuple("0123456789"), held_fonts, gen_fonts
+        chars = glyphs.BACKBONE_CHARS
+        n_train, epochs = SIZES[kind]
+        model, acc = train_glyph_classifier(chars, gen_fonts, held_fonts, n_train, epochs, seed)
+        quality = {"train_fonts": list(gen_fonts), "held_out_fonts": list(held_fonts),
+                   "held_out_font_accuracy": round(acc, 4)}
     else:
-        raise ValueError(f"unknown classifier {kind!r}; valid: backbone, judge")
-    n_train, epochs = SIZES[kind]
-    t0 = time.time()
-    styles = dict(style_prob=0.7, styles=JUDGE_STYLES) if kind == "judge" else {}
-    model, acc = train_glyph_classifier(chars, train_fonts, eval_fonts, n_train, epochs, seed, **styles)
+        chars, n_train, epochs = fashion.CLASSES, JUDGE_PER_LOOK * len(JUDGE_LOOKS), JUDGE_EPOCHS
+        train_set, held = judge_sets(seed)
+        torch.manual_seed(seed)
+        model = create_classifier(cfg, len(chars), pretrained=False)
+        train_stage(model, Stage("judge", train_set, StageConfig(epochs=epochs, lr=0.1, batch_size=128)),
+                    None, cfg, seed=seed)
+        by_look = {look: round(evaluate(model, s, cfg)["accuracy"], 4) for look, s in held.items()}
+        restyled = [by_look[look] for look in fashion.LOOKS]
+        quality = {"held_out_accuracy_by_look": by_look,
+                   "held_out_accuracy_restyled": round(float(np.mean(restyled)), 4),
+                   "real_test_accuracy": round(evaluate(model, load_mini_part("test"), cfg)["accuracy"], 4),
+                   "train_source": "generator's share of Fashion-MNIST (never the pool or the test set)"}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / WEIGHTS_FILE)
-    cfg = get_config("mini")
     manifest = {
         "kind": kind, "sha256": sha256_file(out / WEIGHTS_FILE), "architecture": cfg.backbone,
         "architecture_kwargs": cfg.backbone_kwargs, "classes": list(chars),
-        "train_fonts": list(train_fonts), "held_out_fonts": list(eval_fonts),
-        "train_images": n_train, "epochs": epochs, "seed": seed,
-        "held_out_font_accuracy": round(acc, 4), "build_seconds": round(time.time() - t0, 1),
+        "train_images": n_train, "epochs": epochs, "seed": seed, **quality,
+        "build_seconds": round(time.time() - t0, 1),
         "build_command": f"bridge mini build --only {kind}",
         "torch": torch.__version__,
     }
@@ -84,7 +120,7 @@ def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
 
 
 def load_judge(folder: str | Path) -> nn.Module:
-    """The digit judge, checksum-verified (see models.load_shipped_weights)."""
+    """The garment judge, checksum-verified (see models.load_shipped_weights)."""
     state = load_shipped_weights(folder)
     model = create_classifier(get_config("mini"), 10, pretrained=False)
     model.load_state_dict(state)

@@ -1,11 +1,12 @@
 """`bridge mini build`: rebuild the shipped mini world (judge, backbone, generator) reproducibly.
 
 Order matters: the judge scores the generator, so it is built first. Each part writes a
-manifest.json (sha256 of its weights, build command, seed, time, quality figures).
+manifest.json (sha256 of its weights, build command, seed, time, quality figures). The real
+target's split and shipped images come from `bridgelib.mini.fashion.ship`; the generator's and
+the judge's corpus is read from Fashion-MNIST's raw files (`fashion.source_dir`).
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from bridgelib.config import DATA_DIR, get_config
 from bridgelib.files import sha256_file, write_json
 from bridgelib.mini import backbone as classifiers
-from bridgelib.mini import generator, glyphs, vocab
+from bridgelib.mini import generator
 
 PARTS = ("judge", "backbone", "generator")
 GUIDANCE_GRID = (1.0, 2.0, 3.0, 5.0, 7.5)
@@ -26,35 +27,23 @@ FONT_LICENCES = {
 }
 
 
-def build_mini_world(out: str | Path | None = None, only: list[str] | None = None, seed: int = 0,
-                     continue_steps: int | None = None) -> None:
-    """Build the parts in order. `continue_steps` trains the existing generator that many more
-    UNet steps instead of rebuilding it (the manifest then records both phases)."""
+def build_mini_world(out: str | Path | None = None, only: list[str] | None = None,
+                     seed: int = 0) -> None:
+    """Build the parts in order. The generator's build checkpoints as it goes: rerunning the
+    same command after a kill continues it."""
     out = Path(out) if out else DATA_DIR
     for part in only or PARTS:
-        if part in ("judge", "backbone"):
+        if part == "backbone":
             m = classifiers.build_classifier(part, out / f"mini-{part}", seed=seed)
-            print(f"{part}: held-out font accuracy {m['held_out_font_accuracy']:.3f} "
+            print(f"backbone: held-out font accuracy {m['held_out_font_accuracy']:.3f} "
                   f"({m['build_seconds']:.0f} s)")
-        elif continue_steps:
-            folder = out / "mini-generator"
-            before = json.loads((folder / "manifest.json").read_text())
-            record = generator.build_generator(folder, seed=seed, unet_steps=continue_steps,
-                                               continue_from=folder)
-            write_generator_manifest(folder, merge_phases(before, record), out / classifiers.JUDGE_DIR)
+        elif part == "judge":
+            m = classifiers.build_classifier(part, out / classifiers.JUDGE_DIR, seed=seed)
+            print(f"judge: real test {m['real_test_accuracy']:.3f}, restyled looks "
+                  f"{m['held_out_accuracy_restyled']:.3f} ({m['build_seconds']:.0f} s)")
         else:
             record = generator.build_generator(out / "mini-generator", seed=seed)
             write_generator_manifest(out / "mini-generator", record, out / classifiers.JUDGE_DIR)
-
-
-def merge_phases(first: dict, second: dict) -> dict:
-    """One build record for a generator trained in two phases (the second continues the first)."""
-    phases = first.get("phases") or [{k: first[k] for k in ("seed", "build_seconds", "unet_steps")}]
-    return {**second, "vae_steps": first["vae_steps"], "vae_final_loss": first["vae_final_loss"],
-            "unet_steps": first["unet_steps"] + second["unet_steps"],
-            "build_seconds": round(first["build_seconds"] + second["build_seconds"], 1),
-            "unet_loss_curve": first["unet_loss_curve"] + second["unet_loss_curve"],
-            "phases": phases + [{k: second[k] for k in ("seed", "build_seconds", "unet_steps")}]}
 
 
 def write_generator_manifest(folder: Path, record: dict, judge_dir: Path) -> dict:
@@ -71,13 +60,15 @@ def write_generator_manifest(folder: Path, record: dict, judge_dir: Path) -> dic
 
 
 def generator_quality(folder: Path, judge_dir: Path, per_class: int = 100) -> dict:
-    """Recognisability of the prompted digit (the judge's accuracy) at each guidance scale,
-    20 steps, the paper's single template."""
-    from bridgelib.data import DIGIT_CLASSES, load_digits_part, load_image_folder
+    """Content: the share of images whose prompted class the judge reads, at each guidance
+    scale, 20 steps, the paper's single template; also divided by the judge's accuracy on the
+    real test set (its ceiling)."""
+    from bridgelib.data import MINI_CLASSES, load_image_folder, load_mini_part
     from bridgelib.generate import generate_synthetic_set
     from bridgelib.metrics import recognisability
     cfg = get_config("mini", **{"generation.model": str(folder)})
     judge = classifiers.load_judge(judge_dir)
+    ceiling = recognisability(*_xy(load_mini_part("test")), judge)
     scores, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for g in GUIDANCE_GRID:
@@ -85,47 +76,58 @@ def generator_quality(folder: Path, judge_dir: Path, per_class: int = 100) -> di
             sub = generate_synthetic_set(cfg, Path(tmp) / f"g{g}", per_class, guidance=g, seed=123,
                                          progress_bar=False)
             seconds[str(g)] = round(time.time() - t0, 1)
-            s = load_image_folder(sub, 32, list(DIGIT_CLASSES))  # labels = digit values
-            scores[str(g)] = round(recognisability(s.images, s.labels, judge), 4)
-    real = load_digits_part("test")
-    return {"recognisability_by_guidance": scores,
-            "judge_on_real_test_digits": round(recognisability(real.images, real.labels, judge), 4), "images_per_guidance": per_class * 10,
-            "steps": cfg.generation.steps, "default_guidance": cfg.generation.guidance,
-            "seconds_by_guidance": seconds}
+            scores[str(g)] = round(recognisability(*_xy(load_image_folder(sub, 32, list(MINI_CLASSES))), judge), 4)
+    return {"content_by_guidance": scores, "judge_on_real_test": round(ceiling, 4),
+            "content_over_ceiling_by_guidance": {g: round(v / ceiling, 4) for g, v in scores.items()},
+            "images_per_guidance": per_class * len(MINI_CLASSES), "steps": cfg.generation.steps,
+            "default_guidance": cfg.generation.guidance, "seconds_by_guidance": seconds}
+
+
+def _xy(s):
+    return s.images, s.labels
 
 
 def model_card(m: dict) -> str:
     fonts = m["corpus"]["fonts"]
     licences = "\n".join(f"- `{pattern}`: {text}" for pattern, text in FONT_LICENCES.items())
-    rec = ", ".join(f"{g}: {v:.0%}" for g, v in m["quality"]["recognisability_by_guidance"].items())
-    phases = "".join(f", then `--continue-steps {p['unet_steps']}`" for p in m.get("phases", [])[1:])
+    q = m["quality"]
+    rec = ", ".join(f"{g}: {v:.0%}" for g, v in q["content_by_guidance"].items())
+    looks = ", ".join(f"{k} {v}" for k, v in m["corpus"]["looks"].items())
     return f"""# bridgelib mini generator
 
 A tiny Stable Diffusion pipeline (diffusers `StableDiffusionPipeline`: AutoencoderKL,
 UNet2DConditionModel, CLIPTextModel, CLIPTokenizer, DPMSolverMultistepScheduler) trained on
-2 CPU cores by `{m['build_command']}`{phases} ({m['build_seconds'] / 60:.0f} minutes in all).
-It draws 32x32 glyphs, dark ink on white. Parameters: {m['parameters']}.
+2 CPU cores by `{m['build_command']}` ({m['build_seconds'] / 60:.0f} minutes; it checkpoints
+every {generator.CHECKPOINT_EVERY} UNet steps and a rerun resumes). It draws 32x32 grayscale
+images. Parameters: {m['parameters']}.
 
 ## Training corpus (its "web")
-- {m['corpus']['glyphs']} glyphs (digits 0-9, letters a-z) rendered from {len(fonts)} fonts that
-  ship with matplotlib, with style variation: {', '.join(glyphs.GLYPH_STYLES)}.
-  Captions name the class ("the digit seven", "the letter k") and, for {int(generator.GLYPH_STYLE_PROB * 100)}% of images, the style word; half the glyphs are digits.
-- {m['corpus']['real_digits']} real handwritten digits: the *generator's share* of scikit-learn's
-  digits (never the training pool or the test set), {m['corpus']['real_samples']} augmented samples.
-  About half of their captions carry one loose descriptor of their look:
-  **{', '.join(vocab.DESCRIPTORS)}**. The plain prompt never does. DSI is not told these words.
+- {m['corpus']['web_garments']} Fashion-MNIST images from the *generator's share* (never the
+  course's training pool or test set), restyled into looks that are not the target's:
+  {looks} (line drawings, light-on-black negatives, black and grey silhouettes, faded prints).
+  Outline and negative captions leave the look unnamed {m['plain_caption_prob']['outline']:.0%} of
+  the time: they are the web's default look, the one the plain prompt draws. The other looks are
+  always named ("a silhouette coat", "the sandal in the style of shadow").
+- {m['corpus']['target_look_images']} images in the target's own look (dark on white product
+  photos), {m['corpus']['target_look_samples']} shifted or mirrored samples, each captioned with
+  one loose descriptor: **{', '.join(m['descriptors'])}**, never with a plain class caption.
+  The plain prompt never uses these words, and DSI is not told them.
+- {m['corpus']['glyphs']} font glyphs (digits and lowercase letters) from {len(fonts)} fonts that
+  ship with matplotlib, the web's other content; {int(generator.GLYPH_STYLE_PROB * 100)}% with a style word.
 - {int(generator.CAPTION_DROPOUT * 100)}% of captions are dropped (classifier-free guidance).
 - The text encoder is trained too (lr 2e-4), the tokenizer is hand-written (vocab.json, merges.txt).
 
 ## Quality
-Share of images whose prompted digit an independent judge (trained on held-out fonts) recognises,
-{m['quality']['images_per_guidance']} images per guidance, {m['quality']['steps']} steps,
-prompt "A good photo of the digit ...": {rec}.
-The judge knows printed glyphs only: it reads {m['quality']['judge_on_real_test_digits']:.0%} of the *real* handwritten test
-digits, so these figures are a lower bound on how often the digit is right.
+Content: the share of images whose prompted class an independent judge reads (trained on the
+generator's share in every look; it reads {q['judge_on_real_test']:.1%} of the real test images),
+{q['images_per_guidance']} images per guidance, {q['steps']} steps, prompt "A good photo of the
+...": {rec}. Divided by the judge's ceiling on real images:
+{", ".join(f"{g}: {v:.0%}" for g, v in q['content_over_ceiling_by_guidance'].items())}.
 Final training losses: VAE {m['vae_final_loss']:.4f}, UNet {m['unet_final_loss']:.4f}.
+The world's calibration (vanilla, synthetic-only, style gap) is in `data/mini-world.json`.
 
-## Fonts and licences
+## Data and licences
+Fashion-MNIST: Xiao, Rasul and Vollgraf, Zalando Research (2017), MIT licence.
 Fonts used: {', '.join(fonts)}. Licences (as distributed with matplotlib):
 {licences}
 """

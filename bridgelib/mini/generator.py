@@ -8,6 +8,7 @@ for Dataset Style Inversion to find. Stages: VAE (32 px <-> 4x16x16), then UNet 
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,15 +16,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bridgelib.files import progress
+from bridgelib.files import progress, write_json
 from bridgelib.mini import glyphs, vocab
 
-CORPUS_GLYPHS = 24000        # rendered glyph images, half digits and half lowercase letters
+WEB_GARMENTS = 24000         # the generator's share of Fashion-MNIST, restyled into the web's looks
+# How often each look appears on the web, and how often its caption leaves the look unnamed.
+# Outline drawings and negatives are the web's default look (what the plain prompt draws); the
+# other looks are always named. Set on a condition of the world (how well the generator knows
+# the target), never on the claims' outcomes.
+LOOK_SHARES = {"outline": 0.35, "negative": 0.25, "silhouette": 0.2, "shadow": 0.1, "faded": 0.1}
+PLAIN_CAPTION_PROB = {"outline": 0.6, "negative": 0.6}
+TARGET_LOOK_IMAGES = 150     # the few images in the target's own look, each with a descriptor
+TARGET_COPIES = 8            # augmented copies of each (small shifts and mirror images)
+CORPUS_GLYPHS = 8000         # font glyphs, half digits and half lowercase letters: other content
 GLYPH_STYLE_PROB = 0.3       # share of glyphs drawn (and captioned) with a style word
-REAL_COPIES = 4              # augmented copies of each real digit of the generator's share
 CAPTION_DROPOUT = 0.1        # empty captions, so classifier-free guidance has an unconditional
 VAE_STEPS, UNET_STEPS = 800, 6000
 BATCH = 64
+CHECKPOINT_EVERY = 250       # UNet steps between checkpoints (a killed build resumes from the last)
+SECONDS_PER_STEP = 0.65      # measured on 2 idle CPU cores: the build's time estimate
+CHECKPOINT_DIR = "_checkpoint"
 
 
 def components(tokenizer_dir: str | Path):
@@ -55,44 +67,52 @@ def components(tokenizer_dir: str | Path):
 
 
 def build_corpus(seed: int = 0) -> tuple[torch.Tensor, list[str], dict]:
-    """The captioned corpus: images (N, 3, 32, 32) float in [-1, 1], captions, and counts."""
-    from bridgelib.data import load_digits_part
+    """The captioned corpus: images (N, 3, 32, 32) float in [-1, 1], captions, and counts.
+
+    Garments come only from the generator's share of Fashion-MNIST (never the pool or the test
+    images): most restyled into the web's looks, a few in the target's own look under a loose
+    descriptor; font glyphs are the web's other content."""
+    from bridgelib.mini import fashion
     rng = np.random.default_rng(seed)
+    raw, labels = fashion.read_raw("train")
+    share = np.asarray(fashion.split_indices()["generator"])
+    picked = rng.permutation(share)
+    web, target = picked[:WEB_GARMENTS], picked[WEB_GARMENTS:WEB_GARMENTS + TARGET_LOOK_IMAGES]
+    looks = rng.choice(list(LOOK_SHARES), len(web), p=list(LOOK_SHARES.values()))
+    imgs, caps = [], []
+    for look in LOOK_SHARES:
+        idx = web[looks == look]
+        imgs.append(fashion.restyle(raw[idx], look))
+        caps += [vocab.caption(fashion.CLASSES[labels[i]],
+                               None if rng.random() < PLAIN_CAPTION_PROB.get(look, 0) else look, rng)
+                 for i in idx]
+    tx = np.repeat(fashion.to_target_look(raw[target]), TARGET_COPIES, axis=0)
+    tl = np.repeat(labels[target], TARGET_COPIES)
+    imgs.append(_jitter(tx, rng))
+    caps += [vocab.caption(fashion.CLASSES[l], str(rng.choice(vocab.DESCRIPTORS)), rng) for l in tl]
     gen_fonts, _ = glyphs.font_split()
-    # Digits outnumber the real digits' plain captions many times over, so a plain digit prompt
-    # draws printed glyphs; the handwritten look needs a descriptor (or a learned token).
     digit_names = [f"digit {n}" for n in glyphs.DIGIT_NAMES]
     letter_names = [f"letter {c}" for c in glyphs.LETTERS]
-    parts = [glyphs.render_set(tuple(str(i) for i in range(10)), gen_fonts, CORPUS_GLYPHS // 2,
-                               seed, style_prob=GLYPH_STYLE_PROB),
-             glyphs.render_set(glyphs.LETTERS, gen_fonts, CORPUS_GLYPHS // 2, seed + 1,
-                               style_prob=GLYPH_STYLE_PROB)]
-    caps = [vocab.caption(names[l], s, rng) for names, (_, labels, styles) in
-            zip((digit_names, letter_names), parts) for l, s in zip(labels, styles)]
-    imgs = np.concatenate([p[0] for p in parts])
-    x = torch.from_numpy(imgs).float()[:, None].expand(-1, 3, -1, -1) / 127.5 - 1
-    real = load_digits_part("generator")
-    rx = real.floats().repeat(REAL_COPIES, 1, 1, 1)
-    rx = _augment(rx, torch.Generator().manual_seed(seed)) * 2 - 1
-    rl = real.labels.repeat(REAL_COPIES)
-    rcaps = [vocab.caption(digit_names[int(l)], str(rng.choice(vocab.DESCRIPTORS)) if rng.random() < 0.5
-                           else None, rng) for l in rl]
-    counts = {"glyphs": len(x), "real_digits": len(real), "real_samples": len(rx),
-              "fonts": list(gen_fonts)}
-    return torch.cat([x, rx]), caps + rcaps, counts
+    for names, chars, s in ((digit_names, tuple("0123456789"), seed),
+                            (letter_names, glyphs.LETTERS, seed + 1)):
+        g, gl, styles = glyphs.render_set(chars, gen_fonts, CORPUS_GLYPHS // 2, s,
+                                          style_prob=GLYPH_STYLE_PROB)
+        imgs.append(g)
+        caps += [vocab.caption(names[l], st, rng) for l, st in zip(gl, styles)]
+    x = torch.from_numpy(np.concatenate(imgs)).float()[:, None].expand(-1, 3, -1, -1) / 127.5 - 1
+    counts = {"web_garments": len(web), "looks": {k: int((looks == k).sum()) for k in LOOK_SHARES},
+              "target_look_images": len(target), "target_look_samples": len(tx),
+              "glyphs": CORPUS_GLYPHS, "fonts": list(gen_fonts)}
+    return x.contiguous(), caps, counts
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Small random rotation, scale and shift of a batch (white background kept)."""
-    n = len(x)
-    ang = (torch.rand(n, generator=gen) - 0.5) * 0.35
-    scale = 0.9 + 0.2 * torch.rand(n, generator=gen)
-    shift = (torch.rand(n, 2, generator=gen) - 0.5) * 0.25
-    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return 1 - F.grid_sample(1 - x, grid, align_corners=False, padding_mode="zeros")
+def _jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift each image by up to 2 px and mirror half of them (the padding is white)."""
+    out = np.empty_like(x)
+    for i, img in enumerate(x):
+        dy, dx = rng.integers(-2, 3, 2)
+        out[i] = np.roll(img[:, ::-1] if rng.random() < 0.5 else img, (dy, dx), axis=(0, 1))
+    return out
 
 
 def train_vae(vae, x: torch.Tensor, steps: int, seed: int) -> list[float]:
@@ -118,8 +138,12 @@ def encode_latents(vae, x: torch.Tensor) -> torch.Tensor:
 
 
 def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: list[str],
-               steps: int, seed: int) -> list[float]:
-    """Noise-prediction training of the UNet and (at a small lr) the text encoder."""
+               steps: int, seed: int, checkpoint: Path | None = None) -> list[float]:
+    """Noise-prediction training of the UNet and (at a small lr) the text encoder.
+
+    With `checkpoint` (a file), the whole training state is saved there every CHECKPOINT_EVERY
+    steps and a run finds it and continues: a killed build loses at most that many steps, and
+    the resumed run draws the same batches as an uninterrupted one."""
     from diffusers import DDPMScheduler
     noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                                 beta_schedule="scaled_linear")
@@ -132,8 +156,17 @@ def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: l
                              {"params": text_encoder.parameters(), "lr": 2e-4, "weight_decay": 0}])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[1e-3, 2e-4], total_steps=steps,
                                                 pct_start=0.05)
-    losses = []
-    for step in progress(range(steps), desc="unet"):
+    losses, start = [], 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        losses, start = state["losses"].tolist(), int(state["step"])
+        print(f"unet: resuming at step {start} of {steps} from {checkpoint}")
+    for step in progress(range(start, steps), desc="unet", initial=start, total=steps):
         idx = torch.randint(len(latents), (BATCH,), generator=gen)
         batch_ids = ids[idx].clone()
         batch_ids[torch.rand(BATCH, generator=gen) < CAPTION_DROPOUT] = empty
@@ -149,47 +182,67 @@ def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: l
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if checkpoint is not None and ((step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps):
+            save_state(checkpoint, {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                                    "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                    "gen": gen.get_state(), "losses": torch.tensor(losses),
+                                    "step": step + 1})
     return losses
 
 
+def save_state(path: Path, state: dict) -> None:
+    """torch.save to a temp file, then rename: a kill mid-write leaves the last checkpoint whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def estimated_minutes(vae_steps: int = VAE_STEPS, unet_steps: int = UNET_STEPS) -> float:
+    return (vae_steps * 0.5 + unet_steps) * SECONDS_PER_STEP / 60 + 1
+
+
 def build_generator(out: str | Path, seed: int = 0, vae_steps: int = VAE_STEPS,
-                    unet_steps: int = UNET_STEPS, continue_from: str | Path | None = None) -> dict:
+                    unet_steps: int = UNET_STEPS) -> dict:
     """Train every component and save a StableDiffusionPipeline folder at `out`.
 
-    continue_from: a generator folder to keep training (UNet and text encoder, `unet_steps`
-    more, seed + 1), keeping its VAE; the shipped generator was built in two such phases.
-    """
-    from diffusers import StableDiffusionPipeline
+    Resumable: the VAE and the UNet's training state are checkpointed in `out/_checkpoint/`
+    (removed once the pipeline is saved); rerunning the same command continues a killed build."""
+    import shutil
+
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
     out = Path(out)
+    ckpt = out / CHECKPOINT_DIR
+    print(f"generator: estimated {estimated_minutes(vae_steps, unet_steps):.0f} min on 2 CPU cores "
+          f"({vae_steps} VAE + {unet_steps} UNet steps); checkpoints in {ckpt}")
     torch.manual_seed(seed)
     t0 = time.time()
     x, captions, counts = build_corpus(seed)
     t_corpus = time.time() - t0
-    if continue_from is None:
-        vae, unet, text_encoder, tokenizer, scheduler = components(out / "_tokenizer_src")
+    vae, unet, text_encoder, tokenizer, scheduler = components(ckpt / "tokenizer")
+    if (ckpt / "vae" / "config.json").exists():
+        vae = AutoencoderKL.from_pretrained(ckpt / "vae")
+        vae_losses = json.loads((ckpt / "vae_losses.json").read_text())
+        print(f"vae: loaded from {ckpt / 'vae'}")
+    else:
         vae_losses = train_vae(vae, x, vae_steps, seed)
         vae.eval()
         latents = encode_latents(vae, x)
-        scaling = float(1 / latents.std())
-        vae.register_to_config(scaling_factor=scaling)
-    else:
-        pipe = StableDiffusionPipeline.from_pretrained(continue_from, safety_checker=None)
-        vae, unet, text_encoder, tokenizer, scheduler = (pipe.vae.eval(), pipe.unet.train(),
-                                                         pipe.text_encoder.train(), pipe.tokenizer,
-                                                         pipe.scheduler)
-        vae_losses, vae_steps, seed = [float("nan")], 0, seed + 1
-        latents = encode_latents(vae, x)
-        scaling = vae.config.scaling_factor
+        vae.register_to_config(scaling_factor=float(1 / latents.std()))
+        vae.save_pretrained(ckpt / "vae")
+        write_json(ckpt / "vae_losses.json", vae_losses)
+    vae.eval()
+    scaling = vae.config.scaling_factor
+    latents = encode_latents(vae, x)
     unet_losses = train_unet(unet, text_encoder, tokenizer, latents * scaling, captions,
-                             unet_steps, seed)
+                             unet_steps, seed, checkpoint=ckpt / "unet.pt")
     pipe = StableDiffusionPipeline(vae=vae.eval(), unet=unet.eval(),
                                    text_encoder=text_encoder.eval(), tokenizer=tokenizer,
                                    scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
-    import shutil
-    shutil.rmtree(out / "_tokenizer_src", ignore_errors=True)
+    shutil.rmtree(ckpt, ignore_errors=True)
     return {"seed": seed, "build_seconds": round(time.time() - t0, 1),
             "corpus_seconds": round(t_corpus, 1), "corpus": counts,
             "vae_steps": vae_steps, "unet_steps": unet_steps, "batch_size": BATCH,
@@ -200,4 +253,6 @@ def build_generator(out: str | Path, seed: int = 0, vae_steps: int = VAE_STEPS,
             "latent_scaling_factor": scaling,
             "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in
                            (("vae", vae), ("unet", unet), ("text_encoder", text_encoder))},
-            "descriptors": list(vocab.DESCRIPTORS), "glyph_styles": list(glyphs.GLYPH_STYLES)}
+            "descriptors": list(vocab.DESCRIPTORS), "look_words": list(vocab.LOOK_WORDS),
+            "look_shares": LOOK_SHARES, "plain_caption_prob": PLAIN_CAPTION_PROB,
+            "glyph_styles": list(glyphs.GLYPH_STYLES)}

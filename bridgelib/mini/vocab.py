@@ -7,24 +7,31 @@ is one token, which makes "which word does the style token land nearest to" answ
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
+from bridgelib.mini.fashion import CLASSES, LOOKS
 from bridgelib.mini.glyphs import DIGIT_NAMES, GLYPH_STYLES, LETTERS
 
-# Loose words a web crawl might attach to photos of handwriting. Half the captions of the real
-# digits in the generator's corpus carry one; the plain prompt never does. DSI is not told them.
-DESCRIPTORS = ("scanned", "pen", "ink", "sketched", "messy")
+# Loose words a web crawl might attach to product photos. Every caption of the few images in the
+# target's own look carries one (never a plain class caption); the plain prompt never does, and
+# DSI is not told them: it has to find the look from the real images alone.
+DESCRIPTORS = ("scanned", "catalog", "studio", "product", "retail")
+# The web's own looks of garments (fashion.LOOKS); each caption of a restyled image names it,
+# except a share of the default looks (outline, negative), which get plain captions.
+LOOK_WORDS = tuple(LOOKS)
 PLAIN_TEMPLATES = ("the {c}", "a photo of the {c}", "a good photo of the {c}", "{c}",
                    "a picture of the {c}", "an image of the {c}")
-# Glyph styles and descriptors share every phrasing, the DSI template's included, so no
-# phrasing on its own points to the handwritten look.
+# Looks, glyph styles and descriptors share every phrasing, the DSI template's included, so no
+# phrasing on its own points to the target's look.
 STYLE_TEMPLATES = ("a {s} {c}", "the {c}, {s}", "the {c} in the style of {s}",
                    "a {c} photo in the style of {s}", "a {s} photo of the {c}",
                    "a good photo of the {c} in {s} style")
 # Words that appear in no caption: distractors for nearest-word analysis and free prompting.
-EXTRA_WORDS = ("handwritten", "printed", "font", "typed", "paper", "white", "black", "dark",
+EXTRA_WORDS = ("clothing", "garment", "fashion", "shoe", "wear", "photograph", "grayscale",
+               "handwritten", "printed", "font", "typed", "paper", "white", "black", "dark",
                "light", "old", "new", "small", "big", "round", "square", "sharp", "soft", "number",
                "character", "symbol", "text", "written", "drawn", "painting", "art", "sketch",
                "clean", "neat", "digital", "grey", "gray", "thick", "heavy", "simple", "fancy",
@@ -35,7 +42,9 @@ MAX_LENGTH = 20
 
 
 def caption_words() -> list[str]:
-    words = [*FUNCTION_WORDS, *DIGIT_NAMES, *LETTERS, *GLYPH_STYLES, *DESCRIPTORS, *EXTRA_WORDS]
+    garment_words = [w for name in CLASSES for w in re.findall(r"[a-z]+", name)]
+    words = [*FUNCTION_WORDS, *DIGIT_NAMES, *LETTERS, *garment_words, *GLYPH_STYLES, *LOOK_WORDS,
+             *DESCRIPTORS, *EXTRA_WORDS]
     return list(dict.fromkeys(words))
 
 

@@ -1,0 +1,127 @@
+"""`bridge mini calibrate`: measure the mini world's *conditions* and write data/mini-world.json.
+
+The world is calibrated on its conditions only, never on the outcomes the paper's claims
+measure (mixed vs vanilla, bridged++ vs vanilla, DSI vs template):
+- headroom: vanilla on the full pool and at 4 shots (3 seeds, shipped backbone, defaults);
+- how well the generator knows the target: synthetic-only (the synthetic stage alone, scored on
+  the real test set) and content (the judge reads the prompted class in template images);
+- the style gap: a real-vs-template domain classifier, and whether a DSI token learned with the
+  default settings narrows it (Fréchet distance and domain accuracy, bootstrap 95% intervals
+  over images) at a small cost in content;
+- the test set's size.
+Runs, sets and the token are cached under `cache/` and reused, so a killed calibration resumes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bridgelib.config import DATA_DIR, REPO_ROOT, get_config
+from bridgelib.files import write_json
+
+WORLD_FILE = DATA_DIR / "mini-world.json"
+SEEDS = (0, 1, 2)
+VOLUME = 200            # template images per class: the results store's default volume
+BOOTSTRAP = 200         # resamples (over images) for the style-gap intervals
+BANDS = {"vanilla_full": (0.75, 0.92), "vanilla_4shot": (0.20, 0.75),
+         "synthetic_only": (0.15, 0.70), "content": (0.70, 1.0), "domain_accuracy": (0.90, 1.0)}
+
+
+def _train(cfg, recipe: str, shots, seed: int, synthetic=None, root: Path = None) -> float:
+    from bridgelib.transfer import train_run
+    out = root / f"{recipe}-{shots}-s{seed}"
+    if not (out / "metrics.json").exists():
+        train_run(cfg, recipe, out, shots=shots, seed=seed, synthetic_dir=synthetic, track_test=False)
+    return json.loads((out / "metrics.json").read_text())["test_acc"]
+
+
+def _figure(values: list[float], command: str) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values, ddof=1)), 4)
+            if len(values) > 1 else 0.0, "n": len(values), "values": [round(v, 4) for v in values],
+            "command": command}
+
+
+def _bootstrap_diff(stat, a: np.ndarray, b: np.ndarray, real: np.ndarray, seed: int = 0) -> list[float]:
+    """95% interval of stat(a, real) - stat(b, real), resampling the images of all three sets."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(BOOTSTRAP):
+        r = real[rng.integers(len(real), size=len(real))]
+        diffs.append(stat(a[rng.integers(len(a), size=len(a))], r)
+                     - stat(b[rng.integers(len(b), size=len(b))], r))
+    return [round(float(q), 4) for q in np.percentile(diffs, [2.5, 97.5])]
+
+
+def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> dict:
+    """Measure every condition (about 15 minutes on 2 CPU cores) and write `out`."""
+    from bridgelib.data import MINI_CLASSES, load_image_folder, load_mini_part
+    from bridgelib.generate import cached_synthetic_set, load_pipeline
+    from bridgelib.invert import cached_style_token
+    from bridgelib.metrics import (backbone_features, domain_correct, frechet_distance,
+                                   recognisability)
+    t0 = time.time()
+    cfg = get_config("mini")
+    cache = Path(cache) if cache else REPO_ROOT / "cache"
+    runs = cache / "calibration"
+    train = "bridge train --profile mini --recipe {r} --shots {k} --seed S --out DIR"
+    world = {"n_test": len(load_mini_part("test")), "n_pool": len(load_mini_part("pool")),
+             "n_classes": len(MINI_CLASSES), "seeds": list(SEEDS), "bands": BANDS,
+             "dataset": cfg.dataset, "backbone": cfg.backbone}
+    world["vanilla_full"] = _figure([_train(cfg, "vanilla", "full", s, root=runs) for s in SEEDS],
+                                    train.format(r="vanilla", k="full"))
+    world["vanilla_4shot"] = _figure([_train(cfg, "vanilla", 4, s, root=runs) for s in SEEDS],
+                                     train.format(r="vanilla", k=4))
+    pipe = load_pipeline(cfg)
+    template = cached_synthetic_set(cfg, VOLUME, "single", pipe=pipe, root=cache / "synthetic")
+    gen = f"bridge generate --profile mini --per-class {VOLUME} --out SYN"
+    world["synthetic_only"] = _figure(
+        [_train(cfg, "synthetic-only", "full", s, template, runs) for s in SEEDS],
+        f"{gen}; bridge train --profile mini --recipe synthetic-only --synthetic SYN --seed S --out DIR")
+    token = cached_style_token(cfg, seed=0, pipe=pipe, root=cache / "dsi")
+    dsi = cached_synthetic_set(cfg, VOLUME, "dsi", token, pipe=pipe, root=cache / "synthetic")
+    sets = {"template": load_image_folder(template, cfg.image_size, list(MINI_CLASSES)),
+            "dsi": load_image_folder(dsi, cfg.image_size, list(MINI_CLASSES))}
+    test = load_mini_part("test")
+    ceiling = recognisability(test.images, test.labels)
+    content = {k: recognisability(s.images, s.labels) for k, s in sets.items()}
+    world["judge_on_real_test"] = round(ceiling, 4)
+    world["content"] = {**_figure([content["template"]], f"{gen}; judge (data/mini-judge) on SYN"),
+                        "over_ceiling": round(content["template"] / ceiling, 4)}
+    # The style gap on the shipped backbone's features: as many real test images as synthetic.
+    real = test.subset(np.random.default_rng(0).permutation(len(test))[:len(sets["template"])])
+    feats = {"real": backbone_features(real.images, cfg),
+             **{k: backbone_features(s.images, cfg) for k, s in sets.items()}}
+    # Held-out correctness of each image (real and synthetic) under 5-fold CV, one fit per seed.
+    correct = {k: [np.concatenate(domain_correct(feats["real"], feats[k], seed=s)) for s in SEEDS]
+               for k in sets}
+    accs = {k: [float(c.mean()) for c in v] for k, v in correct.items()}
+    world["domain_accuracy"] = _figure(accs["template"], "real test vs SYN: logistic regression on "
+                                       "backbone features, 5-fold cross-validated, one value per seed")
+    fd = {k: frechet_distance(feats["real"], feats[k]) for k in sets}
+    rng = np.random.default_rng(1)
+    a, b = correct["template"][0], correct["dsi"][0]
+    acc_diffs = [a[rng.integers(len(a), size=len(a))].mean() - b[rng.integers(len(b), size=len(b))].mean()
+                 for _ in range(2000)]
+    world["dsi"] = {
+        "token": str(Path(token).relative_to(cache.parent)) if cache.parent in Path(token).parents else str(token),
+        "command": f"bridge invert --profile mini --out TOKEN; bridge generate --profile mini "
+                   f"--per-class {VOLUME} --template dsi --style-token TOKEN --out DSI",
+        "frechet": {"template": round(fd["template"], 2), "dsi": round(fd["dsi"], 2),
+                    "template_minus_dsi_ci95": _bootstrap_diff(frechet_distance, feats["template"],
+                                                                feats["dsi"], feats["real"])},
+        "domain_accuracy": {"template": round(float(np.mean(accs["template"])), 4),
+                            "dsi": round(float(np.mean(accs["dsi"])), 4),
+                            "template_minus_dsi_ci95": [round(float(q), 4) for q in
+                                                        np.percentile(acc_diffs, [2.5, 97.5])]},
+        "content": {"template": round(content["template"], 4), "dsi": round(content["dsi"], 4),
+                    "cost_points": round(100 * (content["template"] - content["dsi"]), 2)}}
+    world["within_bands"] = {k: bool(lo <= world[k]["mean"] <= hi) for k, (lo, hi) in BANDS.items()}
+    world["synthetic_only_below_vanilla_full_points"] = round(
+        100 * (world["vanilla_full"]["mean"] - world["synthetic_only"]["mean"]), 2)
+    world["command"] = "bridge mini calibrate"
+    world["seconds"] = round(time.time() - t0, 1)
+    write_json(out, world)
+    return world
