@@ -124,7 +124,7 @@ def _gains_peak_at_few_shots(store, p):
 
 def _faster_convergence(store, p, histories):
     claim = "Bridged models converge faster on the real data"
-    paper = "bridged-initialised models converge faster on the real data (no numbers in PAPER.md)"
+    paper = "bridged-initialised models converge faster on the real data (no numbers in docs/paper.md)"
     rule = (f"mean test accuracy over the first {EARLY_EPOCHS} epochs of the real stage: every "
             f"bridged recipe above vanilla → reproduced; some → partly")
     if histories is None or histories.empty:

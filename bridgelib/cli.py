@@ -1,47 +1,82 @@
-"""The `bridge` command: one subcommand per stage of the method (see DESIGN.md for the contract)."""
+"""The `bridge` command: one subcommand per stage of the method (see DESIGN.md for the contract).
+
+Every subcommand that resolves a config takes --profile, --dataset and `--set KEY=VALUE` (any
+config field by its dotted name, repeatable), and resolves them once through `get_config`.
+Exit status: 0 done; 2 the command as typed cannot run (a bad argument or config value, an --out
+that holds another run), refused before any work; 1 the run failed on what it met (a missing or
+damaged file, a read-only folder, a full disk). An error is one line on stderr; --debug raises
+it instead, with its full traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import errno
 import json
+import re
 import sys
 
-from bridgelib.config import PROFILES, ConfigError, get_config
+from bridgelib.config import PROFILES, ConfigError, get_config, parse_value
 from bridgelib.prompts import TEMPLATES
 
-# Errors a bad input raises: reported in one line, exit status 2.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, ConfigError, RuntimeError)
+USAGE, FAILURE = 2, 1
 # OSErrors that mean "this output folder cannot take the files" (read-only, no space, quota).
 _WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # a usage error exits here with status 2
     try:
         return args.func(args) or 0
-    except USER_ERRORS as e:
-        message = str(e)
-    except OSError as e:  # the system refused: a read-only or full folder, a device error
-        message = f"{e.strerror or e}" + (f": {e.filename!r}" if e.filename else "")
+    except (ValueError, OSError, RuntimeError) as e:  # any other exception is a bug: traceback
+        if args.debug:
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, "mini_command", None))))
+        print(f"bridge {command}: error: {_one_line(e)}", file=sys.stderr)
+        return _exit_status(e)
+
+
+def _exit_status(e: Exception) -> int:
+    # A missing file is met by the run, even one named on the command line (FolderError, a
+    # missing --synthetic folder, is a ValueError too); a bad value (ConfigError included) and an
+    # --out holding another run are the command's own fault, found before any work.
+    if isinstance(e, FileNotFoundError):
+        return FAILURE
+    return USAGE if isinstance(e, (ValueError, FileExistsError)) else FAILURE
+
+
+def _one_line(e: Exception) -> str:
+    """The message on one line, in the command's spelling: the library says `overwrite=True
+    (--overwrite)` for notebook and command-line users alike; here it is `--overwrite`."""
+    message = str(e)
+    if isinstance(e, OSError) and e.strerror:  # the system refused: read-only, full, a device error
+        message = e.strerror + (f": {e.filename!r}" if e.filename else "")
         if e.errno in _WRITE_ERRNOS:
             message += ("; make it writable or free space, or choose another --out "
                         "(files already written are kept)")
-    print(f"bridge {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
+    message = re.sub(r"\b\w+=(\S+) \((--[\w-]+)\)",
+                     lambda m: m[2] if m[1] == "True" else f"{m[2]} {m[1]}", message)
+    return " ".join(message.split())
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (the usage is one `--help` away)."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
+    import bridgelib
     p = _Parser(prog="bridge", description="Bridged transfer and Dataset Style "
                 "Inversion (arXiv 2403.19866): generate, invert, train, report.")
+    p.add_argument("--version", action="version", version=f"bridge {bridgelib.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_invert, _add_train, _add_sweep, _add_report, _add_mini):
+        add(sub)
+    return p
 
+
+def _add_generate(sub) -> None:
     g = _common(sub.add_parser("generate", help="generate a synthetic image set"))
     g.add_argument("--per-class", type=int, required=True, help="images per class")
     g.add_argument("--out", required=True, help="output folder (an ImageFolder + metadata.jsonl)")
@@ -54,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
     g.set_defaults(func=_generate)
 
+
+def _add_invert(sub) -> None:
     v = _common(sub.add_parser("invert", help="learn a dataset style token (DSI)"))
     v.add_argument("--out", required=True, help="learned_embeds.safetensors to write")
     v.add_argument("--steps", type=int, help="optimizer steps (default: the profile's)")
@@ -65,19 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--overwrite", action="store_true")
     v.set_defaults(func=_invert)
 
-    t = _common(sub.add_parser("train", help="fine-tune the backbone with a transfer recipe"))
+
+def _add_train(sub) -> None:
     from bridgelib.transfer import RECIPES
+    t = _common(sub.add_parser("train", help="fine-tune the backbone with a transfer recipe"))
     t.add_argument("--recipe", required=True, help=f"one of: {', '.join(RECIPES)}")
     t.add_argument("--synthetic", help="synthetic set folder (all recipes but vanilla)")
     t.add_argument("--shots", default="full", help="real images per class: 1, 2, 4, 8, 16 or full")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--scratch", action="store_true", help="random initialisation, no pretraining")
-    t.add_argument("--match-compute", action="store_true",
+    t.add_argument("--match-compute", action="store_true",  # sets train.match_compute
                    help="vanilla only: train as many steps as bridged would on --synthetic")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(func=_train)
 
+
+def _add_sweep(sub) -> None:
     s = _common(sub.add_parser("sweep", help="run a grid of training runs (skips finished ones)",
                                description="Train every cell of recipes x shots x seeds x volume "
                                "x guidance x template not already in --out; synthetic sets are "
@@ -98,40 +139,76 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
     s.set_defaults(func=_sweep)
 
-    r = sub.add_parser("report", help="aggregate runs (mean ± std) and draw the paper's figures")
+
+def _add_report(sub) -> None:
+    r = _common(sub.add_parser("report", help="aggregate runs (mean ± std) and draw the paper's "
+                               "figures"), config=False)
     r.add_argument("--runs", nargs="+", required=True,
                    help="folders holding run directories, or results stores (results.csv)")
     r.add_argument("--out", required=True, help="folder for figures (PNG, SVG), CSVs, report.md")
     r.set_defaults(func=_report)
 
+
+def _add_mini(sub) -> None:
     m = sub.add_parser("mini", help="the offline mini world")
     msub = m.add_subparsers(dest="mini_command", required=True)
-    b = msub.add_parser("build", help="rebuild the mini backbone, judge and generator (~40 min CPU; resumable)")
+    b = _common(msub.add_parser("build", help="rebuild the mini backbone, judge and generator "
+                                "(~40 min CPU; resumable)"), config=False)
     b.add_argument("--out", help="folder to write into (default: the package's data/)")
     b.add_argument("--only", choices=("backbone", "judge", "generator"), action="append",
                    help="build only this part (repeatable)")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_mini_build)
-    c = msub.add_parser("calibrate", help="measure the mini world's conditions into "
-                        "data/mini-world.json (~15 min CPU; resumable)")
+    c = _common(msub.add_parser("calibrate", help="measure the mini world's conditions into "
+                                "data/mini-world.json (~15 min CPU; resumable)"), config=False)
     c.add_argument("--out", help="JSON file to write (default: data/mini-world.json)")
     c.set_defaults(func=_mini_calibrate)
+
+
+def _common(p: argparse.ArgumentParser, config: bool = True) -> argparse.ArgumentParser:
+    """Options of every subcommand; `config`: the command resolves a config from them."""
+    if config:
+        p.add_argument("--profile", help=f"one of: {', '.join(PROFILES)} "
+                       "(default: $BRIDGELIB_PROFILE or mini)")
+        p.add_argument("--dataset", help="dataset name, or the path of your own ImageFolder "
+                       "(PATH/<class>/<image>, or PATH/train/<class>/ and PATH/test/<class>/) "
+                       "(default: the profile's)")
+    p.add_argument("--set", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
+                   help="set a config field by its dotted name, e.g. train.real.epochs=1 "
+                   "(repeatable; fields: `bridgelib.config.field_names()`)" if config else
+                   "refused: this command resolves no config")
+    p.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     return p
 
 
-def _common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--profile", help=f"one of: {', '.join(PROFILES)} (default: $BRIDGELIB_PROFILE or mini)")
-    p.add_argument("--dataset", help="dataset name, or the path of your own ImageFolder "
-                   "(PATH/<class>/<image>, or PATH/train/<class>/ and PATH/test/<class>/) "
-                   "(default: the profile's)")
-    return p
+def _key_value(item: str) -> tuple[str, object]:
+    """--set KEY=VALUE: the field's dotted name and the value parsed to the field's type."""
+    key, eq, text = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE, e.g. train.real.epochs=1")
+    if key == "profile":  # it picks the defaults every other field overrides
+        raise argparse.ArgumentTypeError("choose the profile with --profile NAME, not --set")
+    try:
+        return key, parse_value(key, text)
+    except ConfigError as e:  # an unknown field: argparse's one-line usage error, status 2
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _config(args):
-    cfg = get_config(args.profile)
-    if args.dataset and args.dataset != cfg.dataset:
-        cfg = get_config(args.profile, **dataset_overrides(args.dataset))
-    return cfg
+    """The command's one config: its profile, then --dataset, then each --set (a later one wins),
+    then the command's config flags; resolved and validated once, and not edited afterwards."""
+    overrides = dataset_overrides(args.dataset) if args.dataset else {}
+    overrides.update(args.set)
+    if getattr(args, "match_compute", False):
+        overrides["train.match_compute"] = True
+    return get_config(args.profile, **overrides)
+
+
+def _refuse_set(args, why: str) -> None:
+    """A command that resolves no config would ignore --set: refuse it rather than mislead."""
+    if args.set:
+        raise ConfigError(f"--set {args.set[0][0]}=... has no effect here: {why}")
 
 
 def dataset_overrides(value: str) -> dict:
@@ -188,7 +265,6 @@ def _invert(args) -> None:
 def _train(args) -> None:
     from bridgelib.transfer import train_run
     cfg = _config(args)
-    cfg.train.match_compute = args.match_compute
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite)
@@ -213,6 +289,7 @@ def _report(args) -> None:
     from bridgelib.experiments import load_runs, summarize
     from bridgelib.files import atomic_write_bytes
     from bridgelib.report import write_report
+    _refuse_set(args, "report reads each run's own config.json")
     store, histories = load_runs(*args.runs)
     written = write_report(store, args.out, histories=histories)
     table = summarize(_filled(store), by=("dataset", "template", "guidance", "volume", "recipe",
@@ -229,14 +306,17 @@ def _filled(store):
 
 def _mini_build(args) -> None:
     from bridgelib.mini.build import build_mini_world
+    _refuse_set(args, "the mini world is built with its own fixed settings")
     build_mini_world(args.out, only=args.only, seed=args.seed)
 
 
 def _mini_calibrate(args) -> None:
     from bridgelib.mini.calibrate import WORLD_FILE, calibrate
+    _refuse_set(args, "calibration measures the mini profile's defaults")
     world = calibrate(args.out or WORLD_FILE)
     for key, ok in world["within_bands"].items():
-        print(f"{key}: {world[key]['mean']:.3f} (band {world['bands'][key]}) {'ok' if ok else 'OUT OF BAND'}")
+        measured = f"{world[key]['mean']:.3f} (band {world['bands'][key]}) " if key in world["bands"] else ""
+        print(f"{key}: {measured}{'holds' if ok else 'DOES NOT HOLD'}")
     print(f"wrote {args.out or WORLD_FILE}")
 
 

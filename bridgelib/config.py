@@ -8,11 +8,19 @@ Values the paper does not give are marked "(ours)" with the reason.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
+import math
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from bridgelib.prompts import TEMPLATES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
@@ -45,7 +53,6 @@ class StageConfig:
     batch_size: int
     weight_decay: float = 5e-4
     momentum: float = 0.9          # SGD with cosine decay, as peers use
-    mixup_alpha: float = 0.0       # only the synthetic stage of bridged++ sets this
     min_steps: int = 0             # few-shot sets are tiny: keep a floor on optimizer steps
 
 
@@ -173,7 +180,8 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
     """Resolve a profile (argument, else $BRIDGELIB_PROFILE, else `mini`) plus overrides.
 
     Overrides use dotted names for nested fields: `get_config("mini", **{"train.real.epochs": 5})`
-    or plain ones for top-level fields: `get_config(seed=3)`.
+    or plain ones for top-level fields: `get_config(seed=3)`. The result is checked field by
+    field (RULES): a bad value is a one-line ConfigError naming the field and what is valid.
     """
     profile = profile or os.environ.get(PROFILE_ENV) or "mini"
     if profile not in _BUILDERS:
@@ -197,69 +205,185 @@ def load_config(path: str | Path) -> Config:
 
 
 def _from_dict(d: dict) -> Config:
+    # Stages of configs saved before train.mixup_alpha became the one Mixup knob carry their own.
+    stages = {k: StageConfig(**{f: v for f, v in d["train"].pop(k).items() if f != "mixup_alpha"})
+              for k in ("real", "synthetic")}
     return Config(generation=GenerationConfig(**d.pop("generation")),
-                  train=TrainConfig(real=StageConfig(**d["train"].pop("real")),
-                                    synthetic=StageConfig(**d["train"].pop("synthetic")),
-                                    **d.pop("train")),
+                  train=TrainConfig(**stages, **d.pop("train")),
                   invert=InvertConfig(**d.pop("invert")), **d)
 
 
-def _set(cfg: Config, dotted: str, value: Any) -> None:
-    obj, parts = cfg, dotted.split(".")
+# ---- field names and types: overrides and `bridge ... --set KEY=VALUE` -------------------------
+
+@functools.cache
+def _fields(cls: type) -> dict[str, Any]:
+    """A dataclass's fields in declaration order, with their types resolved from the strings
+    that `from __future__ import annotations` leaves."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def field_names(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every settable field by its dotted name: image_size, ..., train.real.epochs, ..."""
+    names = []
+    for name, kind in _fields(cls or Config).items():
+        names += field_names(kind, f"{prefix}{name}.") if dataclasses.is_dataclass(kind) \
+            else [prefix + name]
+    return names
+
+
+def field_type(dotted: str) -> Any:
+    """A field's declared type; an unknown name or a section is a ConfigError naming valid ones."""
+    kind, parts = Config, dotted.split(".")
     for i, part in enumerate(parts):
-        fields = [f.name for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
+        fields = _fields(kind) if dataclasses.is_dataclass(kind) else {}
         if part not in fields:
             section = ".".join(parts[:i])
             valid = f"fields of {section!r}" if section else "fields"
-            raise ConfigError(f"unknown config field {dotted!r}; valid {valid}: "
+            raise ConfigError(f"unknown config field {dotted!r}{_nearest(dotted)}; valid {valid}: "
                               f"{', '.join(fields) or 'none, it is not a section'}")
-        if i < len(parts) - 1:
-            obj = getattr(obj, part)
-    name = parts[-1]
-    if dataclasses.is_dataclass(getattr(obj, name)):
+        kind = fields[part]
+    if dataclasses.is_dataclass(kind):
         raise ConfigError(f"config field {dotted!r} is a section; set its fields, e.g. {dotted}.<name>")
-    setattr(obj, name, value)
+    return kind
+
+
+def _nearest(dotted: str) -> str:
+    """' (did you mean A, B?)' for a misspelt name, by the whole name, else by its last part
+    (`momentum` is train.real.momentum or train.synthetic.momentum)."""
+    names, last = field_names(), dotted.split(".")[-1]
+    close = difflib.get_close_matches(dotted, names, n=3, cutoff=0.85) or [
+        n for n in names if difflib.get_close_matches(last, [n.split(".")[-1]], cutoff=0.8)][:3]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_value(dotted: str, text: str) -> Any:
+    """Command-line text as field `dotted`'s declared type (int, float, bool, str, dict, X | None).
+
+    Text that does not parse is returned as it is: validation then refuses it with the field's
+    own message (what is valid), the same as for a bad value given from Python."""
+    kind, word = field_type(dotted), text.strip().lower()
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if word in ("none", "null"):
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    try:
+        if kind is bool:
+            return True if word in _TRUE else False if word in _FALSE else text
+        if kind in (int, float):
+            return kind(text)
+        if kind is dict:
+            return json.loads(text)
+    except ValueError:  # json.JSONDecodeError is one too
+        pass
+    return text
+
+
+def _set(cfg: Config, dotted: str, value: Any) -> None:
+    field_type(dotted)  # the name must be a field, not a section
+    *sections, name = dotted.split(".")
+    setattr(functools.reduce(getattr, sections, cfg), name, value)
+
+
+# ---- validation: one rule per field, in one table ----------------------------------------------
+
+Rule = tuple[Callable[[Any], bool], str]  # (is the value valid?, what is valid, for the message)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not here
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(low: int, multiple_of: int = 1) -> Rule:
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+    if multiple_of > 1:
+        what = f"{what} that is a multiple of {multiple_of}"
+    return (lambda v: _is_int(v) and v >= low and v % multiple_of == 0), what
+
+
+def _number(low: float, high: float = math.inf, open_low: bool = False) -> Rule:
+    """A finite number from `low` (excluded if open_low) up to `high` (always excluded)."""
+    def ok(v: Any) -> bool:
+        return _is_number(v) and (v > low if open_low else v >= low) and v < high
+    if high < math.inf:
+        what = f"a number in {'(' if open_low else '['}{low:g}, {high:g})"
+    else:
+        what = "a positive number" if open_low and low == 0 else \
+            f"a number {'>' if open_low else '>='} {low:g}"
+    return ok, what
+
+
+def _choice(*names: str) -> Rule:
+    return (lambda v: isinstance(v, str) and v in names), f"one of: {', '.join(names)}"
+
+
+def _optional(rule: Rule) -> Rule:
+    return (lambda v: v is None or rule[0](v)), f"none or {rule[1]}"
+
+
+def _matches(pattern: str, what: str) -> Rule:
+    return (lambda v: isinstance(v, str) and re.fullmatch(pattern, v) is not None), what
+
+
+_TEXT = _matches(r"(?s).*\S.*", "a non-empty string")
+_ANY_TEXT: Rule = (lambda v: isinstance(v, str)), "a string"
+_BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
+_STAGE: dict[str, Rule] = {
+    "epochs": _int(1), "lr": _number(0, open_low=True), "batch_size": _int(1),
+    "weight_decay": _number(0), "momentum": _number(0, 1), "min_steps": _int(0)}
+
+# Every field of Config (tests/test_config.py checks none is missing), in declaration order.
+RULES: dict[str, Rule] = {
+    "profile": _choice(*PROFILES),
+    "dataset": _TEXT,
+    "image_size": _int(1),
+    "backbone": _TEXT,
+    "backbone_weights": _TEXT,
+    "generation.model": _TEXT,
+    "generation.resolution": _int(1, multiple_of=8),  # the VAE downsamples by 8
+    "generation.steps": _int(1),
+    "generation.guidance": _number(0, open_low=True),
+    "generation.batch_size": _int(1),
+    # what generate._scheduler accepts; a class name that diffusers lacks is refused at load
+    "generation.scheduler": _matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
+                                     "dpmsolver++, default or a diffusers scheduler class "
+                                     "name such as DDIMScheduler"),
+    "generation.template": _choice(*TEMPLATES),
+    "generation.negative_prompt": _ANY_TEXT,
+    "generation.dtype": _choice("float32", "float16", "bfloat16"),
+    **{f"train.{stage}.{name}": rule for stage in ("real", "synthetic")
+       for name, rule in _STAGE.items()},
+    "train.mixup_alpha": _number(0),
+    "train.match_compute": _BOOL,
+    "train.mixed_real_fraction": _optional(_number(0, 1, open_low=True)),
+    "invert.token": _TEXT,
+    "invert.initializer": _TEXT,
+    "invert.num_vectors": _int(1),
+    "invert.steps": _int(1),
+    "invert.lr": _number(0, open_low=True),
+    "invert.batch_size": _int(1),
+    "invert.checkpoint_every": _int(1),
+    "backbone_kwargs": ((lambda v: isinstance(v, dict)),
+                        'a JSON object, e.g. {"channels": [32, 64]}'),
+    "augment": _choice("shift", "crop-flip", "none"),
+    "precision": _choice("auto", "fp32"),
+    "data_root": _ANY_TEXT,
+    "device": _matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
+    "num_workers": _int(0),
+    "seed": _int(0),
+}
 
 
 def _validate(cfg: Config) -> None:
-    def positive(name: str, value: Any, kind: type = int) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
-                or value <= 0:
-            raise ConfigError(f"{name}={value!r} is invalid; expected a positive {kind.__name__}")
-
-    if cfg.profile not in PROFILES:
-        raise ConfigError(f"unknown profile {cfg.profile!r}; valid profiles: {', '.join(PROFILES)}")
-    positive("image_size", cfg.image_size)
-    g = cfg.generation
-    for name in ("resolution", "steps", "batch_size"):
-        positive(f"generation.{name}", getattr(g, name))
-    positive("generation.guidance", g.guidance, float)
-    if g.resolution % 8:
-        raise ConfigError(f"generation.resolution={g.resolution} is invalid; expected a multiple of 8")
-    if g.template not in ("single", "multi", "dsi"):
-        raise ConfigError(f"generation.template={g.template!r} is invalid; valid: single, multi, dsi")
-    if g.dtype not in ("float32", "float16", "bfloat16"):
-        raise ConfigError(f"generation.dtype={g.dtype!r} is invalid; valid: float32, float16, bfloat16")
-    for stage in ("real", "synthetic"):
-        s = getattr(cfg.train, stage)
-        positive(f"train.{stage}.epochs", s.epochs)
-        positive(f"train.{stage}.batch_size", s.batch_size)
-        positive(f"train.{stage}.lr", s.lr, float)
-    for name in ("seed", "num_workers"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name}={value!r} is invalid; expected an integer >= 0")
-    if not isinstance(cfg.train.mixup_alpha, (int, float)) or cfg.train.mixup_alpha < 0:
-        raise ConfigError(f"train.mixup_alpha={cfg.train.mixup_alpha!r} is invalid; expected >= 0")
-    frac = cfg.train.mixed_real_fraction
-    if frac is not None and (not isinstance(frac, (int, float)) or not 0 < frac < 1):
-        raise ConfigError(f"train.mixed_real_fraction={frac!r} is invalid; expected None or 0 < x < 1")
-    for name in ("steps", "batch_size", "num_vectors", "checkpoint_every"):
-        positive(f"invert.{name}", getattr(cfg.invert, name))
-    positive("invert.lr", cfg.invert.lr, float)
-    if cfg.precision not in ("auto", "fp32"):
-        raise ConfigError(f"precision={cfg.precision!r} is invalid; valid: auto, fp32")
-    if cfg.augment not in ("shift", "crop-flip", "none"):
-        raise ConfigError(f"augment={cfg.augment!r} is invalid; valid: shift, crop-flip, none")
-    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
-        raise ConfigError(f"device={cfg.device!r} is invalid; valid: auto, cpu, cuda, cuda:N")
+    """Every field against its rule: the first bad one is a one-line ConfigError."""
+    for name, (ok, what) in RULES.items():
+        value = functools.reduce(getattr, name.split("."), cfg)
+        if not ok(value):
+            raise ConfigError(f"{name}={value!r} is invalid; expected {what}")

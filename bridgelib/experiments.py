@@ -422,23 +422,3 @@ def summarize(runs: pd.DataFrame, by=("recipe", "shots")) -> pd.DataFrame:
     by = [b for b in by if b in runs.columns]
     return (runs.groupby(by, sort=False)["test_acc"].agg(["mean", "std", "count"])
             .reset_index())
-
-
-# ---------------------------------------------------------------- the notebooks' older grid
-def run_name(recipe: str, shots, seed: int, pretrained: bool = True, tag: str = "") -> str:
-    return f"{recipe}-k{shots}-s{seed}" + ("" if pretrained else "-scratch") + (f"-{tag}" if tag else "")
-
-
-def run_grid(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), seeds=(0,),
-             pretrained=(True,), synthetic_dir=None, tag: str = "") -> pd.DataFrame:
-    """Run every (recipe, shots, seed, pretrained) cell on one given synthetic set, not already
-    on disk, as `root/<recipe>-k<shots>-s<seed>[-scratch]/`; return all runs in `root`."""
-    root = Path(root)
-    cells = list(itertools.product(recipes, shots, seeds, pretrained))
-    for recipe, k, seed, pre in progress(cells, desc="runs"):
-        out = root / run_name(recipe, k, seed, pre, tag)
-        if (out / "metrics.json").exists():
-            continue
-        train_run(cfg, recipe, out, shots=k, seed=seed, pretrained=pre,
-                  synthetic_dir=None if recipe == "vanilla" else synthetic_dir)
-    return collect_runs(root)

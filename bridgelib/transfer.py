@@ -52,6 +52,7 @@ class Stage:
     cfg: StageConfig
     reinit_head: bool = False  # re-initialise the classifier head before this stage
     steps: int | None = None   # fixed optimizer steps (else epochs x batches per epoch)
+    mixup_alpha: float = 0.0   # Mixup in this stage (bridged++'s synthetic stage: train.mixup_alpha)
 
 
 def check_recipe(recipe: str, synthetic: ImageSet | None) -> None:
@@ -74,10 +75,8 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
     if synthetic.class_names != real.class_names:
         raise ValueError(f"synthetic classes {synthetic.class_names} do not match the real "
                          f"dataset's {real.class_names}")
-    syn_cfg = cfg.train.synthetic
-    if recipe == "bridged++":
-        syn_cfg = replace(syn_cfg, mixup_alpha=cfg.train.mixup_alpha)
-    syn_stage = Stage("synthetic", synthetic, syn_cfg)
+    syn_stage = Stage("synthetic", synthetic, cfg.train.synthetic,
+                      mixup_alpha=cfg.train.mixup_alpha if recipe == "bridged++" else 0.0)
     if recipe == "synthetic-only":
         return [syn_stage]
     if recipe == "mixed":
@@ -159,7 +158,7 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
         x = x.contiguous(memory_format=torch.channels_last)
         y = stage.data.labels[idx].to(device)
         with autocast(device, cfg.precision):
-            logits, loss = _forward(net, x, y, c.mixup_alpha, gen, part)
+            logits, loss = _forward(net, x, y, stage.mixup_alpha, gen, part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

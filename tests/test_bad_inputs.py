@@ -1,7 +1,9 @@
 """Bad inputs, one table: the `bridge` command and the notebook-facing functions.
 
-Every row is a bad input and what its error must say. A CLI row must exit with status 2 and one
-line on stderr (`bridge <command>: error: ...`, no traceback); a function row must raise a
+Every row is a bad input and what its error must say. A CLI row must exit with status 2 (a
+usage error, refused before any work) or 1 (a file the run met is missing or damaged, or the
+system refused a write: RUNTIME_FAILURES) and one line on stderr (`bridge <command>: error:
+...`, no traceback); a function row must raise a
 ValueError / OSError / RuntimeError with a one-line message. Either way the message holds every
 `named` string (the bad value and what would be valid), every file that existed before the call
 is still there, byte for byte, and no file was written (but by a row that fails part-way).
@@ -19,18 +21,17 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import bridgelib.cli as cli
-from bridgelib.data import MINI_CLASSES
-from bridge_with_config import with_overrides
 from bridgelib.config import DATA_DIR, get_config
+from bridgelib.data import MINI_CLASSES
 
 MINI_GENERATOR = DATA_DIR / "mini-generator"
 
 
 # ---- setups: each returns the argv (CLI) or a no-argument callable (function) -----------------
 
-def override(mp, **fields):
-    """Run the CLI with these config fields (dotted names via **{"generation.model": ...})."""
-    mp.setattr(cli, "_config", with_overrides(cli._config, fields))
+def setting(field: str, value) -> list[str]:
+    """The CLI's arguments that set a config field: --set FIELD=VALUE."""
+    return ["--set", f"{field}={value}"]
 
 
 def token_file(path: Path, width: int = 64, tensors: int = 1) -> Path:
@@ -213,19 +214,19 @@ CASES = [
      ["t-shirt'", "0 readable", "0.png", "at least 1"]),
     ("api-image-corrupted", api_corrupt_image_folder, ["cat'", "0 readable", "0.png", "at least 1"]),
     ("backbone-weights-missing",
-     lambda t, mp: (override(mp, backbone_weights=str(t / "none")), train(t))[1],
+     lambda t, mp: train(t, *setting("backbone_weights", t / "none")),
      ["model.safetensors", "bridge mini build --only backbone"]),
     ("backbone-weights-corrupted",
-     lambda t, mp: (override(mp, backbone_weights=str(corrupt_copy(
-         DATA_DIR / "mini-backbone", t / "bb", "model.safetensors"))), train(t))[1],
+     lambda t, mp: train(t, *setting("backbone_weights", corrupt_copy(
+         DATA_DIR / "mini-backbone", t / "bb", "model.safetensors"))),
      ["corrupted", "bridge mini build --only backbone"]),
     ("generator-missing",
-     lambda t, mp: (override(mp, **{"generation.model": str(t / "gen")}), generate(t))[1],
+     lambda t, mp: generate(t, *setting("generation.model", t / "gen")),
      ["gen'", "does not exist", "bridge mini build"]),
     ("generator-weights-corrupted",
-     lambda t, mp: (override(mp, **{"generation.model": str(corrupt_copy(
-         MINI_GENERATOR, t / "gen", "unet/diffusion_pytorch_model.safetensors", truncate=True))}),
-         generate(t))[1], ["gen'", "cannot be loaded", "bridge mini build"]),
+     lambda t, mp: generate(t, *setting("generation.model", corrupt_copy(
+         MINI_GENERATOR, t / "gen", "unet/diffusion_pytorch_model.safetensors", truncate=True))),
+     ["gen'", "cannot be loaded", "bridge mini build"]),
     ("style-token-missing", lambda t, mp: generate(t, "--style-token", str(t / "s.safetensors")),
      ["s.safetensors'", "does not exist", "bridge invert"]),
     ("style-token-corrupted",
@@ -277,6 +278,12 @@ CASES = [
 # Rows that fail part-way through a run (what they wrote before failing is kept); every other
 # row fails before writing any file.
 WRITES_BEFORE_FAILING = {"out-disk-full"}
+# CLI rows that exit with status 1, a failure of the run: a file it needs is missing or damaged,
+# or the system refused a write. Every other CLI row is a usage error: status 2.
+RUNTIME_FAILURES = {"synthetic-folder-missing", "backbone-weights-missing",
+                    "backbone-weights-corrupted", "generator-missing",
+                    "generator-weights-corrupted", "style-token-missing", "out-read-only",
+                    "out-disk-full", "report-without-runs"}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -296,7 +303,7 @@ def test_bad_input_gives_one_line_and_loses_nothing(setup, named, tmp_path, monk
         except SystemExit as e:  # argparse's own errors
             code = e.code
         err = capsys.readouterr().err.strip()
-        assert code == 2, err
+        assert code == (1 if request.node.callspec.id in RUNTIME_FAILURES else 2), err
         assert err.startswith(f"bridge {call[0]}: error: ") and "\n" not in err, err
         message = err
     else:
@@ -318,7 +325,7 @@ def test_disk_full_keeps_what_was_written_and_a_rerun_completes(tmp_path, monkey
     from bridgelib.generate import read_manifest
     argv = generate(tmp_path)
     disk_full_after(monkeypatch, 3)
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == 1  # a failure met by the run
     kept = read_manifest(tmp_path / "set")
     assert len(kept) == 3 and all((tmp_path / "set" / f).is_file() for f in kept.file_name)
     before = {f: (tmp_path / "set" / f).read_bytes() for f in kept.file_name}

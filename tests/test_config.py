@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from bridgelib.config import PROFILE_ENV, PROFILES, Config, ConfigError, get_config, load_config
+from bridgelib.config import (PROFILE_ENV, PROFILES, RULES, Config, ConfigError, field_names,
+                              get_config, load_config, parse_value)
 
 
 def test_default_profile_is_mini(monkeypatch):
@@ -53,11 +54,69 @@ def test_unknown_profile_is_a_one_line_error(monkeypatch, set_by):
     ("generation.guidance", "high"),
     ("train.mixed_real_fraction", 1.5),
     ("device", "tpu"),
+    ("device", "cuda:x"),
+    ("train.real.momentum", 1.0),
+    ("train.real.momentum", "abc"),
+    ("train.synthetic.weight_decay", -1e-4),
+    ("train.mixup_alpha", -0.2),
+    ("train.match_compute", 1),            # booleans are bools
+    ("seed", True),                        # and bools are not integers
+    ("generation.scheduler", "fancy"),
+    ("generation.dtype", "float64"),
+    ("generation.guidance", float("nan")),
+    ("invert.lr", float("inf")),
+    ("backbone_kwargs", "channels"),
+    ("invert.token", ""),
 ])
 def test_invalid_value_names_the_field(field, value):
     with pytest.raises(ConfigError) as err:
         get_config("mini", **{field: value})
-    assert field in str(err.value) and "\n" not in str(err.value)
+    message = str(err.value)
+    assert message.startswith(f"{field}={value!r} is invalid; expected ") and "\n" not in message
+
+
+def test_mixup_has_one_knob():
+    """train.mixup_alpha is the only Mixup setting; a stage-level one is an unknown field."""
+    with pytest.raises(ConfigError, match="train.synthetic.mixup_alpha"):
+        get_config("mini", **{"train.synthetic.mixup_alpha": 0.2})
+
+
+def test_every_field_has_a_rule():
+    assert list(RULES) == field_names()
+
+
+@pytest.mark.parametrize("field, text, value", [
+    ("train.real.epochs", "3", 3),
+    ("train.real.lr", "1e-3", 1e-3),
+    ("generation.guidance", "5", 5.0),
+    ("train.match_compute", "False", False),
+    ("train.match_compute", "yes", True),
+    ("train.mixed_real_fraction", "None", None),
+    ("train.mixed_real_fraction", "0.25", 0.25),
+    ("backbone_kwargs", '{"channels": [8, 16]}', {"channels": [8, 16]}),
+    ("generation.negative_prompt", "blurry, text", "blurry, text"),
+    ("train.real.momentum", "abc", "abc"),  # unparsable: left for validation to refuse
+])
+def test_parse_value_reads_the_declared_type(field, text, value):
+    assert parse_value(field, text) == value and type(parse_value(field, text)) is type(value)
+
+
+def test_parsed_text_is_validated_like_any_value():
+    with pytest.raises(ConfigError, match=r"^train\.real\.momentum='abc' is invalid; expected a "
+                                          r"number in \[0, 1\)$"):
+        get_config("mini", **{"train.real.momentum": parse_value("train.real.momentum", "abc")})
+    assert get_config("mini", **{"train.real.momentum": parse_value("train.real.momentum", "0")}
+                      ).train.real.momentum == 0.0
+
+
+@pytest.mark.parametrize("field, nearest", [
+    ("train.real.epoch", "train.real.epochs"),
+    ("momentum", "train.real.momentum"),
+    ("generation.guidence", "generation.guidance"),
+])
+def test_unknown_field_suggests_the_nearest(field, nearest):
+    with pytest.raises(ConfigError, match=f"did you mean [^?]*{nearest.replace('.', '[.]')}"):
+        parse_value(field, "1")
 
 
 @pytest.mark.parametrize("field", ["train.real.epoch", "nonsense", "generation.resolution.x"])

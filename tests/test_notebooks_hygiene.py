@@ -1,4 +1,4 @@
-"""Course notebooks are committed clean and follow the course's conventions (NOTEBOOKS.md)."""
+"""Course notebooks are committed clean and follow the course's conventions (docs/design.md)."""
 import ast
 import json
 import re

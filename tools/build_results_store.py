@@ -31,7 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]
+RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]  # the transfer recipes
 SHOTS = [1, 2, 4, 8, 16, "full"]
 # The figure families. "recipes" covers all six shot settings (not only 4 and 16) so that the
 # radar has every recipe on every axis; it shares vanilla and bridged++ with "shots".
@@ -45,6 +45,11 @@ GRIDS = {
         "recipes": dict(recipes=RECIPES, shots=SHOTS, volumes=[200]),
         "template": dict(recipes=["vanilla", "bridged++"], shots=[4, 16], volumes=[200],
                          templates=["single", "dsi"]),
+        # What the generator alone teaches (no real image seen), at every volume of the study.
+        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"],
+                               volumes=[25, 50, 100, 200, 400, 800]),
+        # Pretrained vs random initialisation (notebook 01).
+        "scratch": dict(recipes=["vanilla"], shots=SHOTS, scratch=[False, True]),
     }},
     # A stand-in until the full store is built: one seed and the fewest runs that still draw
     # every figure (about 13 runs, 250 generated images on top of notebook 03/04's cached sets).
@@ -60,8 +65,8 @@ GRIDS = {
 }
 HISTORY_FAMILY = "recipes"
 HISTORY_COLUMNS = ["run", "stage", "epoch", "train_loss", "train_acc", "test_acc"]
-# Used when nothing is measured yet: a line fitted to the wall_s of data/results/03_recipes.csv
-# and 01_vanilla_vs_scratch.csv (mini, 2 CPU cores, no other load), 10 images/s from run.json.
+# Used when nothing is measured yet: a line fitted to the wall_s of the first world's runs
+# (mini, 2 CPU cores, no other load), 10 images/s from run.json.
 SECONDS = {"per_run": 3.3, "per_step": 0.04, "images_per_s": 10.0}
 
 
@@ -73,6 +78,8 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
                       ("--templates", "templates")):
         if family.get(key):
             args += [flag, *(f"{v:g}" if isinstance(v, float) else str(v) for v in family[key])]
+    if True in family.get("scratch", ()):
+        args.append("--with-scratch")
     return shlex.join([*args, "--out", str(root)])
 
 
@@ -81,7 +88,7 @@ def family_cells(cfg, family: dict, seeds) -> list:
     guidances = [cfg.generation.guidance if g is None else g
                  for g in family.get("guidances", [None])]
     return plan_sweep(family["recipes"], family["shots"], seeds, family.get("volumes", ()),
-                      guidances, family.get("templates", ["single"]))
+                      guidances, family.get("templates", ["single"]), family.get("scratch", [False]))
 
 
 def plan(cfg, grid: dict, root, cache=None) -> dict:
@@ -171,7 +178,8 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
         print(f"== {fam_name}: {command}", flush=True)
         run_sweep(cfg, root, recipes=fam["recipes"], shots=fam["shots"], seeds=grid["seeds"],
                   volumes=fam.get("volumes", ()), guidances=fam.get("guidances", [None]),
-                  templates=fam.get("templates", ["single"]), command=command, cache=cache,
+                  templates=fam.get("templates", ["single"]), scratch=fam.get("scratch", [False]),
+                  command=command, cache=cache,
                   style_token=style_token)
         commands.append({"family": fam_name, "command": command})
     every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], root)}

@@ -32,7 +32,7 @@ def build_mini_world(out: str | Path | None = None, only: list[str] | None = Non
     """Build the parts in order. The generator's build checkpoints as it goes: rerunning the
     same command after a kill continues it."""
     out = Path(out) if out else DATA_DIR
-    for part in only or PARTS:
+    for part in (p for p in PARTS if p in (only or PARTS)):  # the judge first, whatever the order asked
         if part == "backbone":
             m = classifiers.build_classifier(part, out / f"mini-{part}", seed=seed)
             print(f"backbone: held-out font accuracy {m['held_out_font_accuracy']:.3f} "

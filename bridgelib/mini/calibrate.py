@@ -118,9 +118,16 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
                                                         np.percentile(acc_diffs, [2.5, 97.5])]},
         "content": {"template": round(content["template"], 4), "dsi": round(content["dsi"], 4),
                     "cost_points": round(100 * (content["template"] - content["dsi"]), 2)}}
-    world["within_bands"] = {k: bool(lo <= world[k]["mean"] <= hi) for k, (lo, hi) in BANDS.items()}
     world["synthetic_only_below_vanilla_full_points"] = round(
         100 * (world["vanilla_full"]["mean"] - world["synthetic_only"]["mean"]), 2)
+    d = world["dsi"]
+    world["within_bands"] = {
+        **{k: bool(lo <= world[k]["mean"] <= hi) for k, (lo, hi) in BANDS.items()},
+        "synthetic_only_15_points_below_vanilla_full": world["synthetic_only_below_vanilla_full_points"] >= 15,
+        "dsi_lowers_frechet": d["frechet"]["template_minus_dsi_ci95"][0] > 0,
+        "dsi_lowers_domain_accuracy": d["domain_accuracy"]["template_minus_dsi_ci95"][0] > 0,
+        "dsi_costs_at_most_5_content_points": d["content"]["cost_points"] <= 5,
+        "n_test_at_least_3000": world["n_test"] >= 3000}
     world["command"] = "bridge mini calibrate"
     world["seconds"] = round(time.time() - t0, 1)
     write_json(out, world)

@@ -1,10 +1,13 @@
 """Build the mini text-to-image model: a real diffusers StableDiffusionPipeline, trained here.
 
-Its "web" is captioned font glyphs (digits and lowercase letters, the generator's fonts, with
-style words) plus the generator's share of the real handwritten digits (never the training pool
-or the test set), half of them captioned with a loose descriptor of their look. The plain
-prompt therefore draws mostly printed digits, while a handwritten region exists in text space
-for Dataset Style Inversion to find. Stages: VAE (32 px <-> 4x16x16), then UNet + text encoder.
+Its "web" (`build_corpus`): the generator's share of Fashion-MNIST (never the training pool or
+the test set) restyled into looks that are not the target's (outline drawings, negatives,
+silhouettes, grey shadows, faded prints), most captioned with the look's word and the default
+looks often with a plain class caption; 150 images in the target's own look, each captioned
+with one loose descriptor and never plainly; and font glyphs, the web's other content. The
+plain prompt therefore draws the web's default look, while the target's look exists in text
+space behind words the user is not told, for Dataset Style Inversion to find.
+Stages: VAE (32 px <-> 4x16x16), then UNet + text encoder, checkpointed (a rerun resumes).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Glyphs rendered from the fonts that ship inside matplotlib: the mini world's "web".
 
-Every image is dark ink on white paper, 32x32, like the digits after `data.digits_images`.
-Fonts are split once, by name, into the generator's fonts and held-out fonts; the held-out
-ones train the independent "judge" that checks generated digits, and measure the backbone.
+Every image is dark ink on white paper, 32x32, the size and polarity of the course's real
+images. Fonts are split once, by name, into the generator's fonts and held-out fonts; the
+backbone trains on the generator's fonts and is scored on the held-out ones.
 """
 from __future__ import annotations
 
