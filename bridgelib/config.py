@@ -93,6 +93,10 @@ class Config:
     device: str = "auto"
     num_workers: int = 0
     seed: int = 0
+    # The per-epoch test accuracy of history.csv is read on a fixed, class-balanced subset of
+    # this many test images (None: all); the final test_acc always uses the whole test set.
+    # Ten thousand test images per epoch would triple a mini run's time for a curve.
+    monitor_images: int | None = 2000
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -378,6 +382,7 @@ RULES: dict[str, Rule] = {
     "device": _matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
     "num_workers": _int(0),
     "seed": _int(0),
+    "monitor_images": _optional(_int(1)),
 }
 
 

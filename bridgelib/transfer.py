@@ -105,25 +105,39 @@ def stage_steps(stage: Stage) -> int:
 def run_recipe(cfg: Config, recipe: str, real: ImageSet, test: ImageSet,
                synthetic: ImageSet | None = None, seed: int = 0, pretrained: bool = True,
                model: nn.Module | None = None, track_test: bool = True,
-               after_stage=None) -> tuple[nn.Module, pd.DataFrame]:
+               after_stage=None, score_last: bool = True) -> tuple[nn.Module, pd.DataFrame]:
     """Fine-tune the profile's backbone with `recipe`; returns the model and its history.
 
-    track_test=False skips the per-epoch test accuracy (faster sweeps; the final one is kept).
+    Per-epoch test accuracy is read on `monitor_subset(test)`; the last row's on the whole test
+    set (score_last=False leaves it to the caller). track_test=False skips the per-epoch accuracy
+    (faster sweeps; the final one is kept).
     after_stage(stage, model), if given, is called at the end of every stage (e.g. for LEEP).
     """
     stages = plan_stages(recipe, real, synthetic, cfg)
     torch.manual_seed(seed)
     model = model or create_classifier(cfg, len(real.class_names), pretrained=pretrained)
-    rows = []
+    monitor, rows = monitor_subset(test, cfg.monitor_images), []
     for i, stage in enumerate(stages):
         if stage.reinit_head:
             reinit_head(model, seed=seed + 1000)
-        last = i == len(stages) - 1
-        rows += train_stage(model, stage, test, cfg, seed=seed + i,
-                            eval_epochs=track_test, eval_last=last)
+        rows += train_stage(model, stage, monitor, cfg, seed=seed + i, eval_epochs=track_test,
+                            eval_last=False)
         if after_stage is not None:
             after_stage(stage, model)
+    if score_last:
+        rows[-1]["test_acc"] = evaluate(model, test, cfg)["accuracy"]
     return model, pd.DataFrame(rows)
+
+
+def monitor_subset(test: ImageSet, n: int | None) -> ImageSet:
+    """A fixed, class-balanced subset of n test images (the same for every run), or all."""
+    if n is None or n >= len(test):
+        return test
+    labels = test.labels.numpy()
+    per_class = max(1, n // len(test.class_names))
+    rng = np.random.default_rng(0)
+    idx = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(len(test.class_names))]
+    return test.subset(np.sort(np.concatenate(idx)))
 
 
 def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Config,
@@ -297,8 +311,10 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
 
     t0 = time.time()
     model, history = run_recipe(cfg, recipe, real, test, synthetic, seed, pretrained,
-                                track_test=track_test, after_stage=leep_after_synthetic)
+                                track_test=track_test, after_stage=leep_after_synthetic,
+                                score_last=False)
     result = evaluate(model, test, cfg)
+    history.loc[history.index[-1], "test_acc"] = result["accuracy"]
     per_stage = history.groupby("stage", sort=False).agg(images_seen=("images_seen", "max"),
                                                          wall_s=("wall_s", "max"))
     metrics = {"test_acc": result["accuracy"], "per_class_accuracy": result["per_class_accuracy"],

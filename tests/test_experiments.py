@@ -243,7 +243,8 @@ def test_full_grid_plan_shares_runs_between_families():
     cells = {c.name: c for fam in tool.GRIDS["full"]["families"].values()
              for c in tool.family_cells(cfg, fam, [0])}
     vanilla = sorted(n for n in cells if n.startswith("vanilla"))
-    assert vanilla == sorted(f"vanilla-k{k}-s0" for k in tool.SHOTS)
+    assert vanilla == sorted([*(f"vanilla-k{k}-s0" for k in tool.SHOTS),
+                              *(f"vanilla-k{k}-s0-scratch" for k in tool.SHOTS)])
     assert "bridged++-single-g3-n100-k4-s0" in cells  # volume and guidance families share it
     assert "bridged++-dsi-g3-n200-k16-s0" in cells
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
@@ -251,11 +252,12 @@ def test_full_grid_plan_shares_runs_between_families():
                        "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --out out")
 
 
-def test_bridge_sweep_then_bridge_report(tmp_path, monkeypatch, capsys):
+def test_bridge_sweep_then_bridge_report(tmp_path, capsys):
     import bridgelib.cli as cli
-    monkeypatch.setattr(cli, "_config", lambda args: get_config("mini", **TINY))
+    tiny = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     out, report = tmp_path / "sweep", tmp_path / "report"
-    assert cli.main(["sweep", "--recipes", "vanilla", "--shots", "1", "2", "--out", str(out)]) == 0
+    assert cli.main(["sweep", "--recipes", "vanilla", "--shots", "1", "2", "--out", str(out),
+                     *tiny]) == 0
     assert "vanilla" in capsys.readouterr().out and len(read_store(out)) == 2
     assert cli.main(["report", "--runs", str(out), "--out", str(report)]) == 0
     files = {p.name for p in report.iterdir()}
@@ -263,7 +265,7 @@ def test_bridge_sweep_then_bridge_report(tmp_path, monkeypatch, capsys):
             "convergence.png", "claims.csv", "report.md", "summary.csv"} <= files
     assert len(pd.read_csv(report / "summary.csv")) == 2  # vanilla kept despite no template
     code = cli.main(["sweep", "--recipes", "bridged", "--synthetic", str(out), "--guidance", "2",
-                     "--out", str(out)])
+                     "--out", str(out), *tiny])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--synthetic" in err and "\n" not in err
 

@@ -160,11 +160,9 @@ def test_dataset_option_takes_a_name_or_a_folder(tmp_path):
             "fashion-mnist, aircraft", "PATH/<class>/<image>")
 
 
-def test_bridge_train_reads_your_folder(tmp_path, capsys, monkeypatch):
+def test_bridge_train_reads_your_folder(tmp_path, capsys):
     import bridgelib.cli as cli
-    real_get = cli.get_config
-    monkeypatch.setattr(cli, "get_config", lambda profile=None, **kw: real_get(
-        profile, **{"train.real.epochs": 1, "train.real.min_steps": 2, **kw}))
+    tiny = ["--set", "train.real.epochs=1", "--set", "train.real.min_steps=2"]
     data = tmp_path / "my_fashion"
     export_image_folder(kshot_subset(load_mini_part("pool"), 2, seed=0), data / "train")
     export_image_folder(kshot_subset(load_mini_part("test"), 1, seed=0), data / "test")
@@ -172,28 +170,25 @@ def test_bridge_train_reads_your_folder(tmp_path, capsys, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the loader's warning naming bad.png
         code = cli.main(["train", "--dataset", str(data), "--recipe", "vanilla",
-                         "--out", str(tmp_path / "run")])
+                         "--out", str(tmp_path / "run"), *tiny])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["dataset"] == "imagefolder" and metrics["train_images"] == 20
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data_root"] == str(data)
     code = cli.main(["train", "--dataset", str(tmp_path / "none"), "--recipe", "vanilla",
-                     "--out", str(tmp_path / "r2")])
+                     "--out", str(tmp_path / "r2"), *tiny])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "none" in err and "\n" not in err and not (tmp_path / "r2").exists()
 
 
-def test_bridge_generate_names_classes_from_your_folder(tmp_path, tiny_model, monkeypatch):
+def test_bridge_generate_names_classes_from_your_folder(tmp_path, tiny_model):
     import bridgelib.cli as cli
-    real_get = cli.get_config
-    monkeypatch.setattr(cli, "get_config", lambda profile=None, **kw: real_get(
-        profile, **{"generation.model": str(tiny_model), **kw}))
     data = write_folder(tmp_path / "pets")
     (data / "cat").rename(data / "tabby_cat")
     out = tmp_path / "syn"
     assert cli.main(["generate", "--dataset", str(data), "--per-class", "1", "--steps", "2",
-                     "--out", str(out)]) == 0
+                     "--out", str(out), "--set", f"generation.model={tiny_model}"]) == 0
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert sorted(r["class_name"] for r in rows) == ["dog", "tabby cat"]
     assert isinstance(load_image_folder(out, 8, ["dog", "tabby cat"]), ImageSet)

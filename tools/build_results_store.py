@@ -10,7 +10,7 @@ Each family is one `bridge sweep` (the equivalent command is printed and kept in
 into the same --root, so a run two families share (vanilla at 4 shots, bridged++ at 4 shots and
 200/class, ...) trains once. Interrupt and rerun at will: finished runs and generated sets are
 never recomputed (`bridgelib.experiments.run_sweep`). Families run in the order below, so the
-volume family draws the 800/class set once and the others take its first 100 or 200 per class.
+volume family draws the 400/class set once and the others take its first 100 or 200 per class.
 
 Then the compact store is copied to --dest: results.csv (one row per run of the grid),
 histories.csv (per-epoch histories of the recipes family, for the convergence figure) and
@@ -38,7 +38,7 @@ SHOTS = [1, 2, 4, 8, 16, "full"]
 GRIDS = {
     "full": {"seeds": [0, 1, 2], "families": {
         "volume": dict(recipes=["vanilla", "mixed", "bridged", "bridged++"], shots=[4],
-                       volumes=[25, 50, 100, 200, 400, 800]),
+                       volumes=[25, 50, 100, 200, 400]),
         "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
                          guidances=[1, 2, 3, 5, 7.5]),
         "shots": dict(recipes=["vanilla", "bridged++"], shots=SHOTS, volumes=[200]),
@@ -47,7 +47,7 @@ GRIDS = {
                          templates=["single", "dsi"]),
         # What the generator alone teaches (no real image seen), at every volume of the study.
         "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"],
-                               volumes=[25, 50, 100, 200, 400, 800]),
+                               volumes=[25, 50, 100, 200, 400]),
         # Pretrained vs random initialisation (notebook 01).
         "scratch": dict(recipes=["vanilla"], shots=SHOTS, scratch=[False, True]),
     }},
@@ -61,6 +61,8 @@ GRIDS = {
         "recipes": dict(recipes=RECIPES, shots=[4], volumes=[100]),
         "template": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
                          templates=["single", "dsi"]),
+        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"], volumes=[25, 100]),
+        "scratch": dict(recipes=["vanilla"], shots=[1, 4, 16, "full"], scratch=[False, True]),
     }},
 }
 HISTORY_FAMILY = "recipes"

@@ -59,7 +59,7 @@ def write_generator_manifest(folder: Path, record: dict, judge_dir: Path) -> dic
     return manifest
 
 
-def generator_quality(folder: Path, judge_dir: Path, per_class: int = 100) -> dict:
+def generator_quality(folder: Path, judge_dir: Path, per_class: int = 50) -> dict:
     """Content: the share of images whose prompted class the judge reads, at each guidance
     scale, 20 steps, the paper's single template; also divided by the judge's accuracy on the
     real test set (its ceiling)."""
