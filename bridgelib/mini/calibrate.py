@@ -26,6 +26,8 @@ WORLD_FILE = DATA_DIR / "mini-world.json"
 SEEDS = (0, 1, 2)
 VOLUME = 200            # template images per class: the results store's default volume
 BOOTSTRAP = 200         # resamples (over images) for the style-gap intervals
+DOMAIN_COMMAND = ("{gen}; bridge mini calibrate (metrics.domain_correct: real test images vs SYN, "
+                  "logistic regression on backbone features, 5-fold cross-validated, one fit per seed)")
 BANDS = {"vanilla_full": (0.75, 0.92), "vanilla_4shot": (0.20, 0.75),
          "synthetic_only": (0.15, 0.70), "content": (0.70, 1.0), "domain_accuracy": (0.90, 1.0)}
 
@@ -98,8 +100,7 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
     correct = {k: [np.concatenate(domain_correct(feats["real"], feats[k], seed=s)) for s in SEEDS]
                for k in sets}
     accs = {k: [float(c.mean()) for c in v] for k, v in correct.items()}
-    world["domain_accuracy"] = _figure(accs["template"], "real test vs SYN: logistic regression on "
-                                       "backbone features, 5-fold cross-validated, one value per seed")
+    world["domain_accuracy"] = _figure(accs["template"], DOMAIN_COMMAND.format(gen=gen))
     fd = {k: frechet_distance(feats["real"], feats[k]) for k in sets}
     rng = np.random.default_rng(1)
     a, b = correct["template"][0], correct["dsi"][0]
