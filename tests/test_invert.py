@@ -139,7 +139,7 @@ def test_refusals(trained, cfg, images, tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="already in the tokenizer"):
         add_style_token(fresh.tokenizer, fresh.text_encoder, TOKEN, "style", 1)
-    with pytest.raises(ValueError, match="initializer 'handwriting' is 3 tokens") as e:
+    with pytest.raises(ValueError, match=r"initializer 'handwriting' is \d+ tokens") as e:
         add_style_token(fresh.tokenizer, fresh.text_encoder, "<y>", "handwriting", 1)
     assert "\n" not in str(e.value)
 
@@ -166,8 +166,8 @@ def test_nearest_words_and_token_loss(trained, images):
     assert list(df.columns) == ["word", "cosine"] and len(df) == 5
     assert df.cosine.is_monotonic_decreasing and not df.word.str.endswith("</w>").any()
     assert all(len(w) >= 2 for w in df.word)
-    some = nearest_words(vec, pipe.tokenizer, pipe.text_encoder, k=2, words=["ink", "pen", "style"])
-    assert len(some) == 2 and set(some.word) <= {"ink", "pen", "style"}
+    some = nearest_words(vec, pipe.tokenizer, pipe.text_encoder, k=2, words=["scanned", "catalog", "style"])
+    assert len(some) == 2 and set(some.word) <= {"scanned", "catalog", "style"}
     dsi = "A {class} photo in the style of <s*>"
     a = token_loss(pipe, images, dsi, seed=3, timesteps=(200, 700))
     b = token_loss(pipe, images, dsi, seed=3, timesteps=(200, 700))

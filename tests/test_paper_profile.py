@@ -38,11 +38,13 @@ def test_every_recipe_runs_in_the_paper_profile(recipe, stand_in, tmp_path):
     cfg, root = stand_in
     metrics = train_run(cfg, recipe, tmp_path / "run", shots=2, seed=0, pretrained=False,
                         synthetic_dir=None if recipe == "vanilla" else root / "synthetic")
-    assert 0 <= metrics["test_acc"] <= 1 and metrics["train_images"] == 2 * len(CLASSES)
+    real_images = 0 if recipe == "synthetic-only" else 2 * len(CLASSES)  # it sees no real image
+    assert 0 <= metrics["test_acc"] <= 1 and metrics["train_images"] == real_images
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["profile"] == "paper" and saved["backbone"] == "resnet18"
     stages = [s["stage"] for s in metrics["stages"]]
-    assert stages == {"vanilla": ["real"], "mixed": ["mixed"]}.get(recipe, ["synthetic", "real"])
+    assert stages == {"vanilla": ["real"], "mixed": ["mixed"],
+                      "synthetic-only": ["synthetic"]}.get(recipe, ["synthetic", "real"])
 
 
 def test_paper_chain_check_invert_generate_train_on_a_stand_in_pipeline(stand_in, tiny_model,

@@ -76,7 +76,8 @@ def stage_log(monkeypatch):
 
 @pytest.mark.parametrize("recipe, names", [
     ("vanilla", ["real"]), ("mixed", ["mixed"]), ("bridged", ["synthetic", "real"]),
-    ("bridged-reinit", ["synthetic", "real"]), ("bridged++", ["synthetic", "real"])])
+    ("bridged-reinit", ["synthetic", "real"]), ("bridged++", ["synthetic", "real"]),
+    ("synthetic-only", ["synthetic"])])
 def test_stage_names_and_order(recipe, names, cfg, real, synthetic):
     stages = plan_stages(recipe, real, synthetic, cfg)
     assert [s.name for s in stages] == names
@@ -84,7 +85,7 @@ def test_stage_names_and_order(recipe, names, cfg, real, synthetic):
     for s in stages:
         if s.name in data:
             assert s.data is data[s.name]
-    assert RECIPES == ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")
+    assert RECIPES == ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
 
 def test_vanilla_ignores_a_given_synthetic_set(cfg, real, synthetic):
