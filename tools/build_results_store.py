@@ -232,7 +232,7 @@ def readme(meta: dict) -> str:
     return f"""# Results store ({meta['profile']} profile, {meta['dataset']})
 
 {status}; built {meta['built']} with generator weights {meta['generator_fingerprint']}.
-Written by `tools/build_results_store.py --grid {meta['grid']}`; read by notebooks 05 and 06
+Written by `tools/build_results_store.py --grid {meta['grid']}`; read by notebooks 01 and 03-06
 and by `bridge report --runs data/results/store --out DIR`.
 
 - `results.csv`: one row per run. Config: run, recipe, shots, seed, volume (synthetic images
