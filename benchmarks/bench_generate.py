@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = get_config(args.profile, **overrides)
     set_progress(False)
     pipe = load_pipeline(cfg)
-    from bridgelib.data import DIGIT_CLASSES
-    n_classes = len(DIGIT_CLASSES)
+    from bridgelib.data import MINI_CLASSES
+    n_classes = len(MINI_CLASSES)
     per_class = max(1, math.ceil(args.images / n_classes))
     g = cfg.generation
     pipe(prompt="A good photo of the sneaker", num_inference_steps=g.steps,  # warm-up
