@@ -1,4 +1,4 @@
-"""The `bridge` command: one subcommand per stage of the method (see DESIGN.md for the contract).
+"""The `bridge` command: one subcommand per stage of the method (the contract: docs/design.md).
 
 Every subcommand that resolves a config takes --profile, --dataset and `--set KEY=VALUE` (any
 config field by its dotted name, repeatable), and resolves them once through `get_config`.

@@ -45,6 +45,12 @@ class ImageSet:
     def floats(self) -> torch.Tensor:
         return self.images.float() / 255
 
+    @classmethod
+    def from_gray(cls, images: np.ndarray, labels, class_names) -> "ImageSet":
+        """Grayscale uint8 images (N, H, W) as an RGB set (the channel repeated)."""
+        x = torch.from_numpy(np.ascontiguousarray(images))[:, None].expand(-1, 3, -1, -1).contiguous()
+        return cls(x, torch.as_tensor(labels, dtype=torch.long), list(class_names))
+
 
 def load_mini_part(part: str) -> ImageSet:
     """The mini target's training pool ('pool') or test set ('test'), shipped in data/."""
@@ -52,8 +58,7 @@ def load_mini_part(part: str) -> ImageSet:
         raise ValueError(f"unknown part {part!r} of the mini target; valid: {', '.join(MINI_PARTS)}")
     with np.load(SHIP_DIR / f"{part}.npz") as z:
         images, labels = z["images"], z["labels"]
-    x = torch.from_numpy(to_target_look(images))[:, None].expand(-1, 3, -1, -1).contiguous()
-    return ImageSet(x, torch.as_tensor(labels, dtype=torch.long), list(MINI_CLASSES))
+    return ImageSet.from_gray(to_target_look(images), labels, MINI_CLASSES)
 
 
 def parse_shots(shots: int | str | None) -> int | None:

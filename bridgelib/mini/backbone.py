@@ -33,8 +33,7 @@ JUDGE_PER_LOOK, JUDGE_EPOCHS, JUDGE_HELD_OUT = 8000, 5, 1000   # images per look
 def glyph_set(chars: tuple[str, ...], fonts: tuple[str, ...], n: int, seed: int,
               style_prob: float = 0.5, styles: tuple[str, ...] = glyphs.GLYPH_STYLES) -> ImageSet:
     imgs, labels, _ = glyphs.render_set(chars, fonts, n, seed, style_prob, styles)
-    x = torch.from_numpy(imgs)[:, None].expand(-1, 3, -1, -1).contiguous()
-    return ImageSet(x, torch.as_tensor(labels), list(chars))
+    return ImageSet.from_gray(imgs, labels, chars)
 
 
 def train_glyph_classifier(chars: tuple[str, ...], train_fonts, eval_fonts, n_train: int,
@@ -63,16 +62,12 @@ def judge_sets(seed: int = 0) -> tuple[ImageSet, dict[str, ImageSet]]:
     train, held = [], {}
     for i, look in enumerate(JUDGE_LOOKS):
         part = share[i * (n + h): (i + 1) * (n + h)]
-        sets = [_fashion_set(fashion.restyle(raw[idx], look), labels[idx]) for idx in (part[:n], part[n:])]
+        sets = [ImageSet.from_gray(fashion.restyle(raw[idx], look), labels[idx], fashion.CLASSES)
+                for idx in (part[:n], part[n:])]
         train.append(sets[0])
         held[look] = sets[1]
     return ImageSet(torch.cat([t.images for t in train]), torch.cat([t.labels for t in train]),
                     list(fashion.CLASSES)), held
-
-
-def _fashion_set(images: np.ndarray, labels: np.ndarray) -> ImageSet:
-    x = torch.from_numpy(images)[:, None].expand(-1, 3, -1, -1).contiguous()
-    return ImageSet(x, torch.as_tensor(labels), list(fashion.CLASSES))
 
 
 def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:

@@ -17,12 +17,14 @@ negatives, faded prints): the web's default look, which DSI has to move away fro
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from bridgelib.config import DATA_DIR
+from bridgelib.files import write_json
 
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle boot")
@@ -86,7 +88,6 @@ def make_split(labels: np.ndarray, seed: int = SPLIT_SEED,
 
 def split_indices() -> dict[str, list[int]]:
     """The committed split (data/fashion-mnist/split.json): 'pool' and 'generator' indices."""
-    import json
     d = json.loads(SPLIT_FILE.read_text())
     return {"pool": d["pool"], "generator": d["generator"]}
 
@@ -98,7 +99,6 @@ def to_target_look(raw: np.ndarray) -> np.ndarray:
 
 def ship(folder: Path | None = None, out: Path = SHIP_DIR) -> dict:
     """Write the split (indices), the pool and the test images into `out` (compressed npz)."""
-    from bridgelib.files import write_json
     folder = folder or source_dir()
     train_x, train_y = read_raw("train", folder)
     test_x, test_y = read_raw("test", folder)

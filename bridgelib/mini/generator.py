@@ -224,19 +224,17 @@ def build_generator(out: str | Path, seed: int = 0, vae_steps: int = VAE_STEPS,
     t_corpus = time.time() - t0
     vae, unet, text_encoder, tokenizer, scheduler = components(ckpt / "tokenizer")
     if (ckpt / "vae" / "config.json").exists():
-        vae = AutoencoderKL.from_pretrained(ckpt / "vae")
+        vae = AutoencoderKL.from_pretrained(ckpt / "vae").eval()
         vae_losses = json.loads((ckpt / "vae_losses.json").read_text())
+        latents = encode_latents(vae, x)
         print(f"vae: loaded from {ckpt / 'vae'}")
     else:
         vae_losses = train_vae(vae, x, vae_steps, seed)
-        vae.eval()
-        latents = encode_latents(vae, x)
+        latents = encode_latents(vae.eval(), x)
         vae.register_to_config(scaling_factor=float(1 / latents.std()))
         vae.save_pretrained(ckpt / "vae")
         write_json(ckpt / "vae_losses.json", vae_losses)
-    vae.eval()
     scaling = vae.config.scaling_factor
-    latents = encode_latents(vae, x)
     unet_losses = train_unet(unet, text_encoder, tokenizer, latents * scaling, captions,
                              unet_steps, seed, checkpoint=ckpt / "unet.pt")
     pipe = StableDiffusionPipeline(vae=vae.eval(), unet=unet.eval(),
