@@ -135,6 +135,12 @@ def _add_sweep(sub) -> None:
     s.add_argument("--style-token", help="DSI token file (default: the cached one, learned once)")
     s.add_argument("--synthetic", help="use this synthetic set instead of generating (its "
                    "template and guidance; --volumes default to its size)")
+    s.add_argument("--gen-seeds", nargs="+", type=int, default=[0],
+                   help="seeds of the synthetic sets (and DSI tokens): generation noise")
+    s.add_argument("--fixed-steps", type=int, default=0,
+                   help="every synthetic stage trains exactly N steps (default: its epochs)")
+    s.add_argument("--match-compute", action="store_true",
+                   help="also train vanilla for as many steps as bridged at each volume")
     s.add_argument("--with-scratch", action="store_true", help="also train from random init")
     s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
     s.set_defaults(func=_sweep)
@@ -280,8 +286,11 @@ def _sweep(args) -> None:
     store = run_sweep(_config(args), args.out, recipes=args.recipes, shots=args.shots,
                       seeds=args.seeds, volumes=args.volumes, guidances=args.guidance,
                       templates=args.templates, scratch=(False, True) if args.with_scratch
-                      else (False,), synthetic_dir=args.synthetic, style_token=args.style_token)
-    by = ("recipe", "template", "guidance", "volume", "shots", "scratch")
+                      else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
+                      match_compute=args.match_compute, synthetic_dir=args.synthetic,
+                      style_token=args.style_token)
+    by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
+          "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))
 
 
@@ -300,8 +309,9 @@ def _report(args) -> None:
 
 
 def _filled(store):
-    """Vanilla's empty template, guidance and volume as "none" and 0, so summaries keep it."""
-    return store.fillna({"template": "none", "guidance": 0, "volume": 0})
+    """Vanilla's empty template, guidance, volume and generation seed as "none" and 0, so
+    summaries keep it."""
+    return store.fillna({"template": "none", "guidance": 0, "volume": 0, "gen_seed": 0})
 
 
 def _mini_build(args) -> None:

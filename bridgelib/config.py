@@ -54,6 +54,7 @@ class StageConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9          # SGD with cosine decay, as peers use
     min_steps: int = 0             # few-shot sets are tiny: keep a floor on optimizer steps
+    steps: int | None = None       # exactly this many optimizer steps, whatever the set's size
 
 
 @dataclass
@@ -341,7 +342,8 @@ _ANY_TEXT: Rule = (lambda v: isinstance(v, str)), "a string"
 _BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
 _STAGE: dict[str, Rule] = {
     "epochs": _int(1), "lr": _number(0, open_low=True), "batch_size": _int(1),
-    "weight_decay": _number(0), "momentum": _number(0, 1), "min_steps": _int(0)}
+    "weight_decay": _number(0), "momentum": _number(0, 1), "min_steps": _int(0),
+    "steps": _optional(_int(1))}
 
 # Every field of Config (tests/test_config.py checks none is missing), in declaration order.
 RULES: dict[str, Rule] = {

@@ -1,13 +1,14 @@
 """Grids of training runs: run what is missing, skip what is on disk, keep one tidy results store.
 
 A sweep is the grid recipes x shots x seeds x synthetic volume (images per class) x guidance x
-template (single | dsi) [x scratch]. Each cell is one `train_run` in `root/<cell name>/`; a cell
-whose metrics.json exists is never recomputed, so an interrupted sweep resumes where it stopped
-and a finished one reruns in seconds. Vanilla uses no synthetic images, so one vanilla run serves
-every volume, guidance and template of its (shots, seed).
+template (single | dsi) x generation seed [x scratch]. Each cell is one `train_run` in
+`root/<cell name>/`; a cell whose metrics.json exists is never recomputed, so an interrupted sweep
+resumes where it stopped and a finished one reruns in seconds. Vanilla uses no synthetic images,
+so one vanilla run serves every volume, guidance and template of its (shots, seed); its
+compute-matched twin (`match_compute`) trains as many steps as bridged would at each volume.
 
-Synthetic sets are never recomputed either: one set per (template, guidance) at the largest
-volume still needed (the package's cached set, `cache/synthetic/`, reused when one with the same
+Synthetic sets are never recomputed either: one set per (template, guidance, generation seed) at
+the largest volume still needed (the package's cached set, `cache/synthetic/`, reused when one with the same
 options is big enough), and every smaller volume is the first N images per class of it.
 
 After every run `root/results.csv` (the store: one row per run, config then metrics columns,
@@ -23,7 +24,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,35 +37,53 @@ from bridgelib.transfer import RECIPES, train_run
 
 STORE_FILE = "results.csv"
 HISTORY_FILE = "histories.csv"
-CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "scratch",
-                  "profile", "dataset")
+CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "gen_seed",
+                  "fixed_steps", "match_compute", "scratch", "profile", "dataset")
 METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "train_images",
-                  "synthetic_images", "wall_s")
+                  "synthetic_images", "syn_per_real", "wall_s")
 STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
 
 
 # ---------------------------------------------------------------- the cells of a grid
 @dataclass(frozen=True)
 class Cell:
-    """One run of a sweep; `volume` None means no synthetic data (vanilla)."""
+    """One run of a sweep; `volume` None means no synthetic data (plain vanilla)."""
     recipe: str
     shots: int | str
-    seed: int
+    seed: int                      # training seed (and the k-shot subset's)
     volume: int | None = None      # synthetic images per class
     guidance: float | None = None
     template: str | None = None
     scratch: bool = False          # random initialisation instead of the pretrained backbone
+    gen_seed: int = 0              # seed of the synthetic set (and of its DSI token)
+    fixed_steps: int = 0           # synthetic stage of exactly this many steps; 0: its epochs
+    match_compute: bool = False    # vanilla only: as many steps as bridged at this volume
 
     @property
     def name(self) -> str:
-        data = f"-{self.template}-g{self.guidance:g}-n{self.volume}" if self.volume else ""
-        return (f"{self.recipe}{data}-k{self.shots}-s{self.seed}"
+        data = (f"-{self.template}-g{self.guidance:g}-n{self.volume}"
+                + (f"-gen{self.gen_seed}" if self.gen_seed else "")
+                + (f"-steps{self.fixed_steps}" if self.fixed_steps else "")) if self.volume else ""
+        recipe = "vanilla-matched" if self.match_compute else self.recipe
+        return (f"{recipe}{data}-k{self.shots}-s{self.seed}"
                 + ("-scratch" if self.scratch else ""))
+
+    def config(self, cfg: Config) -> Config:
+        """The sweep's config with this cell's own training-budget settings."""
+        if not (self.fixed_steps or self.match_compute):
+            return cfg
+        train = replace(cfg.train, match_compute=self.match_compute,
+                        synthetic=replace(cfg.train.synthetic, steps=self.fixed_steps or None))
+        return replace(cfg, train=train)
 
 
 def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidances=(3.0,),
-               templates=("single",), scratch=(False,)) -> list[Cell]:
-    """Every cell of the grid, once: vanilla collapses over volume, guidance and template."""
+               templates=("single",), scratch=(False,), gen_seeds=(0,), fixed_steps=0,
+               match_compute=False) -> list[Cell]:
+    """Every cell of the grid, once: vanilla collapses over volume, guidance, template and
+    generation seed. `fixed_steps`: every synthetic stage trains exactly that many steps (more
+    images, not more training). `match_compute`: beside each plain vanilla, a vanilla that trains
+    as many steps as bridged at each volume (the fair-budget control)."""
     bad = [r for r in recipes if r not in RECIPES]
     if bad:
         raise ValueError(f"unknown recipe {bad[0]!r}; valid: {', '.join(RECIPES)}")
@@ -75,18 +94,27 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"volume={v!r} is invalid; expected a positive number of images "
                              f"per class")
+    if isinstance(fixed_steps, bool) or not isinstance(fixed_steps, int) or fixed_steps < 0:
+        raise ValueError(f"fixed_steps={fixed_steps!r} is invalid; expected 0 (the stage's epochs) "
+                         f"or a positive number of optimizer steps")
+    if match_compute and not volumes:
+        raise ValueError("match_compute needs volumes: the matched vanilla trains as many steps "
+                         "as bridged would on that many synthetic images per class")
     shots = [parse_shots(k) or "full" for k in shots]
     cells: dict[str, Cell] = {}
+    data = list(itertools.product(volumes, [float(g) for g in guidances], templates,
+                                  [int(g) for g in gen_seeds]))
     for recipe, k, seed, s in itertools.product(recipes, shots, seeds, scratch):
-        if recipe == "vanilla":
-            data = [(None, None, None)]
-        elif not volumes:
+        if recipe != "vanilla" and not volumes:
             raise ValueError(f"recipe {recipe!r} needs synthetic images: give volumes (images per "
                              f"class, --volumes N ...) or a synthetic set (--synthetic DIR)")
-        else:
-            data = itertools.product(volumes, [float(g) for g in guidances], templates)
-        for v, g, t in data:
-            cell = Cell(recipe, k, int(seed), v, g, t, bool(s))
+        if recipe == "vanilla":
+            cells.setdefault((c := Cell(recipe, k, int(seed), scratch=bool(s))).name, c)
+            if not match_compute:
+                continue
+        for v, g, t, gs in data:
+            cell = Cell(recipe, k, int(seed), v, g, t, bool(s), gs,
+                        0 if recipe == "vanilla" else fixed_steps, recipe == "vanilla")
             cells.setdefault(cell.name, cell)
     return list(cells.values())
 
@@ -94,14 +122,16 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
 # ---------------------------------------------------------------- running a sweep
 def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), seeds=(0,),
               volumes=(), guidances=(None,), templates=("single",), scratch=(False,),
+              gen_seeds=(0,), fixed_steps=0, match_compute=False,
               synthetic_dir=None, style_token=None, command: str | None = None,
               cache: str | Path | None = None) -> pd.DataFrame:
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
     guidance; volumes default to its size) instead of generating. `style_token`: the DSI token
-    (default: the package's cached one, learned once). Generation and training seeds: synthetic
-    sets and the token use cfg.seed, so every training seed sees the same images. `cache`:
+    (default: the package's cached one, learned once per generation seed). Generation and
+    training seeds are apart: the synthetic sets and tokens are drawn with each seed of
+    `gen_seeds`, and every training seed trains on the same images of a generation seed. `cache`:
     where generated sets and the token are cached (default: the repository's cache/, shared
     with the notebooks).
     """
@@ -111,7 +141,8 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
         guidances, templates = [options["guidance_scale"]], [options["template"]]
         volumes = volumes or [per_class]
     guidances = [cfg.generation.guidance if g is None else g for g in guidances]
-    cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch)
+    cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch, gen_seeds,
+                       fixed_steps, match_compute)
     check_sweep_folder(cfg, root)
     todo = [c for c in cells if not (root / c.name / "metrics.json").exists()]
     with open(root / "sweeps.jsonl", "a") as log:  # provenance: which command asked for what
@@ -120,7 +151,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     sets = SyntheticSets(cfg, root / "synthetic", synthetic_dir, style_token, todo, cache)
     for cell in progress(todo, desc="runs"):
         data = sets.folder(cell) if cell.volume else None
-        train_run(cfg, cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
+        train_run(cell.config(cfg), cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
                   pretrained=not cell.scratch, synthetic_dir=data)
         write_store(root)
     store = write_store(root)
@@ -188,9 +219,10 @@ class SyntheticSets:
         self.need: dict[tuple, int] = {}
         for c in todo:
             if c.volume:
-                key = (c.template, c.guidance)
+                key = (c.template, c.guidance, c.gen_seed)
                 self.need[key] = max(self.need.get(key, 0), c.volume)
         self.sources: dict[tuple, Path] = {}
+        self.tokens: dict[int, Path] = {}
         self._pipe = None
 
     def pipe(self):
@@ -199,31 +231,34 @@ class SyntheticSets:
             self._pipe = load_pipeline(self.cfg)
         return self._pipe
 
-    def style_token(self):
-        """The given token, else the package's cached one (learned once per generator)."""
-        if self.token is None:
+    def style_token(self, gen_seed: int = 0):
+        """The given token, else the package's cached one (learned once per generator and
+        generation seed: a second seed is a second token, so its noise enters the DSI claim)."""
+        if self.token is not None:
+            return self.token
+        if gen_seed not in self.tokens:
             from bridgelib.invert import cached_style_token
-            self.token = cached_style_token(self.cfg, seed=self.cfg.seed, pipe=self.pipe(),
-                                            root=self.cache / "dsi")
-        return self.token
+            self.tokens[gen_seed] = cached_style_token(self.cfg, seed=gen_seed, pipe=self.pipe(),
+                                                       root=self.cache / "dsi")
+        return self.tokens[gen_seed]
 
-    def source(self, template: str, guidance: float) -> Path:
-        key = (template, guidance)
+    def source(self, template: str, guidance: float, gen_seed: int = 0) -> Path:
+        key = (template, guidance, gen_seed)
         if key not in self.sources:
             if self.given is not None:
                 self.sources[key] = Path(self.given)
             else:
                 from bridgelib.generate import cached_synthetic_set
-                token = self.style_token() if template == "dsi" else None
+                token = self.style_token(gen_seed) if template == "dsi" else None
                 n, cache = self.need[key], self.cache / "synthetic"
                 self.sources[key] = find_synthetic_set(self.cfg, n, template, guidance, token,
-                                                       cache) \
+                                                       cache, seed=gen_seed) \
                     or cached_synthetic_set(self.cfg, n, template, token, guidance,
-                                            seed=self.cfg.seed, pipe=self.pipe(), root=cache)
+                                            seed=gen_seed, pipe=self.pipe(), root=cache)
         return self.sources[key]
 
     def folder(self, cell: Cell) -> Path:
-        source = self.source(cell.template, cell.guidance)
+        source = self.source(cell.template, cell.guidance, cell.gen_seed)
         have = complete_per_class(source)
         if cell.volume > have:
             raise ValueError(f"volume={cell.volume} is more than the {have} images per class of "
@@ -235,14 +270,16 @@ class SyntheticSets:
 
 
 def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: float,
-                       style_token=None, root: str | Path | None = None) -> Path | None:
+                       style_token=None, root: str | Path | None = None,
+                       seed: int | None = None) -> Path | None:
     """The smallest complete set under `root` (default cache/synthetic/) drawn with exactly
     these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
     `per_class` images per class; None if there is none."""
     from bridgelib.config import REPO_ROOT
     from bridgelib.generate import generation_options
+    seed = cfg.seed if seed is None else seed
     want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
-                                                    None, cfg.seed, None)[0], default=str))
+                                                    None, seed, None)[0], default=str))
     root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
     found = []
     for run in root.glob("*/run.json"):
@@ -386,6 +423,15 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
         if "synthetic_per_class" in df else pd.Series(float("nan"), index=df.index)
     df["volume"] = volume.where(volume > 0).astype("Int64")
     df["scratch"] = ~df.pop("pretrained").astype(bool) if "pretrained" in df else False
+    # Runs made before these were recorded: one generation seed (0), epoch budgets, no matching.
+    synthetic = df["volume"].notna()
+    for col, default in (("gen_seed", 0), ("fixed_steps", 0), ("match_compute", False)):
+        df[col] = df[col].fillna(default) if col in df else default
+    df["gen_seed"] = pd.to_numeric(df["gen_seed"]).where(synthetic).astype("Int64")
+    df["fixed_steps"] = df["fixed_steps"].astype(int)
+    df["match_compute"] = df["match_compute"].astype(bool)
+    train = pd.to_numeric(df["train_images"])
+    df["syn_per_real"] = (pd.to_numeric(df["synthetic_images"]) / train.where(train > 0)).round(3)
     df["synthetic"] = df.get("synthetic", pd.Series(None, index=df.index, dtype=object)).map(
         lambda p: Path(p).name if isinstance(p, str) and p else None)
     first = [c for c in STORE_COLUMNS if c in df]

@@ -95,9 +95,12 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
 
 
 def stage_steps(stage: Stage) -> int:
-    """Optimizer steps of a stage: epochs x batches, with a floor for tiny few-shot sets."""
+    """Optimizer steps of a stage: fixed (the stage's or its config's `steps`), else epochs x
+    batches with a floor for tiny few-shot sets."""
     if stage.steps is not None:
         return stage.steps
+    if stage.cfg.steps is not None:
+        return stage.cfg.steps
     per_epoch = math.ceil(len(stage.data) / stage.cfg.batch_size)
     return max(per_epoch * stage.cfg.epochs, stage.cfg.min_steps)
 
@@ -323,11 +326,14 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "n_test": len(test), "n_classes": len(test.class_names),
                "pretrained": pretrained, "leep": leep,
                "profile": cfg.profile, "dataset": cfg.dataset,
+               # a compute-matched vanilla records the set it is matched to, not as trained on
+               **_synthetic_facts(synthetic_dir, synthetic),
+               "match_compute": budget_only,
+               "fixed_steps": cfg.train.synthetic.steps or 0 if synthetic is not None else 0,
                **({"compute_matched_to": str(synthetic_dir), "synthetic": None,
-                   "synthetic_images": 0, **_synthetic_facts(None, None)} if budget_only else
+                   "synthetic_images": 0} if budget_only else
                   {"synthetic": str(synthetic_dir) if synthetic_dir else None,
-                   "synthetic_images": len(synthetic) if synthetic else 0,
-                   **_synthetic_facts(synthetic_dir, synthetic)}),
+                   "synthetic_images": len(synthetic) if synthetic else 0}),
                "stages": per_stage.reset_index().to_dict("records"),
                "wall_s": round(time.time() - t0, 2)}
     if state is not None and not state.is_main_process:
@@ -342,8 +348,9 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:
     """What a results table needs about the synthetic set: template, guidance, images per class."""
     if synthetic is None:
-        return {"template": None, "guidance": None, "synthetic_per_class": 0}
+        return {"template": None, "guidance": None, "gen_seed": None, "synthetic_per_class": 0}
     run = Path(synthetic_dir) / "run.json"
     options = json.loads(run.read_text()).get("options", {}) if run.exists() else {}
     return {"template": options.get("template"), "guidance": options.get("guidance_scale"),
+            "gen_seed": options.get("seed"),
             "synthetic_per_class": len(synthetic) // len(synthetic.class_names)}

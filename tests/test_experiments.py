@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from bridgelib import experiments
@@ -241,15 +242,21 @@ def test_full_grid_plan_shares_runs_between_families():
     tool = load_tool()
     cfg = get_config("mini")
     cells = {c.name: c for fam in tool.GRIDS["full"]["families"].values()
-             for c in tool.family_cells(cfg, fam, [0])}
-    vanilla = sorted(n for n in cells if n.startswith("vanilla"))
-    assert vanilla == sorted([*(f"vanilla-k{k}-s0" for k in tool.SHOTS),
-                              *(f"vanilla-k{k}-s0-scratch" for k in tool.SHOTS)])
-    assert "bridged++-single-g3-n100-k4-s0" in cells  # volume and guidance families share it
-    assert "bridged++-dsi-g3-n200-k16-s0" in cells
+             for c in tool.family_cells(cfg, fam, tool.SEEDS)}
+    plain = sorted(n for n in cells if n.startswith("vanilla-k"))
+    assert plain == sorted([*(f"vanilla-k{k}-s{s}" for k in tool.SHOTS for s in tool.SEEDS),
+                            *(f"vanilla-k{k}-s{s}-scratch" for k in tool.SHOTS for s in range(3))])
+    assert "bridged++-single-g3-n100-k4-s0" in cells  # volume-epochs and guidance share it
+    # the claims' settings: the paper's mixing ratio with its compute-matched vanilla, the
+    # fixed-budget volume study and DSI at a second generation seed, five training seeds
+    for name in ("mixed-single-g3-n2400-kfull-s4", "vanilla-matched-single-g3-n2400-kfull-s4",
+                 "bridged++-single-g3-n400-gen1-steps125-kfull-s4",
+                 "bridged++-dsi-g3-n200-gen1-k4-s4", "synthetic-only-single-g3-n2400-kfull-s4"):
+        assert name in cells, name
+    assert cells["bridged++-single-g3-n400-gen1-steps125-kfull-s4"].fixed_steps == 125
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
     assert command == ("bridge sweep --profile mini --recipes vanilla bridged++ --shots 4 --seeds "
-                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --out out")
+                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --out out")
 
 
 def test_bridge_sweep_then_bridge_report(tmp_path, capsys):
@@ -280,3 +287,35 @@ def test_a_folder_of_runs_from_another_setup_is_refused(cfg, tmp_path, monkeypat
     assert "\n" not in str(err.value)
     folders = {experiments.sweep_folder(c, tmp_path) for c in (cfg, other)}
     assert len(folders) == 2 and all(f.name.startswith("mini-") for f in folders)
+
+
+def test_generation_seeds_budgets_and_compute_matching_are_cells_of_their_own():
+    from bridgelib.data import ImageSet
+    from bridgelib.transfer import plan_stages, stage_steps
+    cells = plan_sweep(["vanilla", "bridged++"], shots=[1], seeds=[0], volumes=[25],
+                       gen_seeds=[0, 1], fixed_steps=10, match_compute=True)
+    names = {c.name: c for c in cells}
+    assert set(names) == {"vanilla-k1-s0", "vanilla-matched-single-g3-n25-k1-s0",
+                          "vanilla-matched-single-g3-n25-gen1-k1-s0",
+                          "bridged++-single-g3-n25-steps10-k1-s0",
+                          "bridged++-single-g3-n25-gen1-steps10-k1-s0"}
+    cfg = get_config("mini")
+    bridged = names["bridged++-single-g3-n25-gen1-steps10-k1-s0"]
+    assert bridged.gen_seed == 1 and bridged.config(cfg).train.synthetic.steps == 10
+    assert cfg.train.synthetic.steps is None  # the sweep's own config is left alone
+    matched = names["vanilla-matched-single-g3-n25-k1-s0"].config(cfg)
+    assert matched.train.match_compute and matched.train.synthetic.steps is None
+
+    def images(n):
+        return ImageSet(torch.zeros(n, 3, 2, 2, dtype=torch.uint8), torch.arange(n) % 10,
+                        [str(i) for i in range(10)])
+    real, syn = images(10), images(250)
+    fixed = plan_stages("bridged++", real, syn, bridged.config(cfg))
+    assert [stage_steps(s) for s in fixed] == [10, cfg.train.real.min_steps]
+    natural = plan_stages("bridged", real, syn, cfg)
+    budget = plan_stages("vanilla", real, syn, matched)
+    assert stage_steps(budget[0]) == sum(stage_steps(s) for s in natural)
+    with pytest.raises(ValueError, match="fixed_steps=-1"):
+        plan_sweep(["bridged++"], volumes=[25], fixed_steps=-1)
+    with pytest.raises(ValueError, match="match_compute needs volumes"):
+        plan_sweep(["vanilla"], match_compute=True)

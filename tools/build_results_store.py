@@ -1,6 +1,6 @@
 """Build the course's shipped results store: each figure family of the paper is one sweep.
 
-    python tools/build_results_store.py [--grid full|provisional] [--plan]
+    python tools/build_results_store.py [--grid full|provisional] [--plan | --export]
         [--families volume guidance shots recipes template] [--seeds 0 1 2]
         [--root cache/sweeps/store] [--dest data/results/store] [--profile mini]
 
@@ -15,7 +15,8 @@ volume family draws the 400/class set once and the others take its first 100 or 
 Then the compact store is copied to --dest: results.csv (one row per run of the grid),
 histories.csv (per-epoch histories of the recipes family, for the convergence figure) and
 store.json (grid, commands, generator fingerprint, runs, whether it is provisional).
---plan prints what would run (runs, images to generate, an estimate of the time) and stops.
+--plan prints what would run (runs, images to generate, an estimate of the time) and stops;
+--export copies what is finished so far (a build killed mid-way: rerun it to continue).
 """
 from __future__ import annotations
 
@@ -33,36 +34,62 @@ sys.path.insert(0, str(REPO_ROOT))
 
 RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]  # the transfer recipes
 SHOTS = [1, 2, 4, 8, 16, "full"]
-# The figure families. "recipes" covers all six shot settings (not only 4 and 16) so that the
-# radar has every recipe on every axis; it shares vanilla and bridged++ with "shots".
+SEEDS = [0, 1, 2, 3, 4]          # training seeds of every claim's setting
+DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (200/class, 4 epochs)
+# Mixed's real share, as synthetic images per real image: 1 : 1, 4 : 1 and the paper's
+# 15 : 1 and 24 : 1 (all real images + 1,000 synthetic per class on its datasets).
+MIX_RATIOS = [1, 4, 15, 24]
+POOL_PER_CLASS = 100             # the mini pool (bridgelib.mini.fashion.POOL_PER_CLASS)
+
+
+def _mixing(k) -> dict:
+    """One row of the mixing map: mixed at shots k, at each real share of MIX_RATIOS."""
+    per_class = POOL_PER_CLASS if k == "full" else k
+    return dict(recipes=["vanilla", "mixed"], shots=[k], volumes=[per_class * r for r in MIX_RATIOS])
+
+
+# The figure families, in the order they are built: those that need no new images first, the
+# one that draws the largest set (the mixing map's 2,400/class) last. Each runs SEEDS unless it
+# says otherwise; "gen_seeds" [0, 1] puts generation noise (a second set, a second DSI token)
+# into the claims that depend on the images drawn (volume, guidance, DSI).
 GRIDS = {
-    "full": {"seeds": [0, 1, 2], "families": {
-        "volume": dict(recipes=["vanilla", "mixed", "bridged", "bridged++"], shots=[4],
-                       volumes=[25, 50, 100, 200, 400]),
+    "full": {"seeds": SEEDS, "families": {
+        # Every recipe at every shot setting (the radar, the ablation order, the convergence
+        # histories), beside a vanilla trained as many steps as bridged (the fair-budget control).
+        "recipes": dict(recipes=RECIPES, shots=SHOTS, volumes=[200], match_compute=True),
+        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], volumes=[200],
+                         templates=["single", "dsi"], gen_seeds=[0, 1]),
+        # More images at a fixed synthetic-stage budget: more data, not more training.
+        "volume": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"],
+                       volumes=[25, 50, 100, 200, 400], gen_seeds=[0, 1],
+                       fixed_steps=DEFAULT_BUDGET),
         "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
-                         guidances=[1, 2, 3, 5, 7.5]),
-        "shots": dict(recipes=["vanilla", "bridged++"], shots=SHOTS, volumes=[200]),
-        "recipes": dict(recipes=RECIPES, shots=SHOTS, volumes=[200]),
-        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, 16], volumes=[200],
-                         templates=["single", "dsi"]),
+                         guidances=[1, 2, 3, 5, 7.5], gen_seeds=[0, 1]),
+        # Volume at the recipes' own epoch budgets (more data is also more training), 3 seeds.
+        "volume-epochs": dict(recipes=["vanilla", "mixed", "bridged", "bridged++"], shots=[4],
+                              volumes=[25, 50, 100, 200, 400], seeds=[0, 1, 2]),
+        # Pretrained vs random initialisation (notebook 01), 3 seeds.
+        "scratch": dict(recipes=["vanilla"], shots=SHOTS, scratch=[False, True], seeds=[0, 1, 2]),
+        # The mixing map: shots x real share; its full-pool row holds the paper's ratios.
+        **{f"mixing-k{k}": _mixing(k) for k in [1, 4, 16]},
+        "mixing-full": {**_mixing("full"), "match_compute": True},
         # What the generator alone teaches (no real image seen), at every volume of the study.
         "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"],
-                               volumes=[25, 50, 100, 200, 400]),
-        # Pretrained vs random initialisation (notebook 01).
-        "scratch": dict(recipes=["vanilla"], shots=SHOTS, scratch=[False, True]),
+                               volumes=[25, 50, 100, 200, 400, 1500, 2400]),
     }},
     # A stand-in until the full store is built: one seed and the fewest runs that still draw
-    # every figure (about 13 runs, 250 generated images on top of notebook 03/04's cached sets).
+    # every figure (small sets on top of notebook 03/04's cached ones).
     "provisional": {"seeds": [0], "families": {
-        "volume": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[25, 50, 100]),
-        "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[25],
-                         guidances=[1, 3]),
-        "shots": dict(recipes=["vanilla", "bridged++"], shots=[1, 4, 16], volumes=[100]),
-        "recipes": dict(recipes=RECIPES, shots=[4], volumes=[100]),
+        "recipes": dict(recipes=RECIPES, shots=[4], volumes=[100], match_compute=True),
         "template": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
                          templates=["single", "dsi"]),
-        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"], volumes=[25, 100]),
+        "volume": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[25, 50, 100],
+                       fixed_steps=DEFAULT_BUDGET),
+        "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[25],
+                         guidances=[1, 3]),
         "scratch": dict(recipes=["vanilla"], shots=[1, 4, 16, "full"], scratch=[False, True]),
+        "mixing-k4": _mixing(4),
+        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"], volumes=[25, 100]),
     }},
 }
 HISTORY_FAMILY = "recipes"
@@ -75,22 +102,36 @@ SECONDS = {"per_run": 3.3, "per_step": 0.04, "images_per_s": 10.0}
 def sweep_command(profile: str, family: dict, seeds, root) -> str:
     """The `bridge sweep` command a family equals."""
     args = ["bridge", "sweep", "--profile", profile, "--recipes", *family["recipes"],
-            "--shots", *map(str, family["shots"]), "--seeds", *map(str, seeds)]
+            "--shots", *map(str, family["shots"]),
+            "--seeds", *map(str, family.get("seeds", seeds))]
     for flag, key in (("--volumes", "volumes"), ("--guidance", "guidances"),
-                      ("--templates", "templates")):
+                      ("--templates", "templates"), ("--gen-seeds", "gen_seeds")):
         if family.get(key):
             args += [flag, *(f"{v:g}" if isinstance(v, float) else str(v) for v in family[key])]
+    if family.get("fixed_steps"):
+        args += ["--fixed-steps", str(family["fixed_steps"])]
+    if family.get("match_compute"):
+        args.append("--match-compute")
     if True in family.get("scratch", ()):
         args.append("--with-scratch")
     return shlex.join([*args, "--out", str(root)])
 
 
+def family_sweep(cfg, family: dict, seeds) -> dict:
+    """The keyword arguments of `run_sweep` (and `plan_sweep`) a family equals."""
+    return dict(recipes=family["recipes"], shots=family["shots"],
+                seeds=family.get("seeds", seeds), volumes=family.get("volumes", ()),
+                guidances=[cfg.generation.guidance if g is None else g
+                           for g in family.get("guidances", [None])],
+                templates=family.get("templates", ["single"]),
+                scratch=family.get("scratch", [False]), gen_seeds=family.get("gen_seeds", [0]),
+                fixed_steps=family.get("fixed_steps", 0),
+                match_compute=family.get("match_compute", False))
+
+
 def family_cells(cfg, family: dict, seeds) -> list:
     from bridgelib.experiments import plan_sweep
-    guidances = [cfg.generation.guidance if g is None else g
-                 for g in family.get("guidances", [None])]
-    return plan_sweep(family["recipes"], family["shots"], seeds, family.get("volumes", ()),
-                      guidances, family.get("templates", ["single"]), family.get("scratch", [False]))
+    return plan_sweep(**family_sweep(cfg, family, seeds))
 
 
 def plan(cfg, grid: dict, root, cache=None) -> dict:
@@ -103,19 +144,22 @@ def plan(cfg, grid: dict, root, cache=None) -> dict:
     need: dict[tuple, int] = {}
     for c in todo:
         if c.volume:
-            need[(c.template, c.guidance)] = max(need.get((c.template, c.guidance), 0), c.volume)
+            key = (c.template, c.guidance, c.gen_seed)
+            need[key] = max(need.get(key, 0), c.volume)
     images, classes = 0, 10 if cfg.dataset == "fashion-mnist" else None
-    for (template, guidance), n in need.items():
+    for (template, guidance, gen_seed), n in need.items():
         cached = template != "dsi" and find_synthetic_set(
-            cfg, n, template, guidance, root=Path(cache) / "synthetic" if cache else None)
+            cfg, n, template, guidance, root=Path(cache) / "synthetic" if cache else None,
+            seed=gen_seed)
         images += 0 if cached else n * (classes or 0)
     rate = measured_rates(cfg, root)
     steps = {c.name: run_steps(cfg, c) for c in todo}
     train_s = sum(rate["per_run"] + rate["per_step"] * s for s in steps.values())
     gen_s = images / rate["images_per_s"]
     return {"runs": len(cells), "todo": len(todo), "steps": sum(steps.values()),
-            "images": images, "sets": sorted(f"{t} g{g:g} {n}/class" for (t, g), n in need.items()),
-            "dsi_token": any(t == "dsi" for t, _ in need), "rates": rate,
+            "images": images,
+            "sets": sorted(f"{t} g{g:g} seed {s} {n}/class" for (t, g, s), n in need.items()),
+            "dsi_token": any(t == "dsi" for t, _, _ in need), "rates": rate,
             "train_s": round(train_s), "generate_s": round(gen_s)}
 
 
@@ -140,7 +184,8 @@ def run_steps(cfg, cell) -> int:
         return ImageSet(torch.zeros(n, 1, 1, 1, dtype=torch.uint8),
                         torch.zeros(n, dtype=torch.long), names)
     syn = fake(cell.volume * len(names)) if cell.volume else None
-    return sum(stage_steps(s) for s in plan_stages(cell.recipe, fake(n_real), syn, cfg))
+    return sum(stage_steps(s) for s in plan_stages(cell.recipe, fake(n_real), syn,
+                                                   cell.config(cfg)))
 
 
 def measured_rates(cfg, root) -> dict:
@@ -178,11 +223,8 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
             (f" --style-token {shlex.quote(str(style_token))}" if style_token and
              "dsi" in fam.get("templates", ()) else "")
         print(f"== {fam_name}: {command}", flush=True)
-        run_sweep(cfg, root, recipes=fam["recipes"], shots=fam["shots"], seeds=grid["seeds"],
-                  volumes=fam.get("volumes", ()), guidances=fam.get("guidances", [None]),
-                  templates=fam.get("templates", ["single"]), scratch=fam.get("scratch", [False]),
-                  command=command, cache=cache,
-                  style_token=style_token)
+        run_sweep(cfg, root, **family_sweep(cfg, fam, grid["seeds"]), command=command,
+                  cache=cache, style_token=style_token)
         commands.append({"family": fam_name, "command": command})
     every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], root)}
              for f, fam in grid["families"].items()]  # what makes the whole store
@@ -235,10 +277,13 @@ def readme(meta: dict) -> str:
 Written by `tools/build_results_store.py --grid {meta['grid']}`; read by notebooks 01 and 03-06
 and by `bridge report --runs data/results/store --out DIR`.
 
-- `results.csv`: one row per run. Config: run, recipe, shots, seed, volume (synthetic images
-  per class; empty for vanilla), guidance, template, scratch, profile, dataset. Metrics:
-  test_acc, leep_pretrained, leep_after_synthetic, train_images, synthetic_images, wall_s;
-  synthetic names the synthetic folder the run trained on.
+- `results.csv`: one row per run. Config: run, recipe, shots, seed (training seed and k-shot
+  subset), volume (synthetic images per class; empty for vanilla), guidance, template,
+  gen_seed (the synthetic set's and its DSI token's seed), fixed_steps (the synthetic stage's
+  fixed step budget; 0: its epochs), match_compute (true for the vanilla trained as many steps
+  as bridged at that volume), scratch, profile, dataset. Metrics: test_acc, leep_pretrained,
+  leep_after_synthetic, train_images, synthetic_images, syn_per_real (synthetic images per real
+  image in the training data), wall_s, n_test, n_classes; synthetic names the folder trained on.
 - `histories.csv`: per-epoch history (stage, epoch, train_loss, train_acc, test_acc) of the
   runs of the recipes family, for the convergence figure.
 - `store.json`: the grid, the sweeps that made it, runs missing from the grid.
@@ -260,6 +305,8 @@ def main(argv=None) -> int:
     p.add_argument("--dest", default=str(REPO_ROOT / "data" / "results" / "store"))
     p.add_argument("--style-token", help="DSI token file (default: learned once per generator)")
     p.add_argument("--plan", action="store_true", help="print the plan and estimate; run nothing")
+    p.add_argument("--export", action="store_true", help="train nothing: copy the runs finished "
+                   "so far to --dest (marked provisional while runs are missing)")
     args = p.parse_args(argv)
     args.root = args.root or str(REPO_ROOT / "cache" / "sweeps" /
                                  ("store" if args.grid == "full" else f"store-{args.grid}"))
@@ -271,7 +318,14 @@ def main(argv=None) -> int:
     for fam in chosen.values():
         print(sweep_command(cfg.profile, fam, grid["seeds"], args.root))
     print(json.dumps(estimate, indent=2))
-    if not args.plan:
+    if args.export:
+        every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], args.root)}
+                 for f, fam in grid["families"].items()]
+        export_store(cfg, grid, Path(args.root), Path(args.dest),
+                     {"grid": args.grid, "provisional": args.grid != "full",
+                      "built": time.strftime("%F %T"), "build_seconds": None, "commands": every,
+                      "ran_now": []})
+    elif not args.plan:
         build_store(cfg, grid, args.root, args.dest, name=args.grid, families=args.families,
                     style_token=args.style_token)
     return 0
