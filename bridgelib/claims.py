@@ -1,220 +1,256 @@
-"""The paper's claims, checked against a results store: one row per claim with the paper's
-numbers (data/paper_results.csv), what the store measured and a verdict computed from them.
+"""The paper's claims, each tested in the paper's own setting as a paired comparison.
 
-Every verdict comes from a stated rule on means over seeds (the `rule` column); none is typed
-in. The store's world (the mini Fashion-MNIST target, a tiny generator) is not the paper's (ResNet-18 on ten
-photo datasets, Stable Diffusion), so a verdict says whether the same *direction* shows up here,
-not whether the paper's numbers do. Each comparison is made on one slice of the store, holding
-the columns it does not study fixed (`report.hold_fixed`); the `measured` text names the slice.
+One table, `RULES`, holds every claim: the paper's sentence and its source (docs/paper.md), the
+setting it is tested in, the two sets of runs compared (a − b) and the direction the paper
+reports. A comparison pairs runs that share the real subset and the training seed (and the
+generation seed, where both sides have one), and reports the mean paired difference with a 95%
+t interval and n, in points and in test images. The verdict follows from the interval alone:
+
+- `reproduced`: the interval excludes 0 on the paper's side;
+- `opposite`: it excludes 0 on the other side;
+- `within noise`: it contains 0, or the difference is under 2 test images;
+- `not measured`: fewer than 2 pairs in the store.
+
+A claim that something does *not* matter (the guidance scale) is an equivalence: `reproduced`
+if the whole interval lies within ±EQUIVALENCE_POINTS, `opposite` if it lies wholly outside,
+`within noise` otherwise.
+
+The store's world (the mini Fashion-MNIST target, a tiny generator) is not the paper's, so a
+verdict says whether the paper's *direction* shows up here, with this much evidence.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from bridgelib.report import (_values, aggregate, histories_by_recipe, hold_fixed,
-                              normalise_runs, paper_results)
+VERDICTS = ("reproduced", "opposite", "within noise", "not measured")
+COLUMNS = ["claim", "setting", "diff", "ci_low", "ci_high", "n", "diff_images", "unit",
+           "verdict", "paper_diff", "paper", "source"]
+EARLY_EPOCHS = 3            # "converges faster": mean test accuracy over the first real epochs
+NOISE_IMAGES = 2            # a difference under 2 test images is noise, whatever the interval
+EQUIVALENCE_POINTS = 2.0    # "robust to guidance": every value within ±2 points of another
+LEVEL = 0.95
+DEFAULT_VOLUME = 200        # the store's default synthetic images per class
+FIXED_BUDGET = 125          # the volume family's synthetic-stage steps (DEFAULT_VOLUME's epochs)
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not measured")
-COLUMNS = ["claim", "paper", "measured", "verdict", "rule"]
-BRIDGED = ("bridged", "bridged-reinit", "bridged++")
-EARLY_EPOCHS = 3          # "converges faster": mean test accuracy over the first epochs
-GUIDANCE_POINTS = 0.02    # "robust to guidance": spread of means at most 2 points...
-GUIDANCE_NOISE = 2.0      # ...or twice the mean seed std, whichever is larger
+# What a run of the store is unless a rule says otherwise: pretrained, its recipe's own budget,
+# not compute-matched. Synthetic recipes also: the default volume, the single template, the
+# profile's guidance and the first generation seed.
+BASE = {"scratch": False, "match_compute": False, "fixed_steps": 0}
+SYNTHETIC = {"volume": DEFAULT_VOLUME, "template": "single", "guidance": 3.0, "gen_seed": 0}
 
 
-def claim_verdicts(store: pd.DataFrame, histories: pd.DataFrame | None = None,
-                   paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per claim: claim, paper, measured, verdict (one of VERDICTS), rule.
+@dataclass(frozen=True)
+class Rule:
+    claim: str
+    setting: str
+    a: dict                   # the runs of the paper's method (column: value)
+    b: dict                   # the runs it is compared with
+    direction: int            # the paper's sign of a − b; 0: "no difference" (equivalence)
+    paper: str                # what the paper says, with its numbers
+    source: str               # where that comes from (docs/paper.md names each kind)
+    paper_diff: str           # the paper's a − b in a few characters, for the forest plot
+    pair_on: tuple = ("seed",)
+    metric: str = "test_acc"  # test_acc | early_acc (histories) | leep (after − before, per run)
+    cols: tuple = field(default=())  # a different column per side (the LEEP rule)
 
-    `store`: the results store (experiments.read_store); `histories`: the tidy history table
-    (experiments.collect_histories), needed for the convergence claim only.
-    """
-    store = normalise_runs(store)
-    store = store.assign(**{c: np.nan for c in ("shots", "volume", "guidance", "template")
-                            if c not in store})  # a study not run is "not measured"
-    p = (paper if paper is not None else paper_results()).set_index("claim_id")["value"]
-    checks = [_mixed_below_vanilla, _bridged_pp_above_vanilla, _volume_keeps_helping,
-              _robust_to_guidance, _dsi_above_template, _gains_peak_at_few_shots,
-              lambda s, p: _faster_convergence(s, p, histories), _leep_higher]
-    return pd.DataFrame([check(store, p) for check in checks], columns=COLUMNS)
+
+def _runs(recipe: str, shots, **where) -> dict:
+    synthetic = {} if recipe == "vanilla" else SYNTHETIC
+    return {**BASE, **synthetic, "recipe": recipe, "shots": shots, **where}
+
+
+def _matched(shots, volume=DEFAULT_VOLUME) -> dict:
+    return {**BASE, "recipe": "vanilla", "shots": shots, "volume": volume, "match_compute": True}
+
+
+REVIEW = "the paper, as quoted by a review"
+REVIEWS = "the paper, as quoted by reviews and summaries"
+SHOT_SETTINGS = (("full", "full pool"), (4, "4 shots"))
+
+
+def _rules() -> list[Rule]:
+    rules = []
+    mixed = "mixed is 6–10 points below vanilla on all ten datasets (full data, ~15–24 synthetic per real)"
+    for ratio in (15, 24):
+        volume = 100 * ratio  # the mini pool holds 100 real images per class
+        for b, vs in ((_runs("vanilla", "full"), "vanilla"), (_matched("full", volume),
+                                                               "compute-matched vanilla")):
+            rules.append(Rule("Mixed transfer is below vanilla", f"full pool, {ratio} : 1, vs {vs}",
+                              _runs("mixed", "full", volume=volume), b, -1, mixed, REVIEW,
+                              "−6 to −10"))
+    order = "bridged < bridged + head reset < bridged++ (the recipes' order)"
+    recipes = [("Bridged++ beats vanilla", "bridged++", "vanilla", +1,
+                "bridged++ above vanilla on all ten, e.g. Aircraft 79.7 → 85.2, Cars 83.8 → 91.6",
+                "the paper's table, as quoted by a review", "+5.5, +7.8"),
+               ("Plain bridged is below vanilla somewhere", "bridged", "vanilla", -1,
+                "plain bridged below vanilla on 4 of 10 (Caltech-101, DTD, Dogs, Pets)", REVIEWS,
+                "< 0 on 4 of 10"),
+               ("Head reset helps bridged (ablation)", "bridged-reinit", "bridged", +1, order,
+                REVIEWS, "> 0"),
+               ("Mixup helps on top of the head reset (ablation)", "bridged++", "bridged-reinit",
+                +1, order, REVIEWS, "> 0")]
+    for claim, a, b, sign, paper, source, number in recipes:
+        for shots, where in SHOT_SETTINGS:
+            rules.append(Rule(claim, f"{where}, {DEFAULT_VOLUME}/class, vs {b}",
+                              _runs(a, shots), _runs(b, shots), sign, paper, source, number))
+            if b == "vanilla" and a == "bridged++":
+                rules.append(Rule(claim, f"{where}, {DEFAULT_VOLUME}/class, vs compute-matched "
+                                  f"vanilla", _runs(a, shots), _matched(shots), sign, paper,
+                                  source, number))
+    volume = "accuracy rises from 500 to 3,000 images/class, not saturated (Aircraft, Cars, Food)"
+    both = ("seed", "gen_seed")
+    for shots, where in SHOT_SETTINGS:
+        for big, small, what in ((400, 25, "More synthetic images keep helping"),
+                                 (400, 200, "Volume is not saturated")):
+            at = dict(fixed_steps=FIXED_BUDGET, gen_seed=[0, 1])
+            rules.append(Rule(what, f"{where}, bridged++ {big} vs {small}/class, "
+                              f"{FIXED_BUDGET} synthetic steps", _runs("bridged++", shots,
+                                                                       volume=big, **at),
+                              _runs("bridged++", shots, volume=small, **at), +1, volume,
+                              REVIEWS, "> 0 (500 → 3,000)", pair_on=both))
+    rules.append(Rule("Robust to the guidance scale", "4 shots, bridged++ 100/class, guidance "
+                      "7.5 vs 2 (1, no guidance, shown, not scored)",
+                      _runs("bridged++", 4, volume=100, guidance=7.5, gen_seed=[0, 1]),
+                      _runs("bridged++", 4, volume=100, guidance=2.0, gen_seed=[0, 1]), 0,
+                      "results are robust to the guidance scale (scales not given)", REVIEWS,
+                      "≈ 0", pair_on=both))
+    dsi = "bridged++ with DSI above the single template: Aircraft +0.6, Cars +0.4, SUN397 +2.6"
+    for shots, where in SHOT_SETTINGS:
+        rules.append(Rule("DSI images beat the single template", f"{where}, bridged++ "
+                          f"{DEFAULT_VOLUME}/class", _runs("bridged++", shots, template="dsi",
+                                                          gen_seed=[0, 1]),
+                          _runs("bridged++", shots, gen_seed=[0, 1]), +1, dsi,
+                          "the paper's table, as quoted by a review", "+0.4 to +2.6",
+                          pair_on=both))
+    for shots, where in SHOT_SETTINGS:
+        rules.append(Rule("Bridged models converge faster on the real data",
+                          f"{where}, first {EARLY_EPOCHS} real epochs, bridged++ vs vanilla",
+                          _runs("bridged++", shots), _runs("vanilla", shots), +1,
+                          "bridged-initialised models converge faster (no numbers given)",
+                          REVIEWS, "> 0", metric="early_acc"))
+    for shots, where in SHOT_SETTINGS:  # LEEP of the same run before and after its first stage
+        rules.append(Rule("LEEP is higher after the synthetic stage", f"{where}, bridged++ "
+                          f"{DEFAULT_VOLUME}/class", _runs("bridged++", shots),
+                          _runs("bridged++", shots), +1,
+                          "Aircraft −4.30 (ImageNet model) → −3.41 after synthetic fine-tuning; "
+                          "higher on all ten", REVIEWS, "+0.89 (Aircraft)", pair_on=("run",),
+                          metric="leep", cols=("leep_after_synthetic", "leep_pretrained")))
+    return rules
+
+
+RULES: list[Rule] = _rules()
+
+
+# ---------------------------------------------------------------- statistics
+def paired_interval(diffs, level: float = LEVEL) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of paired differences: a t interval (nan bounds below 2 pairs)."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(d.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def verdict(mean: float, low: float, high: float, n: int, direction: int,
+            n_test: int | None = None, margin: float | None = None) -> str:
+    """One of VERDICTS from a paired interval (see the module docstring). `n_test`: test images
+    behind an accuracy (a difference under NOISE_IMAGES of them is noise); `margin`: the
+    equivalence margin of a direction-0 claim, in the difference's units."""
+    if n < 2 or not (math.isfinite(low) and math.isfinite(high)):
+        return "not measured"
+    if direction == 0:
+        if -margin <= low and high <= margin:
+            return "reproduced"
+        return "opposite" if low > margin or high < -margin else "within noise"
+    if low <= 0 <= high or (n_test and abs(mean) * n_test < NOISE_IMAGES):
+        return "within noise"
+    return "reproduced" if np.sign(mean) == direction else "opposite"
 
 
 # ---------------------------------------------------------------- the claims
-def _mixed_below_vanilla(store, p):
-    paper = (f"mixed {p['mixed-gap-min']:g}–{p['mixed-gap-max']:g} points below vanilla on all "
-             f"ten datasets")
-    return _versus(store, "Mixed transfer is below vanilla", paper, "mixed", "vanilla", below=True)
+def claim_verdicts(store: pd.DataFrame, histories: pd.DataFrame | None = None,
+                   rules: list[Rule] | None = None) -> pd.DataFrame:
+    """One row per rule (COLUMNS): the paired difference in its unit (points of accuracy, or
+    LEEP), its interval and n, the difference in test images and the verdict.
+
+    `store`: the results store (experiments.read_store); `histories`: the tidy per-epoch table
+    (needed by the convergence rules only).
+    """
+    store = store.copy()
+    if histories is not None and not histories.empty:
+        store["early_acc"] = store["run"].map(early_accuracy(histories))
+    return pd.DataFrame([compare(store, rule) for rule in (rules or RULES)], columns=COLUMNS)
 
 
-def _bridged_pp_above_vanilla(store, p):
-    paper = (f"above vanilla on {p['bridgedpp-above-vanilla']:g} of 10 datasets, e.g. Aircraft "
-             f"{p['T1-aircraft-vanilla']:g} → {p['T1-aircraft-bridgedpp']:g}, Cars "
-             f"{p['T1-cars-vanilla']:g} → {p['T1-cars-bridgedpp']:g}")
-    return _versus(store, "Bridged++ beats vanilla", paper, "bridged++", "vanilla")
+def compare(store: pd.DataFrame, rule: Rule) -> list:
+    """The row of one rule on `store`."""
+    unit = "LEEP" if rule.metric == "leep" else "points"
+    col_a, col_b = rule.cols or (rule.metric, rule.metric)
+    diffs = paired_differences(store, rule.a, rule.b, rule.pair_on, col_a, col_b)
+    mean, low, high, n = paired_interval(diffs)
+    scale = 1.0 if unit == "LEEP" else 100.0
+    n_test = None
+    if unit == "points" and "n_test" in store and n:
+        n_test = int(pd.to_numeric(store["n_test"]).max())
+        if rule.metric == "early_acc":  # per-epoch accuracy is read on the monitor subset
+            n_test = min(n_test, 2000)
+    margin = EQUIVALENCE_POINTS / 100 if rule.direction == 0 else None
+    v = verdict(mean, low, high, n, rule.direction, n_test, margin)
+    images = round(mean * n_test, 1) if n_test and math.isfinite(mean) else math.nan
+    return [rule.claim, rule.setting, _round(mean * scale), _round(low * scale),
+            _round(high * scale), n, images, unit, v, rule.paper_diff, rule.paper, rule.source]
 
 
-def _volume_keeps_helping(store, p):
-    claim = "More synthetic images per class keep helping"
-    paper = (f"accuracy rises from {p['volume-range-low']:g} to {p['volume-range-high']:g} "
-             f"images/class, not saturated (Aircraft, Cars, Food-101)")
-    rule = ("bridged++: reproduced if the largest volume beats the smallest and the last step "
-            "still gains; partly if only the first holds")
-    means, at, _ = _means(store, "volume", recipe=["bridged++"])
-    curve = means.get("bridged++", pd.Series(dtype=float))
-    if len(curve) < 2:
-        return _unmeasured(claim, paper, rule, "fewer than 2 volumes of bridged++")
-    steps = " → ".join(f"{m:.3f} at {v:g}" for v, m in curve.items())
-    last = curve.iloc[-1] - curve.iloc[-2]
-    measured = f"bridged++{_slice_text(at)}: {steps}/class; last step {_pts(last)}"
-    up = curve.iloc[-1] > curve.iloc[0]
-    verdict = "reproduced" if up and last > 0 else "partly" if up else "not reproduced"
-    return [claim, paper, measured, verdict, rule]
+def select(store: pd.DataFrame, where: dict) -> pd.DataFrame:
+    """The runs matching `where` ({column: value or list of values}); shots compared as text,
+    so 4 and "4" and "full" all match."""
+    mask = pd.Series(True, index=store.index)
+    for col, want in where.items():
+        if col not in store:
+            return store.iloc[:0]
+        values = store[col]
+        allowed = want if isinstance(want, list) else [want]
+        if col == "shots":
+            mask &= values.astype(str).isin([str(v) for v in allowed])
+        elif col in ("volume", "guidance", "gen_seed", "fixed_steps"):
+            mask &= pd.to_numeric(values, errors="coerce").isin([float(v) for v in allowed])
+        else:
+            mask &= values.isin(allowed)
+    return store[mask]
 
 
-def _robust_to_guidance(store, p):
-    claim = "Robust to the guidance scale"
-    paper = "results robust to the guidance scale (values not given)"
-    rule = (f"bridged++: reproduced if the spread of means over guidance is at most "
-            f"max({GUIDANCE_POINTS * 100:g} points, {GUIDANCE_NOISE:g} × mean seed std)")
-    means, at, table = _means(store, "guidance", recipe=["bridged++"])
-    curve = means.get("bridged++", pd.Series(dtype=float))
-    if len(curve) < 2:
-        return _unmeasured(claim, paper, rule, "fewer than 2 guidance scales of bridged++")
-    spread = curve.max() - curve.min()
-    seeded = table["std"].notna().any()
-    noise = float(table["std"].mean()) if seeded else 0.0  # one seed: the 2 points decide
-    scales = ", ".join(f"{g:g}" for g in curve.index)
-    measured = (f"bridged++{_slice_text(at)} at guidance {scales}: spread {spread * 100:.1f} "
-                f"points " + (f"(mean seed std {noise * 100:.1f})" if seeded else "(one seed)"))
-    ok = spread <= max(GUIDANCE_POINTS, GUIDANCE_NOISE * noise)
-    return [claim, paper, measured, "reproduced" if ok else "not reproduced", rule]
+def paired_differences(store, a: dict, b: dict, pair_on=("seed",), col_a="test_acc",
+                       col_b="test_acc") -> pd.Series:
+    """a's value minus b's, one per pair of runs that share every `pair_on` column (a side
+    without a generation seed, vanilla, pairs on the others); several runs of one side with the
+    same key are averaged first."""
+    runs_a, runs_b = select(store, a), select(store, b)
+    if runs_a.empty or runs_b.empty or col_a not in store or col_b not in store:
+        return pd.Series(dtype=float)
+    keys = [k for k in pair_on if k in store and runs_b[k].notna().any() and runs_a[k].notna().any()]
+    side_a = runs_a.assign(value=pd.to_numeric(runs_a[col_a])).groupby(keys)["value"].mean()
+    side_b = runs_b.assign(value=pd.to_numeric(runs_b[col_b])).groupby(keys)["value"].mean()
+    both = pd.concat([side_a.rename("a"), side_b.rename("b")], axis=1, join="inner")
+    return (both["a"] - both["b"]).dropna()
 
 
-def _dsi_above_template(store, p):
-    claim = "DSI images beat the single template"
-    gains = [f"{d} +{p[f'T1-{k}-bridgedpp-dsi'] - p[f'T1-{k}-bridgedpp']:.1f}"
-             for d, k in (("Aircraft", "aircraft"), ("Cars", "cars"), ("DTD", "dtd"),
-                          ("Food-101", "food"), ("SUN397", "sun"))]
-    paper = "bridged++ with DSI above single template: " + ", ".join(gains) + " points"
-    store = store.assign(template=store["template"].astype(object).fillna("none"))
-    return _versus(store, claim, paper, "dsi", "single", group="template", recipe=["bridged++"],
-                   who="bridged++ ")
+def early_accuracy(histories: pd.DataFrame, stage: str = "real",
+                   epochs: int = EARLY_EPOCHS) -> pd.Series:
+    """Per run, the mean test accuracy over the first `epochs` epochs of `stage`."""
+    h = histories[(histories["stage"] == stage) & histories["test_acc"].notna()]
+    h = h[h.groupby("run")["epoch"].rank(method="first") <= epochs]
+    return h.groupby("run")["test_acc"].mean()
 
 
-def _gains_peak_at_few_shots(store, p):
-    claim = "Gains are largest at 4–8 shots"
-    lo, hi = p["fewshot-peak-shots-min"], p["fewshot-peak-shots-max"]
-    paper = (f"largest few-shot gains at {lo:g}–{hi:g} shots; up to "
-             f"{p['fewshot-gain-cars-4shot']:g}% on 4-shot Cars")
-    rule = f"reproduced if bridged++ − vanilla (points) is largest at {lo:g} to {hi:g} shots"
-    means, at, _ = _means(store, "shots", recipe=["bridged++", "vanilla"])
-    if not {"bridged++", "vanilla"} <= set(means):
-        return _unmeasured(claim, paper, rule, "needs bridged++ and vanilla runs")
-    gain = (means["bridged++"] - means["vanilla"].reindex(means["bridged++"].index)).dropna()
-    if len(gain) < 3:
-        return _unmeasured(claim, paper, rule, "fewer than 3 shot settings with both recipes")
-    best = gain.idxmax()
-    measured = (f"bridged++ − vanilla{_slice_text(at)}: "
-                + ", ".join(f"{_shot(k)} {_pts(g)}" for k, g in gain.items())
-                + f"; largest at {_shot(best)}")
-    ok = best != "full" and lo <= best <= hi
-    return [claim, paper, measured, "reproduced" if ok else "not reproduced", rule]
-
-
-def _faster_convergence(store, p, histories):
-    claim = "Bridged models converge faster on the real data"
-    paper = "bridged-initialised models converge faster on the real data (no numbers in docs/paper.md)"
-    rule = (f"mean test accuracy over the first {EARLY_EPOCHS} epochs of the real stage: every "
-            f"bridged recipe above vanilla → reproduced; some → partly")
-    if histories is None or histories.empty:
-        return _unmeasured(claim, paper, rule, "no histories")
-    groups, at = histories_by_recipe(histories, store)
-    early = {}
-    for recipe, h in groups.items():
-        real = h[(h["stage"] == "real") & h["test_acc"].notna()]
-        first = sorted(real["epoch"].unique())[:EARLY_EPOCHS]
-        if first:
-            early[recipe] = real[real["epoch"].isin(first)]["test_acc"].mean()
-    bridged = {r: a for r, a in early.items() if r in BRIDGED}
-    if "vanilla" not in early or not bridged:
-        return _unmeasured(claim, paper, rule, "needs histories of vanilla and a bridged recipe")
-    measured = (f"first {EARLY_EPOCHS} real-stage epochs{_slice_text(at)}: "
-                + ", ".join(f"{r} {a:.3f}" for r, a in early.items()))
-    return [claim, paper, measured, _by_sign(pd.Series(bridged) - early["vanilla"]), rule]
-
-
-def _leep_higher(store, p):
-    claim = "LEEP is higher after the synthetic stage"
-    paper = (f"Aircraft: {p['leep-aircraft-pretrained']:.2f} (ImageNet model) → "
-             f"{p['leep-aircraft-after-synthetic']:.2f} after synthetic fine-tuning; higher on "
-             f"{p['leep-higher-all']:g} of 10 datasets")
-    rule = "per run with both scores: all higher → reproduced; most → partly"
-    cols = ["leep_pretrained", "leep_after_synthetic"]
-    runs = store.dropna(subset=cols) if set(cols) <= set(store) else store.iloc[:0]
-    if runs.empty:
-        return _unmeasured(claim, paper, rule, "no run has both LEEP scores")
-    higher = runs[cols[1]] > runs[cols[0]]
-    measured = (f"{runs[cols[0]].mean():.2f} → {runs[cols[1]].mean():.2f} (mean of "
-                f"{len(runs)} runs); higher in {int(higher.sum())} of {len(runs)}")
-    verdict = ("reproduced" if higher.all() else "partly" if higher.mean() > 0.5
-               else "not reproduced")
-    return [claim, paper, measured, verdict, rule]
-
-
-# ---------------------------------------------------------------- helpers
-def _means(store, by: str, group: str = "recipe", **where):
-    """({group value: mean accuracy per `by`}, the slice, the aggregate table) for the runs
-    matching `where` ({column: allowed values}), other study columns held fixed."""
-    runs = store
-    for col, allowed in where.items():
-        runs = runs[runs[col].isin(allowed)]
-    if runs.empty or by not in runs:
-        return {}, {}, pd.DataFrame(columns=[group, by, "mean", "std", "count"])
-    runs, at = hold_fixed(runs.assign(**{by: _values(runs, by)}), (by, group))
-    table = aggregate(runs, [group, by])
-    means = {g: t.set_index(by)["mean"] for g, t in table.groupby(group, sort=False)}
-    return means, at, table
-
-
-def _versus(store, claim, paper, a, b, below=False, group="recipe", who="", **where):
-    """`a` minus `b` at each shot setting both were run at; signs decide the verdict."""
-    direction = "below" if below else "above"
-    rule = f"{a} {direction} {b} at every shot setting compared → reproduced; at some → partly"
-    where = where or {"recipe": [a, b]}
-    means, at, _ = _means(store, "shots", group=group, **where)
-    if a not in means or b not in means:
-        return _unmeasured(claim, paper, rule, f"needs {who}{a} and {b} runs")
-    diff = (means[a] - means[b].reindex(means[a].index)).dropna()
-    if diff.empty:
-        return _unmeasured(claim, paper, rule, f"{a} and {b} share no shot setting")
-    measured = (f"{who}{a} − {b}{_slice_text(at)}: "
-                + ", ".join(f"{_pts(d)} at {_shot(k)}" for k, d in diff.items()))
-    return [claim, paper, measured, _by_sign(-diff if below else diff), rule]
-
-
-def _by_sign(diff: pd.Series) -> str:
-    """All positive: reproduced; some: partly; none: not reproduced."""
-    if diff.empty:
-        return "not measured"
-    return "reproduced" if (diff > 0).all() else "partly" if (diff > 0).any() else "not reproduced"
-
-
-def _unmeasured(claim, paper, rule, why):
-    return [claim, paper, f"not measured: {why}", "not measured", rule]
-
-
-def _shot(k) -> str:
-    return "full data" if k == "full" else f"{k}-shot"
-
-
-def _pts(d: float) -> str:
-    return f"{d * 100:+.1f} points"
-
-
-def _slice_text(at: dict) -> str:
-    names = {"volume": "synthetic/class", "guidance": "guidance", "shots": "shots",
-             "template": "template", "dataset": "dataset", "scratch": "scratch"}
-    parts = [f"{names.get(k[3:], k[3:])}={v:g}" if isinstance(v, float)
-             else f"{names.get(k[3:], k[3:])}={v}" for k, v in at.items() if k[3:] != "scratch"]
-    return f" ({', '.join(parts)})" if parts else ""
+def _round(x: float) -> float:
+    return round(x, 3) if math.isfinite(x) else math.nan

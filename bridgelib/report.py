@@ -2,8 +2,8 @@
 
 `runs` is the store `bridgelib.experiments` writes (`results.csv`: columns `recipe`, `shots`,
 `seed`, `volume` (synthetic images per class), `guidance`, `template` ("single" | "dsi"),
-`scratch`, `profile`, `dataset`, `test_acc`, ...); older tables with `synthetic_per_class` and
-`pretrained` are read too. A figure holds every study column it does not show at one value
+`gen_seed`, `fixed_steps`, `match_compute`, `scratch`, `profile`, `dataset`, `test_acc`, ...).
+A figure holds every study column it does not show at one value
 (`hold_fixed`) and says which in its title; "mini" in `profile` labels it a mini-world result.
 Every number plotted comes from `aggregate` (mean, std, count of test accuracy over seeds), and
 `write_report` saves each figure with the table behind it. Figures are bare `Figure` objects
@@ -20,6 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from bridgelib.claims import (VERDICTS, claim_verdicts, paired_differences, paired_interval,
+                              select)
 from bridgelib.config import DATA_DIR
 from bridgelib.files import atomic_write_bytes
 
@@ -28,7 +30,8 @@ RECIPE_ORDER = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")  #
 TEMPLATE_ORDER = ("none", "single", "multi", "dsi")  # "none": real-only runs (vanilla)
 COLORS = {"vanilla": "#4d4d4d", "mixed": "tab:red", "bridged": "tab:orange",
           "bridged-reinit": "tab:green", "bridged++": "tab:blue"}
-STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "volume", "scratch")
+STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "volume", "gen_seed", "fixed_steps",
+                 "match_compute", "scratch")
 YLABEL = "test top-1 accuracy (mean ± std over seeds)"
 
 
@@ -37,15 +40,6 @@ def shot_label(value) -> int | str:
     """4, 4.0, "4" -> 4; None, NaN, "full" -> "full" (the whole training pool)."""
     missing = value is None or (isinstance(value, float) and math.isnan(value))
     return "full" if missing or value == "full" else int(value)
-
-
-def normalise_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Older tables call the volume `synthetic_per_class` and record `pretrained`, not `scratch`."""
-    if "volume" not in runs and "synthetic_per_class" in runs:
-        runs = runs.rename(columns={"synthetic_per_class": "volume"})
-    if "scratch" not in runs and "pretrained" in runs:
-        runs = runs.assign(scratch=~runs["pretrained"].astype(bool))
-    return runs
 
 
 def _values(runs: pd.DataFrame, col: str) -> pd.Series:
@@ -129,13 +123,11 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
 
 # ---------------------------------------------------------------- tables behind the figures
 def _recipes(runs: pd.DataFrame, recipes) -> pd.DataFrame:
-    runs = normalise_runs(runs)
     return runs if recipes is None else runs[runs["recipe"].isin(recipes)]
 
 
 def curve_table(runs: pd.DataFrame, x: str, recipes=None) -> pd.DataFrame:
     """Per (recipe, x) accuracy; recipes with no `x` at all (vanilla) get one row, x = NaN."""
-    x = "volume" if x == "synthetic_per_class" else x
     runs = _recipes(runs, recipes)
     xs = _values(runs, x)
     runs, at = hold_fixed(runs.assign(**{x: xs}), (x,), rows=xs.notna())
@@ -154,7 +146,7 @@ def shots_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
 
 def radar_table(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla") -> pd.DataFrame:
     """Per (recipe, `by`) accuracy and `relative` = recipe mean / baseline mean on that axis."""
-    runs, at = hold_fixed(normalise_runs(runs), (by,))
+    runs, at = hold_fixed(runs, (by,))
     table = aggregate(runs, ["recipe", by]).assign(**at)
     base = table[table["recipe"] == baseline].set_index(by)["mean"]
     if base.empty:
@@ -207,7 +199,6 @@ def convergence_table(histories, stage: str = "real", runs: pd.DataFrame | None 
 def template_vs_dsi_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
     """Mean ± std per (template, recipe, shots); real-only runs appear as template "none".
     Default recipes: those run with a DSI set, and vanilla as the reference."""
-    runs = normalise_runs(runs)
     runs = runs.assign(template=runs["template"].astype(object).fillna("none"))
     if recipes is None and (runs["template"] == "dsi").any():
         recipes = {"vanilla", *runs.loc[runs["template"] == "dsi", "recipe"]}
@@ -342,6 +333,109 @@ def convergence(histories, stage: str = "real", ax=None, *, runs: pd.DataFrame |
     return fig
 
 
+VERDICT_COLORS = dict(zip(VERDICTS, ("tab:blue", "tab:red", "#8c8c8c", "#d0d0d0")))
+
+
+def forest_plot(claims: pd.DataFrame, title: str | None = None,
+                profile: str | None = None) -> Figure:
+    """One row per (claim, setting) of `claim_verdicts`: the paired difference with its 95%
+    interval, coloured by verdict, the paper's side shaded; LEEP rows on their own axis."""
+    parts = [claims[claims["unit"] == "points"], claims[claims["unit"] == "LEEP"]]
+    parts = [p for p in parts if len(p)]
+    heights = [len(p) + 1.5 for p in parts]
+    fig = Figure(figsize=(12, 0.3 * sum(heights) + 1.4), layout="constrained")
+    axes = fig.subplots(len(parts), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for ax, part in zip(axes, parts):
+        y = np.arange(len(part))[::-1]
+        for yi, row in zip(y, part.itertuples()):
+            color = VERDICT_COLORS[row.verdict]
+            if math.isfinite(row.ci_low):
+                ax.plot([row.ci_low, row.ci_high], [yi, yi], color=color, lw=2.2)
+            ax.plot(row.diff, yi, "o", color=color, ms=5)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, [f"{c} — {s}" for c, s in zip(part["claim"], part["setting"])],
+                      fontsize=7.5)
+        for yi, row in zip(y, part.itertuples()):  # the verdict and the paper's number beside
+            ax.annotate(f"{row.verdict} (n={row.n}) · paper {row.paper_diff}", (1.01, yi),
+                        xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
+                        color=VERDICT_COLORS[row.verdict] if row.n else "#8c8c8c")
+        ax.set_ylim(-0.8, len(part) - 0.2)
+        ax.grid(axis="x", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        unit = part["unit"].iloc[0]
+        ax.set_xlabel("paired difference, method − comparison (points of test accuracy)"
+                      if unit == "points" else "LEEP after the synthetic stage − before")
+    for verdict, color in VERDICT_COLORS.items():
+        axes[-1].plot([], [], "o-", color=color, label=verdict)
+    axes[-1].legend(frameon=False, fontsize=8, ncols=4, loc="upper left",
+                    bbox_to_anchor=(0, -0.35 if len(parts) > 1 else -0.08))
+    world = pd.DataFrame({"profile": [profile]}) if profile else None
+    fig.suptitle(_title(title or "The paper's claims: paired differences, 95% intervals",
+                        None, world), fontsize=10)
+    return fig
+
+
+def mixing_table(runs: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
+    """mixed − vanilla per (shots, volume), paired by seed (gen seed 0, the recipes' own
+    budgets), with the real share, its interval and n, and what synthetic-only scores at that
+    volume (what the synthetic images alone can teach)."""
+    base = {"scratch": False, "match_compute": False, "fixed_steps": 0}
+    runs = runs.assign(**{c: v for c, v in {**base, "gen_seed": 0, "template": "single"}.items()
+                          if c not in runs})  # a store made before these columns existed
+    mixed = select(runs, {**base, "recipe": "mixed", "template": "single", "gen_seed": 0})
+    only = runs[runs["recipe"] == "synthetic-only"].groupby("volume")["test_acc"].mean()
+    rows = []
+    for (shots, volume), group in mixed.groupby(["shots", "volume"], sort=False):
+        at = {"shots": shots, "template": "single", "gen_seed": 0}
+        d = paired_differences(runs, {**base, **at, "recipe": "mixed", "volume": int(volume)},
+                               {**base, "recipe": baseline, "shots": shots})
+        mean, low, high, n = paired_interval(d)
+        ratio = float(group["syn_per_real"].mean()) if "syn_per_real" in group else math.nan
+        rows.append({"shots": shots, "volume": int(volume), "syn_per_real": ratio,
+                     "real_share": 1 / (1 + ratio), "diff": mean * 100,
+                     "ci_low": low * 100, "ci_high": high * 100, "n": n,
+                     "synthetic_only": only.get(volume, np.nan)})
+    table = pd.DataFrame(rows, columns=["shots", "volume", "syn_per_real", "real_share", "diff",
+                                        "ci_low", "ci_high", "n", "synthetic_only"])
+    return table.sort_values(["shots", "syn_per_real"], key=_sort_key, ignore_index=True)
+
+
+MIX_RATIOS = (1, 4, 15, 24)  # synthetic per real: 50%, 20%, 6.25% and 4% real (the paper's 15-24)
+
+
+def mixing_map(runs: pd.DataFrame, ratios=MIX_RATIOS, title: str | None = None,
+               profile: str | None = None) -> Figure:
+    """The mixing map: mixed − vanilla (points) over shots × real share (`ratios`, synthetic
+    images per real one), each cell with its 95% interval; blue where mixing helps, red where
+    it hurts."""
+    table = mixing_table(runs)
+    table = table[(table["n"] > 0) & table["syn_per_real"].round(2).isin(ratios)]
+    if table.empty:
+        raise ValueError("no mixed run pairs with a vanilla run of the same shots and seed")
+    shots = sorted(table["shots"].unique(), key=lambda v: math.inf if v == "full" else v)
+    ratios = sorted(table["syn_per_real"].round(2).unique())
+    grid = np.full((len(shots), len(ratios)), np.nan)
+    fig, ax = _axes(size=(1.6 * len(ratios) + 2.5, 0.8 * len(shots) + 1.8))
+    for row in table.itertuples():
+        i, j = shots.index(row.shots), ratios.index(round(row.syn_per_real, 2))
+        grid[i, j] = row.diff
+        half = (row.ci_high - row.ci_low) / 2 if math.isfinite(row.ci_high) else math.nan
+        ax.text(j, i, f"{row.diff:+.1f}\n±{half:.1f}" + (f"\n{row.volume}/class"),
+                ha="center", va="center", fontsize=8)
+    lim = max(1.0, float(np.nanmax(np.abs(grid))))
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    fig.colorbar(im, ax=ax, label="mixed − vanilla (points; ± is the 95% interval)")
+    ax.set_xticks(range(len(ratios)),
+                  [f"{100 / (1 + r):.0f}% real\n({r:g} : 1)" for r in ratios], fontsize=8)
+    ax.set_yticks(range(len(shots)), [shot_label(k) if k == "full" else f"{k}-shot"
+                                      for k in shots])
+    ax.set(xlabel="real share of the mixed training set (synthetic : real)", ylabel="real data")
+    world = runs if "profile" in runs else pd.DataFrame({"profile": [profile]}) if profile else None
+    ax.set_title(_title(title or "Where mixing helps and where it hurts", None, world),
+                 fontsize=10)
+    return fig
+
+
 # ---------------------------------------------------------------- the report on disk
 def _distinct(runs: pd.DataFrame, col: str, n: int, radar: bool = False) -> str | None:
     if col not in runs.columns:
@@ -355,7 +449,6 @@ def _distinct(runs: pd.DataFrame, col: str, n: int, radar: bool = False) -> str 
 
 def plan_report(runs: pd.DataFrame, histories=None) -> dict[str, str | None]:
     """For each report item: None if it can be drawn, else why it is skipped."""
-    runs = normalise_runs(runs)
     base = next((f"no {c!r} column in the runs" for c in ("recipe", "test_acc")
                  if c not in runs.columns), "no runs" if runs.empty else None)
     needs = {"accuracy_vs_volume": ("volume", 2, False),
@@ -393,7 +486,6 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
     skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini")."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = normalise_runs(runs)
     histories = _history_table(histories, runs)
     by_run = isinstance(histories, pd.DataFrame)  # else {label: history}: drawn as given
     if profile is not None:
@@ -435,10 +527,22 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
         md = _markdown(table[["template", "recipe", "shots", "mean ± std", "count"]])
         written["template_vs_dsi.md"] = atomic_write_bytes(out / "template_vs_dsi.md", md.encode())
     if by_run or histories is None:  # the paper's claims, checked against these runs
-        from bridgelib.claims import claim_verdicts
         claims = claim_verdicts(runs, histories)
         save_csv("claims.csv", claims)
         written["claims.md"] = atomic_write_bytes(out / "claims.md", _markdown(claims).encode())
+        fig = forest_plot(claims, profile=profile)
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"claims_forest.{ext}", dpi=150)
+            written[f"claims_forest.{ext}"] = out / f"claims_forest.{ext}"
+    mixing = mixing_table(runs)
+    if (mixing["n"] > 0).any() and mixing["syn_per_real"].round(2).isin(MIX_RATIOS).any():
+        save_csv("mixing_map.csv", mixing)
+        fig = mixing_map(runs, profile=profile)
+        for ext in ("png", "svg"):
+            fig.savefig(out / f"mixing_map.{ext}", dpi=150)
+            written[f"mixing_map.{ext}"] = out / f"mixing_map.{ext}"
+    else:
+        plan["mixing_map"] = "no mixed runs paired with vanilla at a given real share"
     skipped = {k: v for k, v in plan.items() if v}
     log.info("report: wrote %d files, skipped %s", len(written), skipped or "nothing")
     index = [_title("# Report", None, runs).replace("\n", " — "), "", "## Written", ""]
