@@ -54,3 +54,4 @@ strip: install
 # rerun at will: finished runs are kept), then the compact CSVs to data/results/store.
 results: install
 	$(HEADLESS) $(PY) tools/build_results_store.py --grid full
+	$(PY) tools/readme_claims.py

@@ -254,3 +254,17 @@ def early_accuracy(histories: pd.DataFrame, stage: str = "real",
 
 def _round(x: float) -> float:
     return round(x, 3) if math.isfinite(x) else math.nan
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The verdicts as a markdown table (README's claims table and notebook 06 render this,
+    so the two cannot disagree): difference [95% interval] in its unit, n, verdict, paper."""
+    lines = ["| claim | setting | mini world: difference [95% interval] | n | verdict | paper |",
+             "|---|---|---|---|---|---|"]
+    for row in table.itertuples():
+        unit = " points" if row.unit == "points" else " LEEP"
+        measured = (f"{row.diff:+.2f}{unit} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+                    if row.n >= 2 else "—")
+        lines.append(f"| {row.claim} | {row.setting} | {measured} | {row.n} | {row.verdict} | "
+                     f"{row.paper_diff} |")
+    return "\n".join(lines) + "\n"

@@ -141,3 +141,14 @@ def test_mixing_map_pairs_mixed_with_vanilla_per_cell():
     assert table["real_share"].tolist() == pytest.approx([0.5, 0.04])
     fig = report.mixing_map(runs)
     assert len(fig.axes[0].texts) == 2
+
+
+def test_readme_claims_table_is_the_shipped_stores():
+    import importlib.util
+    from bridgelib.config import REPO_ROOT
+    spec = importlib.util.spec_from_file_location("readme_claims", REPO_ROOT / "tools" / "readme_claims.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert tool.readme_table(readme) == tool.store_table(), \
+        "README's claims table is stale: run python tools/readme_claims.py"

@@ -48,34 +48,36 @@ def _mixing(k) -> dict:
     return dict(recipes=["vanilla", "mixed"], shots=[k], volumes=[per_class * r for r in MIX_RATIOS])
 
 
-# The figure families, in the order they are built: those that need no new images first, the
-# one that draws the largest set (the mixing map's 2,400/class) last. Each runs SEEDS unless it
-# says otherwise; "gen_seeds" [0, 1] puts generation noise (a second set, a second DSI token)
-# into the claims that depend on the images drawn (volume, guidance, DSI).
+# The figure families, in the order they are built: the claims' settings first (a build cut
+# short still tests most claims), the paper's mixing ratio early because its 2,400/class set is
+# the longest to draw; the families at 3 seeds last. Each runs SEEDS unless it says otherwise;
+# "gen_seeds" [0, 1] puts generation noise (a second set, a second DSI token) into the claims
+# that depend on the images drawn (volume, guidance, DSI).
 GRIDS = {
     "full": {"seeds": SEEDS, "families": {
         # Every recipe at every shot setting (the radar, the ablation order, the convergence
         # histories), beside a vanilla trained as many steps as bridged (the fair-budget control).
         "recipes": dict(recipes=RECIPES, shots=SHOTS, volumes=[200], match_compute=True),
-        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], volumes=[200],
-                         templates=["single", "dsi"], gen_seeds=[0, 1]),
+        # The mixing map's full-pool row: the paper's 15 : 1 and 24 : 1, compute-matched too.
+        "mixing-full": {**_mixing("full"), "match_compute": True},
         # More images at a fixed synthetic-stage budget: more data, not more training.
         "volume": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"],
                        volumes=[25, 50, 100, 200, 400], gen_seeds=[0, 1],
                        fixed_steps=DEFAULT_BUDGET),
+        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], volumes=[200],
+                         templates=["single", "dsi"], gen_seeds=[0, 1]),
         "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
                          guidances=[1, 2, 3, 5, 7.5], gen_seeds=[0, 1]),
+        # What the generator alone teaches (no real image seen), at every volume of the study.
+        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"],
+                               volumes=[25, 50, 100, 200, 400, 1500, 2400]),
+        # The rest of the mixing map: shots x real share.
+        **{f"mixing-k{k}": _mixing(k) for k in [16, 4, 1]},
         # Volume at the recipes' own epoch budgets (more data is also more training), 3 seeds.
         "volume-epochs": dict(recipes=["vanilla", "mixed", "bridged", "bridged++"], shots=[4],
                               volumes=[25, 50, 100, 200, 400], seeds=[0, 1, 2]),
         # Pretrained vs random initialisation (notebook 01), 3 seeds.
         "scratch": dict(recipes=["vanilla"], shots=SHOTS, scratch=[False, True], seeds=[0, 1, 2]),
-        # The mixing map: shots x real share; its full-pool row holds the paper's ratios.
-        **{f"mixing-k{k}": _mixing(k) for k in [1, 4, 16]},
-        "mixing-full": {**_mixing("full"), "match_compute": True},
-        # What the generator alone teaches (no real image seen), at every volume of the study.
-        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"],
-                               volumes=[25, 50, 100, 200, 400, 1500, 2400]),
     }},
     # A stand-in until the full store is built: one seed and the fewest runs that still draw
     # every figure (small sets on top of notebook 03/04's cached ones).
