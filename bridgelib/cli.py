@@ -15,7 +15,7 @@ import json
 import re
 import sys
 
-from bridgelib.config import PROFILES, ConfigError, get_config, parse_value
+from bridgelib.config import PROFILES, ConfigError, check_value, get_config, parse_value
 from bridgelib.prompts import TEMPLATES
 
 USAGE, FAILURE = 2, 1
@@ -271,6 +271,7 @@ def _invert(args) -> None:
 def _train(args) -> None:
     from bridgelib.transfer import train_run
     cfg = _config(args)
+    check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite)

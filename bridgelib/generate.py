@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bridgelib.config import DATA_DIR, REPO_ROOT, Config
+from bridgelib.config import DATA_DIR, PER_CLASS, REPO_ROOT, Config, check_value
 from bridgelib.files import (atomic_write_bytes, process_state, progress, resolve_device,
                              sha256_file, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_slug, image_seed, manifest_parts,
@@ -112,8 +112,8 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     """
     out, g = Path(out), cfg.generation
     batch_size = g.batch_size if batch_size is None else batch_size
-    _positive_int("per_class", per_class)
-    _positive_int("batch_size", batch_size)
+    check_value("per_class", per_class, PER_CLASS)
+    check_value("batch_size", batch_size, "generation.batch_size")
     options, token = generation_options(cfg, class_names, template, style_token, guidance,
                                         steps, seed, negative_prompt)
     check_folder(out, options, overwrite)  # before anything loads or changes
@@ -237,11 +237,6 @@ def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[st
     return rows
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value!r} is invalid; expected a positive integer")
-
-
 def generation_options(cfg: Config, class_names, template, style_token, guidance, steps, seed,
                        negative_prompt) -> tuple[dict, dict | None]:
     """The validated generation options (what run.json records and a resume must match)."""
@@ -249,9 +244,10 @@ def generation_options(cfg: Config, class_names, template, style_token, guidance
     template = template or ("dsi" if style_token is not None else g.template)
     guidance = g.guidance if guidance is None else guidance
     steps = g.steps if steps is None else steps
-    _positive_int("steps", steps)
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance <= 0:
-        raise ValueError(f"guidance={guidance!r} is invalid; expected a positive number")
+    # the same rules as the config fields they override: finite, positive, capped
+    check_value("steps", steps, "generation.steps")
+    check_value("guidance", guidance, "generation.guidance")
+    check_value("seed", seed, "seed")
     templates = template_strings(template)  # unknown template -> ValueError naming valid ones
     names = _class_names(cfg, class_names)
     token = _read_token(style_token)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bridgelib.config import Config
+from bridgelib.config import Config, check_value
 from bridgelib.data import ImageSet
 from bridgelib.files import atomic_write_bytes, progress, sha256_file, write_json
 from bridgelib.prompts import clean_class_names, make_prompt
@@ -89,10 +89,12 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     steps = inv.steps if steps is None else steps
     lr = inv.lr if lr is None else lr
     batch_size = inv.batch_size if batch_size is None else batch_size
-    for name, value, kind in (("steps", steps, int), ("batch_size", batch_size, int),
-                              ("lr", lr, (int, float))):
-        if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-            raise ValueError(f"{name}={value!r} is invalid; expected a positive number")
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr)):
+        check_value(name, value, f"invert.{name}")  # the field's rule: finite, positive, capped
+    check_value("seed", seed, "seed")
+    if out.suffix == ".json":  # the record is written next to the token, as out.json
+        raise ValueError(f"token file {str(out)!r} would be overwritten by its own training "
+                         f"record ({out.name}); name the token *.safetensors")
     settings = {"token": inv.token, "initializer": inv.initializer, "num_vectors": inv.num_vectors,
                 "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
                 "max_norm_factor": max_norm_factor, "images_sha256": _images_sha256(images)}
