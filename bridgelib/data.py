@@ -11,7 +11,6 @@ the mini generator's glyphs. Its training pool and its 10,000 test images ship i
 from __future__ import annotations
 
 import io
-import json
 import numbers
 import re
 import warnings
@@ -241,6 +240,11 @@ def export_image_folder(images: ImageSet, root: str | Path, class_names: list[st
     if len(names) != len(images.class_names):
         raise ValueError(f"got {len(names)} class names for {len(images.class_names)} classes")
     folders = [re.sub(r"\s+", "_", n.strip()) for n in names]
+    shared = {f: n for f, n in zip(folders, names)}
+    for f, n in zip(folders, names):
+        if shared[f] != n:  # two names, one folder: the second would mix into the first
+            raise ValueError(f"class names {n!r} and {shared[f]!r} share the folder {f!r}; "
+                             f"rename one")
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{str(root)!r} is not empty; pass overwrite=True to replace it")
@@ -354,8 +358,8 @@ def _remove_image_folder(root: Path) -> None:
 
 def _folder_class_names(root: Path) -> dict[str, str]:
     """{folder: class name}: from metadata.jsonl when present (synthetic sets), else folder names."""
-    meta = root / "metadata.jsonl"
-    if meta.exists():
-        rows = [json.loads(line) for line in meta.read_text().splitlines() if line.strip()]
-        return {r["file_name"].split("/")[0]: r["class_name"] for r in rows}
+    if (root / "metadata.jsonl").exists():
+        from bridgelib.manifest import read_manifest  # the one reader: it checks every row
+        rows = read_manifest(root)
+        return dict(zip(rows.file_name.str.split("/").str[0], rows.class_name))
     return {p.name: p.name for p in class_folders(root)}

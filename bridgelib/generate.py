@@ -27,8 +27,9 @@ import torch
 from bridgelib.config import DATA_DIR, PER_CLASS, REPO_ROOT, Config, check_value
 from bridgelib.files import (atomic_write_bytes, process_state, progress, resolve_device,
                              sha256_file, write_json)
-from bridgelib.manifest import (COLUMNS, check_folder, class_slug, image_seed, manifest_parts,
-                                manifest_rows, prepare_folder, read_manifest, write_manifest)
+from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
+                                manifest_parts, manifest_rows, prepare_folder, read_manifest,
+                                write_manifest)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
                                validate_class_names)
 
@@ -129,7 +130,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                        "device": str(pipe.device),
                        "processes": state.num_processes if state is not None else 1}}
     names = options["class_names"]
-    slugs = [class_slug(n) or f"class_{i:03d}" for i, n in enumerate(names)]
+    slugs = class_folders_of(names)
     done = prepare_folder(out, run, overwrite, slugs, per_class) if main else None
     if state is not None:
         from accelerate.utils import broadcast_object_list
@@ -273,13 +274,7 @@ def _class_names(cfg: Config, class_names: list[str] | None) -> list[str]:
                              f"{MINI_DATASET!r} has built-in class names")
         class_names = list(MINI_CLASSES)
     names = validate_class_names(list(class_names))
-    slugs: dict[str, str] = {}
-    for name in names:
-        slug = class_slug(name)
-        if slug and slug in slugs:
-            raise ValueError(f"class names {slugs[slug]!r} and {name!r} share the folder "
-                             f"{slug!r}; rename one")
-        slugs[slug] = name
+    class_folders_of(names)  # two classes in one folder: refused, naming both
     return names
 
 

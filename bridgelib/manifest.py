@@ -37,14 +37,57 @@ def class_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", re.sub(r"\s+", "_", s.strip()))
 
 
+def class_folders_of(names: list[str]) -> list[str]:
+    """The folder of each class (its slug, or class_NNN for a name without ASCII letters or
+    digits), refusing two classes that would share one folder, naming both."""
+    folders = [class_slug(n) or f"class_{i:03d}" for i, n in enumerate(names)]
+    seen: dict[str, str] = {}
+    for name, folder in zip(names, folders):
+        if folder in seen:
+            raise ValueError(f"class names {seen[folder]!r} and {name!r} share the folder "
+                             f"{folder!r}; rename one")
+        seen[folder] = name
+    return folders
+
+
 def read_manifest(out: str | Path):
-    """metadata.jsonl of a synthetic set as a pandas DataFrame (one row per image)."""
+    """metadata.jsonl of a synthetic set as a pandas DataFrame (one row per image).
+
+    The one reader of a set's manifest: every row is checked here, so a row that is not JSON,
+    lacks its file_name or class_name, or names a file outside the set (`../x.png`, an
+    absolute path) is a one-line ValueError naming the line, before anything reads or copies
+    the files it names."""
     import pandas as pd
     path = Path(out) / "metadata.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist; is {str(out)!r} a synthetic set?")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not text; expected one JSON object per line as "
+                         f"`bridge generate` writes") from None
+    rows = [_manifest_row(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _manifest_row(path: Path, n: int, line: str) -> dict:
+    where = f"{str(path)!r} line {n}"
+    expected = "expected one JSON object per line as `bridge generate` writes"
+    try:
+        row = json.loads(line)
+    except ValueError:
+        raise ValueError(f"{where} is not JSON; {expected}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where} is not a JSON object; {expected}")
+    for key in ("file_name", "class_name"):
+        if not isinstance(row.get(key), str):
+            raise ValueError(f"{where} has no {key} (a string); {expected}")
+    name = row["file_name"]
+    parts = name.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p or ":" in p for p in parts):
+        raise ValueError(f"{where} has file_name {name!r}, which is not <class>/<image> inside "
+                         f"{str(path.parent)!r}; a manifest may not name files outside its set")
+    return row
 
 
 def check_folder(out: Path, options: dict, overwrite: bool) -> None:

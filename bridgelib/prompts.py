@@ -64,13 +64,16 @@ def clean_class_names(names: list[str], dataset: str | None = None) -> list[str]
 
 
 def validate_class_names(names: list[str]) -> list[str]:
-    """Refuse names that cannot become one folder each: empty, duplicated, or holding a '/'."""
+    """Refuse names that cannot become one folder each: empty, duplicated, '.' or '..', or
+    holding a '/' (a folder named after one would leave its parent)."""
     seen: set[str] = set()
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"class name {name!r} is invalid; expected a non-empty string")
         if "/" in name or "\\" in name:
             raise ValueError(f"class name {name!r} is invalid; it must not contain '/' or '\\'")
+        if name.strip() in (".", ".."):
+            raise ValueError(f"class name {name!r} is invalid; it must not be '.' or '..'")
         if name in seen:
             raise ValueError(f"class name {name!r} appears twice; class names must be unique")
         seen.add(name)

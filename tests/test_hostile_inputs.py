@@ -28,6 +28,42 @@ def invert(t, *extra):
     return ["invert", "--shots", "1", "--out", str(t / "tok.safetensors"), *extra]
 
 
+def fake_set(root: Path, bad_row=None) -> Path:
+    """A synthetic set as `bridge generate` lays it out (one white 32 px image per class of the
+    mini target, metadata.jsonl, run.json), with `bad_row` (a line of text) appended."""
+    from PIL import Image
+
+    from bridgelib.data import MINI_CLASSES
+    from bridgelib.manifest import class_folders_of
+    lines = []
+    for label, (name, folder) in enumerate(zip(MINI_CLASSES, class_folders_of(MINI_CLASSES))):
+        (root / folder).mkdir(parents=True)
+        Image.new("RGB", (32, 32), "white").save(root / folder / "00000.png")
+        lines.append(json.dumps({"file_name": f"{folder}/00000.png", "label": label,
+                                 "class_name": name}))
+    if bad_row is not None:
+        lines.append(bad_row)
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "run.json").write_text(json.dumps({"options": {"class_names": list(MINI_CLASSES),
+                                                           "template": "single"}}))
+    return root
+
+
+def bridged(t, bad_row):
+    """`bridge train --recipe bridged` on a set whose manifest ends with `bad_row`."""
+    return train(t, "--recipe", "bridged", "--synthetic", str(fake_set(t / "syn", bad_row)))
+
+
+def dataset(root: Path, classes) -> Path:
+    """Your own ImageFolder: three 40 px images per class folder."""
+    from PIL import Image
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 40), "white").save(root / name / f"{i}.png")
+    return root
+
+
 # (id, setup(tmp) -> argv, strings the one-line message must hold)
 CASES = [
     # --- non-finite numbers: refused by the field's rule wherever they enter -------------------
@@ -53,6 +89,25 @@ CASES = [
     ("train-seed-negative", lambda t: train(t, "--seed", "-1"), ["seed=-1", "integer >= 0"]),
     ("generate-seed-beyond-numpy", lambda t: generate(t, "--seed", str(2**40)),
      [f"seed={2**40}", "up to 4,294,967,295"]),
+    # --- paths taken from files stay inside their folder ---------------------------------------
+    ("manifest-row-leaves-the-set",
+     lambda t: bridged(t, json.dumps({"file_name": "../../../x/0.sh", "class_name": "bag"})),
+     ["line 11", "'../../../x/0.sh'", "<class>/<image>", "outside its set"]),
+    ("manifest-row-absolute-path",
+     lambda t: bridged(t, json.dumps({"file_name": "/etc/passwd", "class_name": "bag"})),
+     ["line 11", "'/etc/passwd'", "outside its set"]),
+    ("manifest-row-without-file-name",  # once: a KeyError traceback
+     lambda t: bridged(t, json.dumps({"class_name": "bag"})), ["line 11", "no file_name"]),
+    ("manifest-row-not-an-object", lambda t: bridged(t, "[1, 2]"),
+     ["line 11", "not a JSON object"]),
+    ("manifest-row-not-json", lambda t: bridged(t, '{"file_name": "bag/0'),
+     ["line 11", "not JSON", "bridge generate"]),
+    ("class-folders-one-slug",
+     lambda t: generate(t, "--dataset", str(dataset(t / "data", ["Sea Lion", "sea_lion"]))),
+     ["'Sea Lion'", "'sea lion'", "'sea_lion'", "rename one"]),
+    ("class-folder-empty-slug-meets-a-real-one",  # 日本 falls back to class_001, taken
+     lambda t: generate(t, "--dataset", str(dataset(t / "data", ["class_001", "日本"]))),
+     ["'日本'", "'class_001'", "rename one"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
@@ -82,10 +137,48 @@ def assert_one_line(code, err, command, named):
         assert text in err, f"{text!r} not in: {err}"
 
 
+def new_files(before: dict, after: dict) -> list[str]:
+    """Files written by the call, but for the split files `--dataset PATH` still keeps in
+    PATH/splits/ (issue 17, part 5: splits should live with the run)."""
+    return sorted(f for f in set(after) - set(before) if "/splits/" not in f"/{f}")
+
+
 @pytest.mark.parametrize("setup, named", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_hostile_input_gives_one_line_and_loses_nothing(setup, named, tmp_path, capsys):
     argv = setup(tmp_path)
     before = snapshot(tmp_path)
     code, err = run_cli(argv, capsys)
     assert_one_line(code, err, argv[0], named)
+    after = snapshot(tmp_path)
+    assert not [f for f, data in before.items() if after.get(f) != data], "changed or removed"
+    assert not new_files(before, after)
+
+
+def test_a_subset_of_a_set_whose_manifest_leaves_it_is_refused(tmp_path):
+    """`bridge sweep --synthetic` copies a set's files into its own folder (synthetic_subset):
+    a row naming a file outside the set is refused before anything is linked or copied."""
+    from bridgelib.experiments import synthetic_subset
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "0.sh").write_text("secret")
+    source = fake_set(tmp_path / "syn", json.dumps({"file_name": "../x/0.sh", "label": 0,
+                                                    "class_name": "t-shirt"}))
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"line 11 has file_name '\.\./x/0\.sh'") as info:
+        synthetic_subset(source, 1, tmp_path / "runs" / "sub")
+    assert "\n" not in str(info.value)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("names, named", [
+    (["cat", ".."], ["'..'", "must not be '.' or '..'"]),
+    (["sea lion", "sea_lion"], ["'sea lion'", "'sea_lion'", "share the folder"]),
+])
+def test_export_image_folder_never_leaves_or_merges_folders(names, named, tmp_path):
+    import torch
+
+    from bridgelib.data import ImageSet, export_image_folder
+    images = ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), names)
+    with pytest.raises(ValueError) as info:
+        export_image_folder(images, tmp_path / "out" / "set")
+    assert all(text in str(info.value) for text in named), str(info.value)
+    assert not any(tmp_path.rglob("*"))
