@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bridgelib.models import create_classifier, input_stats, load_judge, predict
+
 
 def leep_score(source_probs: np.ndarray | torch.Tensor, target_labels, num_target: int | None = None) -> float:
     """LEEP (Nguyen et al. 2020): how well a source model's predictions transfer to target labels.
@@ -25,7 +27,6 @@ def leep_score(source_probs: np.ndarray | torch.Tensor, target_labels, num_targe
 
 def model_leep(model, data, cfg) -> float:
     """LEEP of `model` (its own head as the source labels) on an ImageSet of target data."""
-    from bridgelib.transfer import predict
     probs = predict(model, data, cfg).softmax(1).numpy()
     return leep_score(probs, data.labels.numpy(), len(data.class_names))
 
@@ -33,11 +34,7 @@ def model_leep(model, data, cfg) -> float:
 @torch.no_grad()
 def recognisability(images: torch.Tensor, labels: torch.Tensor, judge=None) -> float:
     """Share of images (N, 3, 32, 32) uint8 that the independent judge reads as their label."""
-    from bridgelib.models import input_stats
-    if judge is None:
-        from bridgelib.config import DATA_DIR
-        from bridgelib.mini.backbone import JUDGE_DIR, load_judge
-        judge = load_judge(DATA_DIR / JUDGE_DIR)
+    judge = judge if judge is not None else load_judge()
     mean, std = input_stats(judge)
     pred = torch.cat([judge((images[i:i + 512].float() / 255 - mean) / std).argmax(1)
                       for i in range(0, len(images), 512)])
@@ -47,7 +44,6 @@ def recognisability(images: torch.Tensor, labels: torch.Tensor, judge=None) -> f
 @torch.no_grad()
 def backbone_features(images: torch.Tensor, cfg, model=None, batch_size: int = 256) -> np.ndarray:
     """Penultimate features of the profile's pretrained backbone for uint8 images (N, 3, H, W)."""
-    from bridgelib.models import create_classifier, input_stats
     model = (model or create_classifier(cfg, None)).eval()
     mean, std = input_stats(model)
     feats = [model.forward_head(model.forward_features((images[i:i + batch_size].float() / 255 - mean) / std),

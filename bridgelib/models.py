@@ -1,4 +1,6 @@
-"""Classifier backbones (timm) and the head re-initialisation of bridged transfer.
+"""Classifier backbones (timm), the head re-initialisation of bridged transfer, and what a
+classifier is used for once trained: logits and accuracy on an ImageSet, and the mini world's
+content judge.
 
 The `paper` profile loads timm's ImageNet weights. The `mini` profile loads the small backbone
 this project pretrains on font glyphs of letters and symbols (`bridge mini build --only
@@ -8,15 +10,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from bridgelib.config import Config
-from bridgelib.files import sha256_file
+from bridgelib.config import DATA_DIR, Config, get_config
+from bridgelib.files import resolve_device, sha256_file
+
+if TYPE_CHECKING:
+    from bridgelib.data import ImageSet
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
+JUDGE_DIR = "mini-judge"         # data/mini-judge: reads the garment in any look (mini/backbone.py)
 REBUILD_HINT = "rebuild it with `bridge mini build --only backbone`"
 
 
@@ -95,3 +102,31 @@ def input_stats(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     cfg = model.pretrained_cfg
     return (torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1),
             torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageSet, cfg: Config, batch_size: int = 512) -> torch.Tensor:
+    """Logits for every image of `data`, shape (N, classes)."""
+    device = resolve_device(cfg.device)
+    model.to(device).eval()
+    mean, std = (t.to(device) for t in input_stats(model))
+    out = [model((data.images[i:i + batch_size].to(device).float() / 255 - mean) / std).cpu()
+           for i in range(0, len(data), batch_size)]
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, data: ImageSet, cfg: Config) -> dict:
+    """Top-1 accuracy and per-class accuracy on `data`."""
+    pred = predict(model, data, cfg).argmax(1)
+    hit = (pred == data.labels).float()
+    per_class = {name: hit[data.labels == c].mean().item()
+                 for c, name in enumerate(data.class_names) if (data.labels == c).any()}
+    return {"accuracy": hit.mean().item(), "per_class_accuracy": per_class}
+
+
+def load_judge(folder: str | Path = DATA_DIR / JUDGE_DIR) -> nn.Module:
+    """The mini world's garment judge, checksum-verified (see load_shipped_weights)."""
+    state = load_shipped_weights(folder)
+    model = create_classifier(get_config("mini"), 10, pretrained=False)
+    model.load_state_dict(state)
+    return model.eval()

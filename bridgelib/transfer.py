@@ -40,7 +40,7 @@ from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
 from bridgelib.files import (atomic_write_bytes, autocast, process_state, progress,
                              resolve_device, write_json)
 from bridgelib.metrics import model_leep
-from bridgelib.models import create_classifier, input_stats, reinit_head
+from bridgelib.models import create_classifier, evaluate, input_stats, predict, reinit_head
 
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
@@ -251,26 +251,6 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
         flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
     return out
-
-
-@torch.no_grad()
-def predict(model: nn.Module, data: ImageSet, cfg: Config, batch_size: int = 512) -> torch.Tensor:
-    """Logits for every image of `data`, shape (N, classes)."""
-    device = resolve_device(cfg.device)
-    model.to(device).eval()
-    mean, std = (t.to(device) for t in input_stats(model))
-    out = [model((data.images[i:i + batch_size].to(device).float() / 255 - mean) / std).cpu()
-           for i in range(0, len(data), batch_size)]
-    return torch.cat(out)
-
-
-def evaluate(model: nn.Module, data: ImageSet, cfg: Config) -> dict:
-    """Top-1 accuracy and per-class accuracy on `data`."""
-    pred = predict(model, data, cfg).argmax(1)
-    hit = (pred == data.labels).float()
-    per_class = {name: hit[data.labels == c].mean().item()
-                 for c, name in enumerate(data.class_names) if (data.labels == c).any()}
-    return {"accuracy": hit.mean().item(), "per_class_accuracy": per_class}
 
 
 def _batch_stream(n: int, batch_size: int, gen: torch.Generator):

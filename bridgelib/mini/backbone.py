@@ -20,10 +20,9 @@ from bridgelib.config import StageConfig, get_config
 from bridgelib.data import ImageSet
 from bridgelib.files import sha256_file, write_json
 from bridgelib.mini import fashion, glyphs
-from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE, create_classifier, load_shipped_weights
-from bridgelib.transfer import Stage, evaluate, train_stage
+from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE, create_classifier, evaluate
+from bridgelib.transfer import Stage, train_stage
 
-JUDGE_DIR = "mini-judge"
 
 
 JUDGE_LOOKS = ("target", *fashion.LOOKS)
@@ -112,11 +111,3 @@ def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
     }
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
-
-
-def load_judge(folder: str | Path) -> nn.Module:
-    """The garment judge, checksum-verified (see models.load_shipped_weights)."""
-    state = load_shipped_weights(folder)
-    model = create_classifier(get_config("mini"), 10, pretrained=False)
-    model.load_state_dict(state)
-    return model.eval()

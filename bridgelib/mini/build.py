@@ -17,6 +17,7 @@ from bridgelib.config import DATA_DIR, get_config
 from bridgelib.files import sha256_file, write_json
 from bridgelib.mini import backbone as classifiers
 from bridgelib.mini import generator
+from bridgelib.models import JUDGE_DIR, load_judge
 
 PARTS = ("judge", "backbone", "generator")
 GUIDANCE_GRID = (1.0, 2.0, 3.0, 5.0, 7.5)
@@ -38,12 +39,12 @@ def build_mini_world(out: str | Path | None = None, only: list[str] | None = Non
             print(f"backbone: held-out font accuracy {m['held_out_font_accuracy']:.3f} "
                   f"({m['build_seconds']:.0f} s)")
         elif part == "judge":
-            m = classifiers.build_classifier(part, out / classifiers.JUDGE_DIR, seed=seed)
+            m = classifiers.build_classifier(part, out / JUDGE_DIR, seed=seed)
             print(f"judge: real test {m['real_test_accuracy']:.3f}, restyled looks "
                   f"{m['held_out_accuracy_restyled']:.3f} ({m['build_seconds']:.0f} s)")
         else:
             record = generator.build_generator(out / "mini-generator", seed=seed)
-            write_generator_manifest(out / "mini-generator", record, out / classifiers.JUDGE_DIR)
+            write_generator_manifest(out / "mini-generator", record, out / JUDGE_DIR)
 
 
 def write_generator_manifest(folder: Path, record: dict, judge_dir: Path) -> dict:
@@ -67,7 +68,7 @@ def generator_quality(folder: Path, judge_dir: Path, per_class: int = 50) -> dic
     from bridgelib.generate import generate_synthetic_set
     from bridgelib.metrics import recognisability
     cfg = get_config("mini", **{"generation.model": str(folder)})
-    judge = classifiers.load_judge(judge_dir)
+    judge = load_judge(judge_dir)
     ceiling = recognisability(*_xy(load_mini_part("test")), judge)
     scores, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
