@@ -117,7 +117,9 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     check_value("batch_size", batch_size, "generation.batch_size")
     options, token = generation_options(cfg, class_names, template, style_token, guidance,
                                         steps, seed, negative_prompt)
-    check_folder(out, options, overwrite)  # before anything loads or changes
+    # your own dataset folder is never written into, nor (with overwrite) deleted
+    reads = Path(cfg.data_root) if cfg.dataset == "imagefolder" and cfg.data_root else None
+    check_folder(out, options, overwrite, reads)  # before anything loads or changes
     state = process_state(cfg.device)
     main = state is None or state.is_main_process
     pipe = pipe if pipe is not None else load_pipeline(cfg, state and state.device)

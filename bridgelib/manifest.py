@@ -13,7 +13,6 @@ import re
 import unicodedata
 from pathlib import Path
 
-from bridgelib.data import IMAGE_SUFFIXES
 from bridgelib.files import atomic_write_bytes, write_json
 
 COLUMNS = ("file_name", "label", "class_name", "prompt", "negative_prompt", "seed",
@@ -90,17 +89,25 @@ def _manifest_row(path: Path, n: int, line: str) -> dict:
     return row
 
 
-def check_folder(out: Path, options: dict, overwrite: bool) -> None:
-    """Refuse to mix two different runs in one folder (one-line error naming the option)."""
-    if overwrite or not out.exists():
+def check_folder(out: Path, options: dict, overwrite: bool, reads: Path | None = None) -> None:
+    """Refuse to mix two different runs in one folder (one-line error naming the option), to
+    write into (or around) `reads`, the dataset folder being read, and an `overwrite` that would
+    delete anything the folder's own set does not list (`own_files`)."""
+    if reads is not None:
+        _refuse_overlap(out, reads)
+    if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir():
         raise ValueError(f"output {str(out)!r} exists and is not a folder; choose another folder")
+    if overwrite:
+        own_files(out)  # refused here, before anything loads, if it would delete a foreign file
+        return
     run = out / "run.json"
     if not run.exists():
         if any(out.iterdir()):
             raise ValueError(f"output folder {str(out)!r} is not empty and holds no run.json; "
-                             f"pass overwrite=True (--overwrite) or choose another folder")
+                             f"choose another folder (overwrite=True (--overwrite) replaces "
+                             f"only a set that `bridge generate` wrote)")
         return
     try:
         old = json.loads(run.read_text())["options"]
@@ -114,20 +121,72 @@ def check_folder(out: Path, options: dict, overwrite: bool) -> None:
                              f"(--overwrite) or choose another folder")
 
 
-def _clear_folder(out: Path) -> None:
-    """Remove a previous set: manifest, run.json, temp files and the images of its subfolders.
+def _refuse_overlap(out: Path, dataset: Path) -> None:
+    """An output folder that is, contains or is inside the dataset folder being read."""
+    o, d = out.expanduser().resolve(), dataset.expanduser().resolve()
+    how = "is" if o == d else "is inside" if o.is_relative_to(d) else \
+        "contains" if d.is_relative_to(o) else None
+    if how:
+        raise ValueError(f"output folder {str(out)!r} {how} the dataset folder {str(dataset)!r} "
+                         f"being read; choose a folder outside it")
 
-    Other files are left alone, so an `overwrite` aimed at the wrong folder loses less.
-    """
+
+_TEMP = re.compile(r"\..+\.tmp")            # atomic_write_bytes' temp files
+_OWN_TOP = re.compile(r"run\.json|metadata\.jsonl|metadata\.rank\d+\.jsonl")
+_OWN_IMAGE = re.compile(r"\d{5}\.png")       # <index:05d>.png, the name generate gives
+
+
+def own_files(out: Path) -> list[Path]:
+    """Every file of the set in `out` that `bridge generate` wrote, which is all `overwrite`
+    may delete: run.json, the manifests, temp files, and in each class folder (of run.json's
+    classes, or named by a manifest row) the images the manifest lists or that carry the
+    generator's own names. Anything else (another file, a folder, a symlink, which is never
+    followed) is a one-line ValueError naming it: nothing is deleted then."""
+    def refuse(what: str):
+        raise ValueError(f"not replacing {str(out)!r}: it holds {what}, which is not a file of "
+                         f"the synthetic set that its run.json and manifest describe; move it "
+                         f"or choose another folder")
+    if out.is_symlink():
+        refuse("itself as a symlink (to "
+               f"{str(out.resolve())!r}); pass the folder it points to")
+    try:
+        folders = set(class_folders_of(json.loads((out / "run.json").read_text())
+                                       ["options"]["class_names"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        if not any(out.iterdir()):
+            return []
+        raise ValueError(f"{str(out)!r} holds no run.json of `bridge generate`, so nothing in it "
+                         f"is known to be a generated set; overwrite=True (--overwrite) replaces "
+                         f"only such a set: choose another folder") from None
+    listed = set(read_manifest(out).file_name) if (out / "metadata.jsonl").exists() else set()
+    folders |= {name.split("/")[0] for name in listed}
+    own = []
+    for p in sorted(out.iterdir()):
+        if p.is_symlink():
+            refuse(f"the symlink {p.name!r}")
+        if p.is_file() and (_OWN_TOP.fullmatch(p.name) or _TEMP.fullmatch(p.name)):
+            own.append(p)
+            continue
+        if not p.is_dir() or p.name not in folders:
+            refuse(repr(p.name))
+        for f in sorted(p.iterdir()):
+            rel = f"{p.name}/{f.name}"
+            if f.is_symlink() or not f.is_file() or not (
+                    rel in listed or _OWN_IMAGE.fullmatch(f.name) or _TEMP.fullmatch(f.name)):
+                refuse(f"the symlink {rel!r}" if f.is_symlink() else repr(rel))
+            own.append(f)
+    return own
+
+
+def _clear_folder(out: Path) -> None:
+    """Remove a previous set: exactly `own_files(out)` (refusing, before deleting anything, a
+    folder that holds anything else), then the class folders left empty."""
     if not out.is_dir():
         return
-    for path in (out / "metadata.jsonl", out / "run.json", *manifest_parts(out),
-                 *out.glob("*.tmp")):
-        path.unlink(missing_ok=True)
-    for sub in (p for p in out.iterdir() if p.is_dir()):
-        for f in sub.iterdir():
-            if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix == ".tmp"):
-                f.unlink()
+    own = own_files(out)
+    for path in own:
+        path.unlink(missing_ok=True)  # unlink removes a name, never what a link points to
+    for sub in {p.parent for p in own if p.parent != out}:
         if not any(sub.iterdir()):
             sub.rmdir()
 

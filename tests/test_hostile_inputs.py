@@ -64,6 +64,40 @@ def dataset(root: Path, classes) -> Path:
     return root
 
 
+def with_extra(t: Path, extra: str, content: bytes = b"mine") -> Path:
+    """A set in t/set, plus a file of the user's at `extra` (relative to the set)."""
+    root = fake_set(t / "set")
+    (root / extra).parent.mkdir(parents=True, exist_ok=True)
+    (root / extra).write_bytes(content)
+    return root
+
+
+def linked_class(t: Path) -> Path:
+    """A set whose `bag` class folder is a symlink to the user's photos elsewhere."""
+    root = fake_set(t / "set")
+    photos = t / "photos"
+    photos.mkdir()
+    (photos / "00000.png").write_bytes((root / "bag" / "00000.png").read_bytes())
+    for f in (root / "bag").iterdir():
+        f.unlink()
+    (root / "bag").rmdir()
+    (root / "bag").symlink_to(photos, target_is_directory=True)
+    return root
+
+
+def linked_image(t: Path) -> Path:
+    """A set one of whose images is a symlink to a file of the user's."""
+    root = fake_set(t / "set")
+    (t / "mine.png").write_bytes((root / "bag" / "00000.png").read_bytes())
+    (root / "bag" / "00000.png").unlink()
+    (root / "bag" / "00000.png").symlink_to(t / "mine.png")
+    return root
+
+
+def overwrite(t, *extra):
+    return generate(t, "--overwrite", *extra)
+
+
 # (id, setup(tmp) -> argv, strings the one-line message must hold)
 CASES = [
     # --- non-finite numbers: refused by the field's rule wherever they enter -------------------
@@ -108,6 +142,30 @@ CASES = [
     ("class-folder-empty-slug-meets-a-real-one",  # 日本 falls back to class_001, taken
      lambda t: generate(t, "--dataset", str(dataset(t / "data", ["class_001", "日本"]))),
      ["'日本'", "'class_001'", "rename one"]),
+    # --- --overwrite deletes only what the set's own manifest and run.json describe ------------
+    ("overwrite-a-set-holding-a-file-of-yours",
+     lambda t: (with_extra(t, "notes.txt"), overwrite(t))[1],
+     ["set'", "'notes.txt'", "not a file of the synthetic set", "choose another folder"]),
+    ("overwrite-a-set-holding-a-folder-of-yours",  # once: every image of every subfolder deleted
+     lambda t: (with_extra(t, "holidays/0.png"), overwrite(t))[1], ["'holidays'", "not a file"]),
+    ("overwrite-a-class-folder-holding-a-photo-of-yours",
+     lambda t: (with_extra(t, "bag/photo.jpg"), overwrite(t))[1], ["'bag/photo.jpg'"]),
+    ("overwrite-a-symlinked-class-folder",  # once: followed, the photos it points to deleted
+     lambda t: (linked_class(t), overwrite(t))[1], ["symlink 'bag'"]),
+    ("overwrite-a-symlinked-image", lambda t: (linked_image(t), overwrite(t))[1],
+     ["symlink 'bag/00000.png'"]),
+    ("overwrite-a-folder-without-run-json", lambda t: (
+        dataset(t / "set", ["cat", "dog"]), overwrite(t))[1],
+     ["holds no run.json", "replaces only such a set", "another folder"]),
+    ("out-is-the-dataset",  # once: --overwrite wiped the real dataset
+     lambda t: overwrite(t, "--dataset", str(dataset(t / "data", ["cat", "dog"])),
+                         "--out", str(t / "data")), ["data' is the dataset folder"]),
+    ("out-inside-the-dataset",
+     lambda t: generate(t, "--dataset", str(dataset(t / "data", ["cat", "dog"])),
+                        "--out", str(t / "data" / "syn")), ["is inside the dataset folder"]),
+    ("out-contains-the-dataset",
+     lambda t: overwrite(t, "--dataset", str(dataset(t / "out" / "data", ["cat", "dog"])),
+                         "--out", str(t / "out")), ["out' contains the dataset folder"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
@@ -182,3 +240,17 @@ def test_export_image_folder_never_leaves_or_merges_folders(names, named, tmp_pa
         export_image_folder(images, tmp_path / "out" / "set")
     assert all(text in str(info.value) for text in named), str(info.value)
     assert not any(tmp_path.rglob("*"))
+
+
+def test_overwrite_deletes_exactly_the_files_of_the_set(tmp_path):
+    """What --overwrite clears: run.json, the manifests, temp files, listed images and stale
+    images under the generator's own names; then the empty class folders. Nothing else."""
+    from bridgelib.manifest import _clear_folder
+    root = fake_set(tmp_path / "set")
+    (root / "bag" / "00007.png").write_bytes(b"a killed run's image, no manifest row")
+    (root / "bag" / ".00008.png.x1.tmp").write_bytes(b"partial")
+    (root / "metadata.rank1.jsonl").write_text("")
+    (tmp_path / "beside.txt").write_text("mine")
+    _clear_folder(root)
+    assert not any(root.iterdir())
+    assert (tmp_path / "beside.txt").read_text() == "mine"
