@@ -316,19 +316,79 @@ def _read_class(folder: Path, split: str, report: FolderReport, size: int | None
     return row
 
 
+# ours: far above any photo a run needs (it is resized to at most a few hundred px), low enough
+# that 8 decoding threads stay near 1 GB; JPEGs count at the reduced scale they decode at.
+MAX_PIXELS = 50_000_000
+
+
+class ImageTooLarge(ValueError):
+    """An image whose decoded size would exceed MAX_PIXELS: refused, not skipped."""
+
+
+def read_rgb(path: str | Path, size: int):
+    """The one image decoder: a file as an 8-bit RGB PIL image (loaded, the file closed).
+
+    JPEGs decode at the smallest scale still at least `size` px (PIL's draft); an image with more
+    than MAX_PIXELS pixels even so is refused (ImageTooLarge, one line naming it) before it is
+    decoded. 16-bit and 32-bit grayscale are scaled to 8 bit (PIL's own conversion clips
+    them, so a 16-bit PNG came out white); palette and alpha images are composited on white.
+    Other failures (corrupt, truncated, not an image) raise what PIL raises.
+    """
+    return _decode(Path(path), size)[0]
+
+
+def _decode(path: Path, size: int):
+    """read_rgb's (image, (width, height) in the file)."""
+    from PIL import Image
+    # PIL warns from 89 M pixels; MAX_PIXELS refuses them all with its own one line
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ImageTooLarge(f"image {str(path)!r} is too large to decode ({err}); downsize it "
+                            f"to at most {MAX_PIXELS:,} pixels") from None
+    with im:
+        wh = im.size
+        im.draft("RGB", (size, size))
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise ImageTooLarge(f"image {str(path)!r} is {w}x{h} px ({w * h:,} pixels); expected "
+                                f"at most {MAX_PIXELS:,} pixels: downsize it (a run uses "
+                                f"{size} px)")
+        return to_rgb(im), wh
+
+
+def to_rgb(im):
+    """A PIL image of any mode as 8-bit RGB: high-bit-depth gray scaled (not clipped), alpha and
+    palette transparency composited on white, everything else by PIL's conversion."""
+    from PIL import Image
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max() > 255):
+            a = a / 257          # 0..65535 -> 0..255
+        elif im.mode == "F" and a.max() <= 1:
+            a = a * 255          # float images in 0..1
+        return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        im = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)),
+                                     im).convert("RGB")
+    return im.convert("RGB")
+
+
 def _open_image(path: Path, size: int | None) -> tuple[torch.Tensor | None, tuple[int, int] | None]:
     """(image (3, size, size) uint8 or None when size is None, (width, height)); (None, None)
-    when the file does not decode (corrupt, truncated, not an image, too large)."""
+    when the file does not decode (corrupt, truncated, not an image). An image too large to
+    decode is refused (ImageTooLarge), not skipped."""
     from PIL import Image
     try:
-        with Image.open(path) as im:
-            wh = im.size
-            if size is None:  # a check only: JPEGs decode fast at a reduced scale, still in full
-                im.draft("RGB", (64, 64))
-                im.load()
-                return None, wh
-            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
-            return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1), wh
+        im, wh = _decode(path, size or 64)  # a check only: decoded small where the format allows
+        if size is None:
+            return None, wh
+        im = im.resize((size, size), Image.BILINEAR)
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1), wh
+    except ImageTooLarge:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None, None
 

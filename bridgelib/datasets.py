@@ -38,7 +38,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bridgelib.data import IMAGE_SUFFIXES, ImageSet, class_folders, parse_shots
+from bridgelib.data import (IMAGE_SUFFIXES, ImageSet, ImageTooLarge, class_folders, parse_shots,
+                            read_rgb)
 from bridgelib.files import progress, write_json
 from bridgelib.prompts import clean_class_names
 
@@ -262,17 +263,18 @@ def load_dataset(name: str, split: str, root: str | Path, size: int, download: b
 
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: shorter side resized to `size` (bicubic), centre crop, RGB."""
+    """(size, size, 3) uint8: shorter side resized to `size` (bicubic), centre crop, RGB.
+    Decoded by `data.read_rgb` (JPEG at a reduced scale, 16-bit and alpha converted, a pixel cap)."""
     from PIL import Image, ImageOps
-    with Image.open(path) as im:
-        im.draft("RGB", (size, size))    # JPEG: decode at a reduced scale still >= size (fast)
-        return np.asarray(ImageOps.fit(im.convert("RGB"), (size, size), Image.BICUBIC))
+    return np.asarray(ImageOps.fit(read_rgb(path, size), (size, size), Image.BICUBIC))
 
 
 def _try_decode(path: Path, size: int) -> np.ndarray | None:
     from PIL import Image
     try:
         return decode_image(path, size)
+    except ImageTooLarge:
+        raise  # refused with its one line, not skipped as unreadable
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 

@@ -94,6 +94,27 @@ def linked_image(t: Path) -> Path:
     return root
 
 
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that claims width x height gray pixels (its data cut short): what a reader sees
+    before it decodes, and all a careless one needs to exhaust memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def huge_image_set(t: Path, width: int, height: int) -> Path:
+    root = fake_set(t / "syn")
+    png_header(root / "bag" / "00000.png", width, height)
+    return root
+
+
 def overwrite(t, *extra):
     return generate(t, "--overwrite", *extra)
 
@@ -166,6 +187,17 @@ CASES = [
     ("out-contains-the-dataset",
      lambda t: overwrite(t, "--dataset", str(dataset(t / "out" / "data", ["cat", "dog"])),
                          "--out", str(t / "out")), ["out' contains the dataset folder"]),
+    # --- images too large to decode: refused before decoding, not decoded full size ------------
+    ("image-too-large",  # 8000 x 8000: under PIL's own warning, 64 M pixels
+     lambda t: train(t, "--recipe", "bridged", "--synthetic", str(huge_image_set(t, 8000, 8000))),
+     ["bag/00000.png'", "8000x8000 px", "at most 50,000,000 pixels", "downsize"]),
+    ("image-in-pils-warning-zone",  # 10000 x 10000: once decoded full size, 8 at once
+     lambda t: train(t, "--recipe", "bridged", "--synthetic",
+                     str(huge_image_set(t, 10000, 10000))), ["10000x10000 px", "downsize"]),
+    ("image-a-decompression-bomb",  # 20000 x 20000: PIL's own bomb error, now one clear line
+     lambda t: train(t, "--recipe", "bridged", "--synthetic",
+                     str(huge_image_set(t, 20000, 20000))),
+     ["bag/00000.png'", "too large to decode", "50,000,000 pixels"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
@@ -254,3 +286,40 @@ def test_overwrite_deletes_exactly_the_files_of_the_set(tmp_path):
     _clear_folder(root)
     assert not any(root.iterdir())
     assert (tmp_path / "beside.txt").read_text() == "mine"
+
+
+def image_of_mode(path: Path, kind: str) -> Path:
+    """A 6 x 6 image whose right answer is mid gray (16-bit) or white (transparent pixels)."""
+    import numpy as np
+    from PIL import Image
+    if kind == "gray16":  # 32768 of 65535: PIL's own conversion clips it to 255, white
+        Image.fromarray(np.full((6, 6), 32768, np.uint16)).save(path)
+    elif kind == "rgba":  # fully transparent black: dropping alpha gives black
+        Image.new("RGBA", (6, 6), (0, 0, 0, 0)).save(path)
+    elif kind == "palette":  # a palette whose index 0 is transparent black
+        im = Image.new("P", (6, 6), 0)
+        im.putpalette([0, 0, 0] * 256)
+        im.save(path, transparency=0)
+    elif kind == "gray-alpha":
+        Image.new("LA", (6, 6), (0, 0)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind, value", [("gray16", 128), ("rgba", 255), ("palette", 255),
+                                         ("gray-alpha", 255)])
+def test_image_modes_decode_to_what_they_show(kind, value, tmp_path):
+    """Both loaders (ImageFolder sets and datasets) decode through data.read_rgb."""
+    from bridgelib.data import load_image_folder
+    from bridgelib.datasets import decode_image
+    (tmp_path / "imgs" / "cat").mkdir(parents=True)
+    path = image_of_mode(tmp_path / "imgs" / "cat" / "0.png", kind)
+    assert set(decode_image(path, 4).flatten().tolist()) == {value}
+    assert set(load_image_folder(tmp_path / "imgs", 4).images.flatten().tolist()) == {value}
+
+
+def test_a_large_jpeg_decodes_at_a_reduced_scale(tmp_path):
+    from PIL import Image
+
+    from bridgelib.data import read_rgb
+    Image.new("RGB", (4000, 3000), "red").save(tmp_path / "big.jpg")
+    assert read_rgb(tmp_path / "big.jpg", 224).size == (500, 375)  # 1/8 scale, still >= 224
