@@ -272,6 +272,8 @@ def _train(args) -> None:
     from bridgelib.transfer import train_run
     cfg = _config(args)
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
+    from bridgelib.files import check_writable
+    check_writable(args.out)  # train_run writes only at the end: find a read-only --out now
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite)

@@ -11,6 +11,7 @@ the mini generator's glyphs. Its training pool and its 10,000 test images ship i
 from __future__ import annotations
 
 import io
+import json
 import numbers
 import re
 import warnings
@@ -124,6 +125,8 @@ def load_image_folder(root: str | Path, size: int, class_names: list[str] | None
     folder, or a class without one readable image, stops here with a one-line ValueError.
     """
     root = Path(root).expanduser()
+    if (root / "metadata.jsonl").exists():  # a synthetic set: its record is read after training
+        _check_run_record(root / "run.json")
     names = _folder_class_names(root) if root.is_dir() else {}
     only = set(names) if (root / "metadata.jsonl").exists() else None
     report, decoded = _read_folder(root, size, 1, 0, splits=False, only=only)
@@ -414,6 +417,20 @@ def _remove_image_folder(root: Path) -> None:
             raise FileExistsError(f"{str(root)!r} holds {p.name!r}, which is not a class folder "
                                   f"of images; not replacing it (choose another folder)")
     shutil.rmtree(root)
+
+
+def _check_run_record(path: Path) -> None:
+    """A synthetic set's run.json, when present, must be a JSON object whose options are one:
+    refused here, before a training run that would read it only at its end."""
+    if not path.exists():
+        return
+    try:
+        run = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        run = None
+    if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):
+        raise ValueError(f"{str(path)!r} is not a run.json of `bridge generate` (a JSON object "
+                         f"with its options); regenerate the set, or delete run.json")
 
 
 def _folder_class_names(root: Path) -> dict[str, str]:

@@ -38,6 +38,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Refuse, before any work, an output folder that cannot take files: it (or, not yet made,
+    its nearest existing parent) must be a folder a temp file can be made in, the way every
+    file is written. Nothing is left behind: the probe is deleted, no folder is made."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output {str(folder)!r} exists and is not a folder; choose another "
+                         f"folder")
+    base = next(p for p in (folder, *folder.parents) if p.exists())
+    if not base.is_dir():
+        raise ValueError(f"output {str(folder)!r} is inside {str(base)!r}, which is not a "
+                         f"folder; choose another folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".write-probe.", suffix=".tmp")
+    except OSError as err:  # named as the folder meant, as a refused write is everywhere
+        raise OSError(err.errno, err.strerror, str(folder)) from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 

@@ -115,6 +115,13 @@ def huge_image_set(t: Path, width: int, height: int) -> Path:
     return root
 
 
+def with_record(t: Path, text: str) -> Path:
+    """A synthetic set whose run.json holds `text`."""
+    root = fake_set(t / "syn")
+    (root / "run.json").write_text(text)
+    return root
+
+
 def overwrite(t, *extra):
     return generate(t, "--overwrite", *extra)
 
@@ -198,6 +205,19 @@ CASES = [
      lambda t: train(t, "--recipe", "bridged", "--synthetic",
                      str(huge_image_set(t, 20000, 20000))),
      ["bag/00000.png'", "too large to decode", "50,000,000 pixels"]),
+    # --- late failures found before the first step --------------------------------------------
+    ("synthetic-run-json-a-list",  # once: a traceback after the whole training
+     lambda t: train(t, "--recipe", "bridged", "--synthetic", str(with_record(t, "[1, 2]"))),
+     ["syn/run.json'", "not a run.json of `bridge generate`", "regenerate"]),
+    ("synthetic-run-json-corrupt",
+     lambda t: train(t, "--recipe", "bridged", "--synthetic", str(with_record(t, '{"opt'))),
+     ["syn/run.json'", "not a run.json"]),
+    ("synthetic-options-not-an-object",
+     lambda t: train(t, "--recipe", "bridged", "--synthetic",
+                     str(with_record(t, '{"options": "single"}'))), ["syn/run.json'"]),
+    ("train-out-inside-a-file", lambda t: (
+        (t / "f").write_text("keep"), train(t) + ["--out", str(t / "f" / "run")])[1],
+     ["f/run'", "is inside", "not a folder"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
@@ -323,3 +343,27 @@ def test_a_large_jpeg_decodes_at_a_reduced_scale(tmp_path):
     from bridgelib.data import read_rgb
     Image.new("RGB", (4000, 3000), "red").save(tmp_path / "big.jpg")
     assert read_rgb(tmp_path / "big.jpg", 224).size == (500, 375)  # 1/8 scale, still >= 224
+
+
+def test_a_read_only_train_out_is_found_before_training(tmp_path, capsys, monkeypatch):
+    """`train` writes only at its end: a read-only --out once failed after the whole run."""
+    import errno
+    import os
+    import tempfile
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # as root, whom chmod does not stop
+        if dir is not None and Path(dir).resolve().is_relative_to(ro.resolve()):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    import bridgelib.transfer
+    monkeypatch.setattr(bridgelib.transfer, "run_recipe", lambda *a, **k: pytest.fail("trained"))
+    code, err = run_cli(train(tmp_path) + ["--out", str(ro / "run")], capsys)
+    assert code == 1 and err.startswith("bridge train: error: Permission denied: ") \
+        and "\n" not in err, err
+    assert "ro/run'" in err and "writable" in err
+    assert not any(ro.iterdir())
