@@ -297,6 +297,9 @@ def _read_token(style_token: str | Path | None) -> dict | None:
             raise ValueError(f"style token {str(path)!r} holds {len(tensors)} tensors; expected "
                              f"one {{token: tensor}} as `bridge invert` writes")
         name, vec = next(iter(tensors.items()))
+        if not torch.isfinite(vec).all():
+            raise ValueError(f"style token {str(path)!r} holds NaN or infinite values; learn it "
+                             f"again (`bridge invert`, a lower --lr)")
         return {"name": name, "sha256": sha256_file(path), "path": path,
                 "vectors": vec.reshape(-1, vec.shape[-1])}
     if path.suffix in (".safetensors", ".bin", ".pt") or os.sep in str(style_token):
@@ -313,6 +316,12 @@ def _check_token(pipe, token: dict) -> None:
             raise ValueError(f"style token {token['name']!r} is neither a file nor a token of "
                              f"the tokenizer")
         return
+    tok, name = pipe.tokenizer, token["name"]
+    if name in tok.get_vocab() and name not in tok.get_added_vocab():
+        raise ValueError(f"style token {str(token['path'])!r} names its token {name!r}, already "
+                         f"a token of the tokenizer's own vocabulary; loading it would overwrite "
+                         f"that token's embedding; learn it under a new word such as '<s*>' "
+                         f"(invert.token)")
     width, hidden = token["vectors"].shape[-1], pipe.text_encoder.config.hidden_size
     if width != hidden:
         raise ValueError(f"style token {str(token['path'])} has width {width} but the text "

@@ -126,6 +126,10 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
                 bar.update(1)
                 bar.set_postfix(loss=f"{token.losses[-1]:.4f}")
             if token.step % inv.checkpoint_every == 0 or token.step == steps:
+                if not torch.isfinite(token.rows).all():  # never saved, never written as S*
+                    raise RuntimeError(f"the style token diverged (NaN or infinite values by "
+                                       f"step {token.step}, lr={lr}); lower lr (--lr) and start "
+                                       f"again with overwrite=True (--overwrite)")
                 _save_checkpoint(ckpt_dir, token.state_dict(settings, time.perf_counter() - t1))
                 if on_checkpoint is not None:
                     on_checkpoint(token.step, pipe)
@@ -290,6 +294,10 @@ def _existing_ids(tokenizer, token: str, n: int) -> list[int] | None:
     vocab = tokenizer.get_vocab()
     if token not in vocab:
         return None
+    if token not in tokenizer.get_added_vocab():  # once: learned over that word's embedding
+        raise ValueError(f"invert.token={token!r} is already a token of the tokenizer's own "
+                         f"vocabulary; learning it would overwrite that token's embedding; "
+                         f"choose a new word such as '<s*>'")
     if not all(x in vocab for x in names) or f"{token}_{n}" in vocab:
         raise ValueError(f"the pipeline already holds token {token!r} with another number of "
                          f"vectors; load the pipeline afresh")

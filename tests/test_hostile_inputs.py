@@ -122,6 +122,13 @@ def with_record(t: Path, text: str) -> Path:
     return root
 
 
+def token_file(path: Path, name: str = "<s*>", value: float = 0.1) -> Path:
+    import torch
+    from safetensors.torch import save_file
+    save_file({name: torch.full((1, 64), value)}, path)
+    return path
+
+
 def overwrite(t, *extra):
     return generate(t, "--overwrite", *extra)
 
@@ -218,6 +225,16 @@ CASES = [
     ("train-out-inside-a-file", lambda t: (
         (t / "f").write_text("keep"), train(t) + ["--out", str(t / "f" / "run")])[1],
      ["f/run'", "is inside", "not a folder"]),
+    # --- a style token never replaces a word the tokenizer knows, and is finite ----------------
+    ("style-token-named-after-a-word",  # once: silently overwrote that word's embedding
+     lambda t: generate(t, "--style-token", str(token_file(t / "s.safetensors", "cat"))),
+     ["s.safetensors'", "'cat'", "tokenizer's own vocabulary", "'<s*>'"]),
+    ("invert-token-named-after-a-word",  # once: learned over the word's embedding
+     lambda t: invert(t, "--set", "invert.token=cat"),
+     ["invert.token='cat'", "tokenizer's own vocabulary", "'<s*>'"]),
+    ("style-token-nan", lambda t: generate(
+        t, "--style-token", str(token_file(t / "s.safetensors", value=float("nan")))),
+     ["s.safetensors'", "NaN or infinite", "bridge invert"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
