@@ -150,11 +150,36 @@ def _image_files(d: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _check_classes(c: _Ctx, bases: list[Path]) -> None:
+    """A folder dataset every run can learn from: at least 2 classes, no class folder without
+    an image file, no class with test images but none to train on (once: a single class gave
+    test_acc 1.0, an empty or test-only class was a label no image taught)."""
+    layout = f"expected {c.spec.layout}"
+    names = sorted({f.name for b in bases for f in class_folders(b)})
+    if len(names) < 2:
+        raise ValueError(f"{c.spec.name}: {c.root} has {len(names)} class folder(s) "
+                         f"({', '.join(names) or 'none'}); a classifier needs at least 2 "
+                         f"classes; {layout}")
+    for base in bases:
+        for folder in class_folders(base):
+            if not _image_files(folder):
+                raise ValueError(f"{c.spec.name}: class folder {folder} holds no image files "
+                                 f"({', '.join(IMAGE_SUFFIXES)}); add images or remove it")
+    if len(bases) == 2:
+        trained = {f.name for f in class_folders(bases[0])}
+        only = [n for n in names if n not in trained]
+        if only:
+            raise ValueError(f"{c.spec.name}: class {only[0]!r} has test images "
+                             f"({bases[1] / only[0]}) but no training images in {bases[0]}; "
+                             f"every class needs both")
+
+
 def _read_folders(c: _Ctx):
     """root/train/<class>/* and root/test/<class>/*; the label order is the sorted union of both."""
     for s in SPLITS:
         if not (c.root / s).is_dir():
             raise FileNotFoundError(f"{c.spec.name}: {c.root / s} not found; expected {c.spec.layout}")
+    _check_classes(c, [c.root / s for s in SPLITS])
     folders = sorted({f.name for s in SPLITS for f in class_folders(c.root / s)})
     pairs = [(p, folders.index(f.name)) for f in class_folders(c.root / c.split)
              for p in _image_files(f)]
@@ -169,6 +194,7 @@ def _read_imagefolder(c: _Ctx):
     folders = class_folders(c.root)
     if not folders:
         raise FileNotFoundError(f"imagefolder: no class folders in {c.root}; expected {c.spec.layout}")
+    _check_classes(c, [c.root])
     pairs = [(p, y) for y, f in enumerate(folders) for p in _image_files(f)]
     frac = c.test_fraction
     keep = _fixed_split(c, pairs, f"test{frac:g}", lambda n: n - min(max(round(n * frac), 1), n - 1))

@@ -129,6 +129,18 @@ def token_file(path: Path, name: str = "<s*>", value: float = 0.1) -> Path:
     return path
 
 
+def with_empty_class(root: Path) -> Path:
+    dataset(root, ["cat", "dog"])
+    (root / "bird").mkdir()
+    return root
+
+
+def split_dataset(root: Path, train_classes, test_classes) -> Path:
+    dataset(root / "train", train_classes)
+    dataset(root / "test", test_classes)
+    return root
+
+
 def overwrite(t, *extra):
     return generate(t, "--overwrite", *extra)
 
@@ -235,6 +247,20 @@ CASES = [
     ("style-token-nan", lambda t: generate(
         t, "--style-token", str(token_file(t / "s.safetensors", value=float("nan")))),
      ["s.safetensors'", "NaN or infinite", "bridge invert"]),
+    # --- empty or single classes ----------------------------------------------------------------
+    ("dataset-with-one-class",  # once: test_acc 1.0
+     lambda t: train(t, "--dataset", str(dataset(t / "data", ["cat"]))),
+     ["1 class folder(s) (cat)", "at least 2 classes"]),
+    ("generate-for-a-dataset-with-one-class",
+     lambda t: generate(t, "--dataset", str(dataset(t / "data", ["cat"]))),
+     ["1 class folder(s) (cat)", "at least 2 classes"]),
+    ("dataset-with-an-empty-class-folder",
+     lambda t: train(t, "--dataset", str(with_empty_class(t / "data"))),
+     ["data/bird holds no image files", "add images or remove it"]),
+    ("dataset-class-only-in-test",
+     lambda t: train(t, "--dataset", str(split_dataset(t / "data", ["cat", "dog"],
+                                                        ["cat", "dog", "bird"]))),
+     ["class 'bird' has test images", "no training images", "every class needs both"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
