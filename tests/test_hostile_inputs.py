@@ -410,3 +410,135 @@ def test_a_read_only_train_out_is_found_before_training(tmp_path, capsys, monkey
         and "\n" not in err, err
     assert "ro/run'" in err and "writable" in err
     assert not any(ro.iterdir())
+
+
+# ---- property tests: generated hostile names never write outside the folder nor lose a file ----
+
+PIECES = ["..", ".", "", " ", "a", "A", "a b", "a_b", "a-b", "a  b", "日本", "ß", "café", "cafe",
+          "/", "\\", "x/../y", "../../etc", "/abs", "class_000", "class_001", "C:", "\t", "~",
+          ".hidden", "a.png", "00000.png"]
+
+
+def hostile_name(rng) -> str:
+    return "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 3)))
+
+
+def inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def test_generated_class_names_get_one_folder_each_inside_the_output(tmp_path):
+    import random
+
+    from bridgelib.manifest import class_folders_of
+    from bridgelib.prompts import validate_class_names
+    rng, accepted = random.Random(17), 0
+    for _ in range(2000):
+        names = [hostile_name(rng) for _ in range(rng.randint(1, 4))]
+        try:
+            folders = class_folders_of(validate_class_names(names))
+        except ValueError as e:
+            assert "\n" not in str(e)
+            continue
+        accepted += 1
+        assert len(set(folders)) == len(folders), (names, folders)
+        for f in folders:
+            assert f and f not in (".", "..") and "/" not in f and "\\" not in f, (names, f)
+            assert inside(tmp_path / f, tmp_path) and (tmp_path / f).parent == tmp_path
+    assert accepted > 100  # the property was tested, not only refusals
+
+
+def test_generated_manifest_names_never_leave_the_set(tmp_path):
+    import random
+
+    from bridgelib.manifest import read_manifest
+    rng = random.Random(18)
+    root = fake_set(tmp_path / "set")
+    good = (root / "metadata.jsonl").read_text()
+    accepted = 0
+    for _ in range(500):
+        names = [hostile_name(rng) + rng.choice(["", "/", "/0.png", "/../x"]) + hostile_name(rng)
+                 for _ in range(rng.randint(1, 3))]
+        rows = "".join(json.dumps({"file_name": n, "class_name": "x"}) + "\n" for n in names)
+        (root / "metadata.jsonl").write_text(good + rows)
+        try:
+            listed = read_manifest(root).file_name
+        except ValueError as e:
+            assert "\n" not in str(e)
+            continue
+        accepted += 1
+        assert all(inside(root / n, root) for n in listed), list(listed)
+    assert accepted > 20
+
+
+def test_generated_folders_are_never_overwritten_beyond_their_own_files(tmp_path):
+    """Random extra files, folders and symlinks (to files and folders outside) in a set:
+    clearing it for --overwrite either refuses and changes nothing, or removes only the set's
+    own files; nothing outside the set ever changes."""
+    import random
+    import shutil
+
+    from bridgelib.manifest import _clear_folder
+    rng = random.Random(19)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "00000.png").write_bytes(b"yours")
+    (outside / "notes.txt").write_text("yours")
+    cleared = 0
+    for i in range(60):
+        root = fake_set(tmp_path / f"set{i}")
+        own = snapshot(root)
+        for _ in range(rng.randint(0, 2)):
+            folder = root / rng.choice(["", "bag", "t-shirt", "mine", "日本"])
+            folder.mkdir(exist_ok=True)
+            target = folder / rng.choice(["00001.png", "notes.txt", ".x.tmp", "photo.jpg", "..."])
+            kind = rng.choice(["file", "file-link", "folder-link"])
+            if target.exists() or target.is_symlink():
+                continue
+            if kind == "file":
+                target.write_bytes(b"yours")
+            elif kind == "file-link":
+                target.symlink_to(outside / "00000.png")
+            else:
+                target.symlink_to(outside, target_is_directory=True)
+        before_outside, before = snapshot(outside), snapshot(root)
+        links = [p for p in root.rglob("*") if p.is_symlink()]
+        try:
+            _clear_folder(root)
+        except ValueError as e:
+            assert "\n" not in str(e)
+            assert snapshot(root) == before and all(p.is_symlink() for p in links)
+        else:
+            cleared += 1
+            left = snapshot(root)
+            assert not links  # a folder holding a symlink is never cleared
+            assert all(before[f] == data for f, data in left.items())
+            assert set(before) - set(left) <= set(own) | {
+                f for f in before if f.endswith((".tmp", "00001.png"))}
+        assert snapshot(outside) == before_outside
+        shutil.rmtree(root)
+    assert cleared > 5
+
+
+def test_generated_export_names_stay_inside_the_export(tmp_path):
+    import random
+
+    import torch
+
+    from bridgelib.data import ImageSet, export_image_folder
+    rng, written = random.Random(20), 0
+    for i in range(300):
+        names = [hostile_name(rng) for _ in range(2)]
+        images = ImageSet(torch.zeros(2, 3, 2, 2, dtype=torch.uint8), torch.tensor([0, 1]), names)
+        root = tmp_path / "exports" / f"e{i}"
+        try:
+            export_image_folder(images, root)
+        except ValueError as e:
+            assert "\n" not in str(e)
+            continue
+        written += 1
+        assert len([p for p in root.iterdir() if p.is_dir()]) == 2, names
+    assert written > 30
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(inside(p, tmp_path / "exports") and len(p.relative_to(tmp_path / "exports").parts)
+               == 3 for p in files)
