@@ -109,16 +109,30 @@ def check_folder(out: Path, options: dict, overwrite: bool, reads: Path | None =
                              f"choose another folder (overwrite=True (--overwrite) replaces "
                              f"only a set that `bridge generate` wrote)")
         return
+    _refuse_links(out)  # a rerun writes into the class folders: never through a link
     try:
         old = json.loads(run.read_text())["options"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{str(run)!r} is not a run.json of `bridge generate`; pass "
-                         f"overwrite=True (--overwrite) or choose another folder") from None
+        raise ValueError(f"{str(run)!r} is not a run.json of `bridge generate`, so nothing in "
+                         f"{str(out)!r} is known to be a generated set; choose another folder"
+                         ) from None
     for key, value in options.items():
         if old.get(key) != value:
             raise ValueError(f"{str(out)!r} holds a different synthetic set ({key}: "
                              f"{old.get(key)!r}, requested {value!r}); pass overwrite=True "
                              f"(--overwrite) or choose another folder")
+
+
+def _refuse_links(out: Path) -> None:
+    """A symlink in a set or one of its folders: writing or deleting through it would reach
+    outside the set."""
+    for p in sorted(out.iterdir()):
+        for q in [p] if p.is_symlink() or not p.is_dir() else [p, *sorted(p.iterdir())]:
+            if q.is_symlink():
+                rel = q.relative_to(out).as_posix()
+                raise ValueError(f"{str(out)!r} holds the symlink {rel!r}; a set's files are "
+                                 f"written only inside its folder, never through a link: remove "
+                                 f"the link or choose another folder")
 
 
 def _refuse_overlap(out: Path, dataset: Path) -> None:

@@ -201,6 +201,10 @@ CASES = [
      lambda t: (linked_class(t), overwrite(t))[1], ["symlink 'bag'"]),
     ("overwrite-a-symlinked-image", lambda t: (linked_image(t), overwrite(t))[1],
      ["symlink 'bag/00000.png'"]),
+    ("resume-into-a-symlinked-class-folder",  # once: images written through it, outside
+     lambda t: (linked_class(t), generate(t))[1], ["symlink 'bag'", "never through a link"]),
+    ("resume-over-a-symlinked-image", lambda t: (linked_image(t), generate(t))[1],
+     ["symlink 'bag/00000.png'"]),
     ("overwrite-a-folder-without-run-json", lambda t: (
         dataset(t / "set", ["cat", "dog"]), overwrite(t))[1],
      ["holds no run.json", "replaces only such a set", "another folder"]),
