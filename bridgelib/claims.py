@@ -268,3 +268,18 @@ def claims_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {row.claim} | {row.setting} | {measured} | {row.n} | {row.verdict} | "
                      f"{row.paper_diff} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict_summary(table: pd.DataFrame) -> str:
+    """A few markdown lines that say what the verdicts say: the count of each, then every row
+    that is not within noise, with its numbers (notebooks render this instead of typed prose)."""
+    counts = table["verdict"].value_counts()
+    lines = ["- " + ", ".join(f"**{counts.get(v, 0)}** {v}" for v in VERDICTS)
+             + f" (of {len(table)} claim settings)."]
+    for verdict_ in ("reproduced", "opposite"):
+        for row in table[table["verdict"] == verdict_].itertuples():
+            unit = "points" if row.unit == "points" else "LEEP"
+            lines.append(f"- *{verdict_}*: {row.claim} ({row.setting}): {row.diff:+.2f} {unit} "
+                         f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], n = {row.n}; "
+                         f"paper {row.paper_diff}.")
+    return "\n".join(lines) + "\n"

@@ -20,11 +20,20 @@ END = "<!-- end of the claims table -->"
 
 
 def store_table(store_dir: Path = REPO_ROOT / "data" / "results" / "store") -> str:
+    """What the store holds (one line from its store.json), then the claims table."""
+    import json
+
     import pandas as pd
     from bridgelib.claims import claim_verdicts, claims_markdown
     from bridgelib.experiments import HISTORY_FILE, read_store
     histories = pd.read_csv(store_dir / HISTORY_FILE)
-    return claims_markdown(claim_verdicts(read_store(store_dir), histories))
+    meta = json.loads((store_dir / "store.json").read_text())
+    missing = len(meta.get("missing_runs", []))
+    status = (f"Store: {meta['runs']} runs of the {meta['grid']!r} grid"
+              + (f", **{missing} of its runs still missing** (`make results` resumes the build; "
+                 f"claims without their runs read `not measured`)" if missing else ", complete")
+              + f"; generator weights {meta['generator_fingerprint']}.")
+    return f"{status}\n\n{claims_markdown(claim_verdicts(read_store(store_dir), histories))}"
 
 
 def readme_table(readme: str) -> str:
