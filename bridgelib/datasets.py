@@ -20,12 +20,16 @@ name and skipped, instead of a crash deep inside a DataLoader in epoch 3.
 
 Splits that the data do not fix (SUN397, Caltech-101, a single-folder ImageFolder) and k-shot
 subsets are drawn once with a seed and saved as JSON in `<root>/splits/` (or `split_dir`), so every
-run, machine and notebook sees the same images. Delete a file to draw again.
+run, machine and notebook sees the same images. Delete a file to draw again. Your own folder
+(`imagefolder`) is never written into: its splits live in the project's cache,
+`$BRIDGELIB_CACHE/splits/<folder>-<hash of its path>/` (default `cache/` of the repository), so a
+read-only dataset works; a split file already in `<root>/splits/` is still read from there.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 import warnings
@@ -274,7 +278,7 @@ def load_dataset(name: str, split: str, root: str | Path, size: int, download: b
     if not root.is_dir():
         raise FileNotFoundError(f"{name}: {root} not found; expected {spec.layout}")
     ctx = _Ctx(spec, root, split, download, split_seed, test_fraction,
-               Path(split_dir) if split_dir else root / "splits")
+               Path(split_dir) if split_dir else None)
     pairs, raw_names = spec.reader(ctx)
     if max_images is not None and max_images < len(pairs):
         pick = np.sort(np.random.default_rng(0).permutation(len(pairs))[:max_images])
@@ -342,9 +346,24 @@ def check_image_folder(root: str | Path):
 
 # ---------------------------------------------------------------- split files
 def split_file(name: str, root: str | Path, what: str, split_dir: str | Path | None = None) -> Path:
-    """Where a split lives: `<root>/splits/<name>_<what>.json` unless `split_dir` is given."""
-    folder = Path(split_dir) if split_dir else Path(root).expanduser() / "splits"
-    return folder / f"{name}_{what}.json"
+    """Where a split lives: `<root>/splits/<name>_<what>.json` unless `split_dir` is given; for
+    your own folder (imagefolder) in the cache (module docstring), never inside the folder,
+    unless an older run left the file there."""
+    file = f"{name}_{what}.json"
+    if split_dir:
+        return Path(split_dir) / file
+    root = Path(root).expanduser()
+    if name != "imagefolder" or (root / "splits" / file).exists():
+        return root / "splits" / file
+    return user_split_dir(root) / file
+
+
+def user_split_dir(root: str | Path) -> Path:
+    """The cache folder of the split files of your own folder `root` (one per resolved path)."""
+    from bridgelib.config import REPO_ROOT
+    root = Path(root).expanduser().resolve()
+    cache = Path(os.environ.get("BRIDGELIB_CACHE") or REPO_ROOT / "cache").expanduser()
+    return cache / "splits" / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
 def save_split(path: str | Path, split: dict) -> Path:

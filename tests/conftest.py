@@ -1,9 +1,12 @@
 """Tests run offline, quietly, in the mini profile (a caller's explicit settings win)."""
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BRIDGELIB_PROGRESS", "0")
 os.environ.setdefault("BRIDGELIB_PROFILE", "mini")
+# split files of your own folders (imagefolder) go to $BRIDGELIB_CACHE: a temp folder, not cache/
+os.environ.setdefault("BRIDGELIB_CACHE", tempfile.mkdtemp(prefix="bridgelib-cache-"))
 
 from pathlib import Path  # noqa: E402
 

@@ -189,7 +189,10 @@ def test_images_are_centre_crops_of_the_shorter_side(tmp_path):
 def test_drawn_splits_are_saved_disjoint_and_reused(name, tmp_path):
     MAKERS[name](tmp_path)
     first = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4)
-    files = list((tmp_path / "splits").glob(f"{name}_*_seed0.json"))
+    # your own folder's splits are kept in the cache, never inside the folder
+    folder = ds.user_split_dir(tmp_path) if name == "imagefolder" else tmp_path / "splits"
+    assert (tmp_path / "splits").exists() == (name != "imagefolder")
+    files = list(folder.glob(f"{name}_*_seed0.json"))
     assert len(files) == 1
     split = ds.load_split(files[0])
     assert not set(split["train"]) & set(split["test"])
@@ -280,7 +283,8 @@ def test_kshot_split_files_are_saved_and_loaded_identically(tmp_path):
     make_imagefolder(tmp_path / "mine")
     first = ds.load_kshot("imagefolder", tmp_path / "mine", SIZE, shots=2, seed=5)
     path = ds.split_file("imagefolder", tmp_path / "mine", "2shot_seed5")
-    assert path.parent.name == "splits" and path.exists()
+    assert path.parent == ds.user_split_dir(tmp_path / "mine") and path.exists()
+    assert not (tmp_path / "mine" / "splits").exists()  # never written into your folder
     saved = ds.load_split(path)
     assert saved["seed"] == 5 and len(saved["indices"]) == 4
     again = ds.load_kshot("imagefolder", tmp_path / "mine", SIZE, shots=2, seed=5)
