@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from bridgelib.config import Config, check_value
 from bridgelib.data import ImageSet
-from bridgelib.files import atomic_write_bytes, progress, sha256_file, write_json
+from bridgelib.files import atomic_write_bytes, check_writable, progress, sha256_file, write_json
 from bridgelib.prompts import clean_class_names, make_prompt
 
 MAX_NORM_FACTOR = 1.5
@@ -100,6 +100,7 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
                 "max_norm_factor": max_norm_factor, "images_sha256": _images_sha256(images)}
     ckpt_dir = out.parent / (out.stem + "_checkpoints")
     state = _start_state(out, ckpt_dir, settings, resume, overwrite)
+    check_writable(out.parent)  # the first checkpoint comes only after checkpoint_every steps
     if pipe is None:
         from bridgelib.generate import load_pipeline
         pipe = load_pipeline(cfg)
