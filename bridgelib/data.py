@@ -129,6 +129,10 @@ def load_image_folder(root: str | Path, size: int, class_names: list[str] | None
         _check_run_record(root / "run.json")
     names = _folder_class_names(root) if root.is_dir() else {}
     only = set(names) if (root / "metadata.jsonl").exists() else None
+    if root.is_dir():  # every image is held decoded: refuse a set this machine cannot hold
+        files = [p for f in class_folders(root) if only is None or f.name in only
+                 for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        check_memory(len(files), size, str(root), copies=2)  # the images, then their stack
     report, decoded = _read_folder(root, size, 1, 0, splits=False, only=only)
     found = sorted(names[r["class"]] for r in report.rows)
     if class_names is not None and found != sorted(class_names):
@@ -317,6 +321,30 @@ def _read_class(folder: Path, split: str, report: FolderReport, size: int | None
         if img is not None:
             decoded.append((folder.name, img))
     return row
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can still give (Linux MemAvailable), or None where it is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(n_images: int, size: int, what: str, copies: int = 1) -> None:
+    """Refuse, before decoding, a set whose decoded images (n x 3 x size x size uint8, held
+    `copies` times at once) need more memory than the machine has available, with the estimate."""
+    need, have = copies * n_images * 3 * size * size, available_memory()
+    def amount(b: int) -> str:
+        return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:.0f} MiB"
+    if have is not None and need > have:
+        raise ValueError(f"{what!r}: {n_images:,} images at {size} px need {amount(need)} "
+                         f"decoded, more than the {amount(have)} of memory available; use "
+                         f"fewer images (a smaller --per-class or volume) or a smaller size")
 
 
 # ours: far above any photo a run needs (it is resized to at most a few hundred px), low enough

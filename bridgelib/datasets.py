@@ -42,8 +42,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bridgelib.data import (IMAGE_SUFFIXES, ImageSet, ImageTooLarge, class_folders, parse_shots,
-                            read_rgb)
+from bridgelib.data import (IMAGE_SUFFIXES, ImageSet, ImageTooLarge, check_memory, class_folders,
+                            parse_shots, read_rgb)
 from bridgelib.files import progress, write_json
 from bridgelib.prompts import clean_class_names
 
@@ -313,6 +313,7 @@ def decode_images(pairs: Pairs, size: int, workers: int = 8,
                   desc: str = "decoding") -> tuple[torch.Tensor, torch.Tensor]:
     """Decode (file, label) pairs in threads (PIL releases the GIL) into (N, 3, size, size)
     uint8 and (N,) int64, filled in place; unreadable files are skipped with one warning."""
+    check_memory(len(pairs), size, desc)  # before the one tensor they all go into
     out = torch.empty((len(pairs), 3, size, size), dtype=torch.uint8)
     ok = np.ones(len(pairs), dtype=bool)
     with ThreadPoolExecutor(max(1, workers)) as pool:

@@ -576,3 +576,18 @@ def test_a_read_only_dataset_is_read_and_never_written_into(tmp_path, capsys, mo
     assert code == 2 and "do not match the dataset's (cat, dog)" in err, err
     assert snapshot(data) == before and not (data / "splits").exists()
     assert list((tmp_path / "cache" / "splits").glob("data-*/imagefolder_test0.2_seed0.json"))
+
+
+def test_a_set_larger_than_memory_is_refused_before_decoding(tmp_path, capsys, monkeypatch):
+    """Every image of a set is held decoded: a set the machine cannot hold is refused, with
+    the estimate, before the first image is decoded (here the machine has 1 MiB available)."""
+    import bridgelib.data
+    monkeypatch.setattr(bridgelib.data, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(bridgelib.data, "_read_folder", lambda *a, **k: pytest.fail("decoded"))
+    syn = fake_set(tmp_path / "syn")
+    before = snapshot(tmp_path)
+    code, err = run_cli(train(tmp_path, "--recipe", "bridged", "--synthetic", str(syn),
+                              "--set", "image_size=512"), capsys)
+    assert_one_line(code, err, "train", ["syn'", "10 images at 512 px need 15 MiB",
+                                         "1 MiB of memory available", "fewer images"])
+    assert snapshot(tmp_path) == before
