@@ -141,6 +141,12 @@ def split_dataset(root: Path, train_classes, test_classes) -> Path:
     return root
 
 
+def with_file(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def overwrite(t, *extra):
     return generate(t, "--overwrite", *extra)
 
@@ -265,6 +271,13 @@ CASES = [
      lambda t: train(t, "--dataset", str(split_dataset(t / "data", ["cat", "dog"],
                                                         ["cat", "dog", "bird"]))),
      ["class 'bird' has test images", "no training images", "every class needs both"]),
+    # --- train --out: nothing of yours replaced without --overwrite -----------------------------
+    ("train-out-holds-a-config-json-of-yours",  # once: replaced at the end of the run
+     lambda t: (with_file(t / "run" / "config.json", '{"mine": 1}'), train(t))[1],
+     ["run'", "'config.json'", "not a file of a `bridge train` run", "--overwrite"]),
+    ("train-out-holds-other-files",
+     lambda t: (with_file(t / "run" / "notes.txt", "mine"), train(t))[1],
+     ["'notes.txt'", "choose another --out or pass --overwrite"]),
     # --- the token and its record are never the same file ---------------------------------------
     ("invert-out-is-its-own-record",
      lambda t: ["invert", "--shots", "1", "--steps", "1", "--out", str(t / "style.json")],
@@ -591,3 +604,15 @@ def test_a_set_larger_than_memory_is_refused_before_decoding(tmp_path, capsys, m
     assert_one_line(code, err, "train", ["syn'", "10 images at 512 px need 15 MiB",
                                          "1 MiB of memory available", "fewer images"])
     assert snapshot(tmp_path) == before
+
+
+def test_a_killed_train_runs_leftovers_do_not_block_its_rerun(tmp_path):
+    """What a killed train leaves (config.json, history.csv, a temp file; no metrics.json) is
+    its own: the rerun is not refused (the SIGKILL suite reruns into it)."""
+    from bridgelib.cli import _refuse_foreign_files
+    from bridgelib.config import get_config
+    out = tmp_path / "run"
+    get_config("mini").save(out / "config.json")
+    (out / "history.csv").write_text("stage,epoch\n")
+    (out / ".metrics.json.x1.tmp").write_text("")
+    _refuse_foreign_files(str(out))  # not refused
