@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bridgelib.config import Config
+from bridgelib.config import Config, check_value
 from bridgelib.data import parse_shots
 from bridgelib.files import atomic_write_bytes, progress, write_json
 from bridgelib.prompts import TEMPLATES
@@ -94,9 +94,12 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"volume={v!r} is invalid; expected a positive number of images "
                              f"per class")
-    if isinstance(fixed_steps, bool) or not isinstance(fixed_steps, int) or fixed_steps < 0:
-        raise ValueError(f"fixed_steps={fixed_steps!r} is invalid; expected 0 (the stage's epochs) "
-                         f"or a positive number of optimizer steps")
+    if fixed_steps != 0:  # 0: the stage's own epochs
+        check_value("fixed_steps", fixed_steps, "train.synthetic.steps")
+    for g in guidances:
+        check_value("guidance", g, "generation.guidance")
+    for g in gen_seeds:
+        check_value("gen_seed", g, "seed")
     if match_compute and not volumes:
         raise ValueError("match_compute needs volumes: the matched vanilla trains as many steps "
                          "as bridged would on that many synthetic images per class")
@@ -344,7 +347,14 @@ def set_options(folder: str | Path) -> dict:
     if not run.exists():
         raise FileNotFoundError(f"{str(run)!r} does not exist; is {str(folder)!r} a synthetic set "
                                 f"written by `bridge generate`?")
-    return json.loads(run.read_text())["options"]
+    try:
+        options = json.loads(run.read_text())["options"]
+    except (ValueError, KeyError, TypeError):
+        options = None
+    if not isinstance(options, dict):
+        raise ValueError(f"{str(run)!r} is not a synthetic set's run record (a JSON object with "
+                         f"its generation options); was {str(folder)!r} written by `bridge generate`?")
+    return options
 
 
 def complete_per_class(folder: str | Path) -> int:

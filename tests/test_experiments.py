@@ -317,5 +317,9 @@ def test_generation_seeds_budgets_and_compute_matching_are_cells_of_their_own():
     assert stage_steps(budget[0]) == sum(stage_steps(s) for s in natural)
     with pytest.raises(ValueError, match="fixed_steps=-1"):
         plan_sweep(["bridged++"], volumes=[25], fixed_steps=-1)
+    with pytest.raises(ValueError, match="guidance=inf"):
+        plan_sweep(["bridged++"], volumes=[25], guidances=[float("inf")])
+    with pytest.raises(ValueError, match="gen_seed=-2"):
+        plan_sweep(["bridged++"], volumes=[25], gen_seeds=[-2])
     with pytest.raises(ValueError, match="match_compute needs volumes"):
         plan_sweep(["vanilla"], match_compute=True)
