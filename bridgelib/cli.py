@@ -272,44 +272,11 @@ def _train(args) -> None:
     from bridgelib.transfer import train_run
     cfg = _config(args)
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
-    from bridgelib.files import check_writable
-    check_writable(args.out)  # train_run writes only at the end: find a read-only --out now
-    if not args.overwrite:
-        _refuse_foreign_files(args.out)
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite)
     if _first_process():
         print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))
-
-
-# What a killed `train` leaves (metrics.json comes last): a rerun into it is not refused.
-_TRAIN_LEFTOVERS = ("config.json", "history.csv")
-
-
-def _refuse_foreign_files(out: str) -> None:
-    """A train --out that holds files of its own (once: a config.json or history.csv of yours
-    replaced without --overwrite): anything but a killed run's leftovers is refused. (This
-    belongs in transfer.train_run, the one writer of a run folder, for notebook calls too.)"""
-    from pathlib import Path
-
-    from bridgelib.config import load_config
-    folder = Path(out).expanduser()
-    if not folder.is_dir() or (folder / "metrics.json").exists():  # train_run refuses a run
-        return
-    for p in sorted(folder.iterdir()):
-        ours = p.is_file() and not p.is_symlink() and (
-            p.name in _TRAIN_LEFTOVERS or (p.name.startswith(".") and p.name.endswith(".tmp")))
-        if ours and p.name == "config.json":
-            try:
-                load_config(p)
-            except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
-                ours = False
-        if not ours:
-            raise FileExistsError(f"run directory {str(folder)!r} holds {p.name!r}, which is not "
-                                  f"a file of a `bridge train` run; choose another --out or pass "
-                                  f"--overwrite (it replaces only config.json, history.csv and "
-                                  f"metrics.json)")
 
 
 def _sweep(args) -> None:

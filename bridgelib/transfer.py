@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bridgelib.config import Config, StageConfig
+from bridgelib.config import Config, StageConfig, load_config
 from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
-from bridgelib.files import (atomic_write_bytes, autocast, process_state, progress,
-                             resolve_device, write_json)
+from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
+                             progress, resolve_device, write_json)
 from bridgelib.metrics import model_leep
-from bridgelib.models import create_classifier, evaluate, input_stats, predict, reinit_head
+from bridgelib.models import create_classifier, evaluate, input_stats, reinit_head
 
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
@@ -275,6 +275,9 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     if (out / "metrics.json").exists() and not overwrite:
         raise FileExistsError(f"run directory {str(out)!r} already holds a run; "
                               f"choose another --out or pass --overwrite")
+    if not overwrite:
+        _refuse_foreign_files(out)
+    check_writable(out)  # the run's files are written only at the end: find a read-only out now
     check_recipe(recipe, synthetic_dir or None)
     budget_only = recipe == "vanilla" and synthetic_dir is not None and cfg.train.match_compute
     if recipe == "vanilla" and not budget_only:
@@ -323,6 +326,31 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     atomic_write_bytes(out / "history.csv", history.to_csv(index=False).encode())
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+# What a killed `train` leaves (metrics.json comes last): a rerun into it is not refused.
+_TRAIN_LEFTOVERS = ("config.json", "history.csv")
+
+
+def _refuse_foreign_files(out) -> None:
+    """A run folder that holds files not of a run (a config.json or history.csv of yours would
+    be replaced): anything but a killed run's leftovers is refused."""
+    folder = Path(out).expanduser()
+    if not folder.is_dir() or (folder / "metrics.json").exists():  # train_run refuses a run
+        return
+    for p in sorted(folder.iterdir()):
+        ours = p.is_file() and not p.is_symlink() and (
+            p.name in _TRAIN_LEFTOVERS or (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if ours and p.name == "config.json":
+            try:
+                load_config(p)
+            except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+                ours = False
+        if not ours:
+            raise FileExistsError(f"run directory {str(folder)!r} holds {p.name!r}, which is not "
+                                  f"a file of a `bridge train` run; choose another --out or pass "
+                                  f"--overwrite (it replaces only config.json, history.csv and "
+                                  f"metrics.json)")
 
 
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:

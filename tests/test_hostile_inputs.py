@@ -609,7 +609,7 @@ def test_a_set_larger_than_memory_is_refused_before_decoding(tmp_path, capsys, m
 def test_a_killed_train_runs_leftovers_do_not_block_its_rerun(tmp_path):
     """What a killed train leaves (config.json, history.csv, a temp file; no metrics.json) is
     its own: the rerun is not refused (the SIGKILL suite reruns into it)."""
-    from bridgelib.cli import _refuse_foreign_files
+    from bridgelib.transfer import _refuse_foreign_files
     from bridgelib.config import get_config
     out = tmp_path / "run"
     get_config("mini").save(out / "config.json")

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bridgelib import transfer
+from bridgelib import models, transfer
 from bridgelib.config import get_config, load_config
 from bridgelib.data import ImageSet, load_mini_part, load_real
 from bridgelib.models import create_classifier, head_parameters
@@ -259,9 +259,9 @@ def test_evaluate_reports_overall_and_per_class_accuracy(cfg, real):
     assert set(result["per_class_accuracy"]) == set(real.class_names)
     # 2 images per class: overall accuracy is the mean of the per-class ones
     assert result["accuracy"] == pytest.approx(np.mean(list(result["per_class_accuracy"].values())))
-    logits = transfer.predict(model, real, cfg, batch_size=7)
+    logits = models.predict(model, real, cfg, batch_size=7)
     assert logits.shape == (len(real), 10)
-    assert torch.allclose(logits, transfer.predict(model, real, cfg), atol=1e-5)
+    assert torch.allclose(logits, models.predict(model, real, cfg), atol=1e-5)
 
 
 # -- augmentation and batching -----------------------------------------------------------------
