@@ -417,19 +417,21 @@ def mixing_map(runs: pd.DataFrame, ratios=MIX_RATIOS, title: str | None = None,
     grid = np.full((len(shots), len(ratios)), np.nan)
     fig, ax = _axes(size=(1.6 * len(ratios) + 2.5, 0.8 * len(shots) + 1.8))
     for row in table.itertuples():
-        i, j = shots.index(row.shots), ratios.index(round(row.syn_per_real, 2))
-        grid[i, j] = row.diff
-        half = (row.ci_high - row.ci_low) / 2 if math.isfinite(row.ci_high) else math.nan
-        ax.text(j, i, f"{row.diff:+.1f}\n±{half:.1f}" + (f"\n{row.volume}/class"),
-                ha="center", va="center", fontsize=8)
+        grid[shots.index(row.shots), ratios.index(round(row.syn_per_real, 2))] = row.diff
     lim = max(1.0, float(np.nanmax(np.abs(grid))))
+    for row in table.itertuples():
+        i, j = shots.index(row.shots), ratios.index(round(row.syn_per_real, 2))
+        half = (row.ci_high - row.ci_low) / 2 if math.isfinite(row.ci_high) else math.nan
+        ax.text(j, i, f"{row.diff:+.1f}\n±{half:.1f}\n{row.volume}/class", ha="center",
+                va="center", fontsize=8, color="white" if abs(row.diff) > 0.6 * lim else "black")
     im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    fig.colorbar(im, ax=ax, label="mixed − vanilla (points; ± is the 95% interval)")
+    fig.colorbar(im, ax=ax, label="mixed − vanilla (points)")
     ax.set_xticks(range(len(ratios)),
                   [f"{100 / (1 + r):.0f}% real\n({r:g} : 1)" for r in ratios], fontsize=8)
     ax.set_yticks(range(len(shots)), [shot_label(k) if k == "full" else f"{k}-shot"
                                       for k in shots])
-    ax.set(xlabel="real share of the mixed training set (synthetic : real)", ylabel="real data")
+    ax.set(xlabel="real share of the mixed training set (synthetic : real); ± the 95% interval",
+           ylabel="real data")
     world = runs if "profile" in runs else pd.DataFrame({"profile": [profile]}) if profile else None
     ax.set_title(_title(title or "Where mixing helps and where it hurts", None, world),
                  fontsize=10)
