@@ -27,11 +27,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bridgelib.mini.fashion import POOL_PER_CLASS  # the store's world: the mini pool
+
 VERDICTS = ("reproduced", "opposite", "within noise", "not measured")
 COLUMNS = ["claim", "setting", "diff", "ci_low", "ci_high", "n", "diff_images", "unit",
            "verdict", "paper_diff", "paper", "source"]
 EARLY_EPOCHS = 3            # "converges faster": mean test accuracy over the first real epochs
 NOISE_IMAGES = 2            # a difference under 2 test images is noise, whatever the interval
+MONITOR_IMAGES = 2000       # per-epoch accuracy is read on this many (config.monitor_images)
 EQUIVALENCE_POINTS = 2.0    # "robust to guidance": every value within ±2 points of another
 LEVEL = 0.95
 DEFAULT_VOLUME = 200        # the store's default synthetic images per class
@@ -77,7 +80,7 @@ def _rules() -> list[Rule]:
     rules = []
     mixed = "mixed is 6–10 points below vanilla on all ten datasets (full data, ~15–24 synthetic per real)"
     for ratio in (15, 24):
-        volume = 100 * ratio  # the mini pool holds 100 real images per class
+        volume = POOL_PER_CLASS * ratio
         for b, vs in ((_runs("vanilla", "full"), "vanilla"), (_matched("full", volume),
                                                                "compute-matched vanilla")):
             rules.append(Rule("Mixed transfer is below vanilla", f"full pool, {ratio} : 1, vs {vs}",
@@ -206,7 +209,7 @@ def compare(store: pd.DataFrame, rule: Rule) -> list:
     if unit == "points" and "n_test" in store and n:
         n_test = int(pd.to_numeric(store["n_test"]).max())
         if rule.metric == "early_acc":  # per-epoch accuracy is read on the monitor subset
-            n_test = min(n_test, 2000)
+            n_test = min(n_test, MONITOR_IMAGES)
     margin = EQUIVALENCE_POINTS / 100 if rule.direction == 0 else None
     v = verdict(mean, low, high, n, rule.direction, n_test, margin)
     images = round(mean * n_test, 1) if n_test and math.isfinite(mean) else math.nan

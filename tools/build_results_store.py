@@ -36,14 +36,12 @@ RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]  # the 
 SHOTS = [1, 2, 4, 8, 16, "full"]
 SEEDS = [0, 1, 2, 3, 4]          # training seeds of every claim's setting
 DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (200/class, 4 epochs)
-# Mixed's real share, as synthetic images per real image: 1 : 1, 4 : 1 and the paper's
-# 15 : 1 and 24 : 1 (all real images + 1,000 synthetic per class on its datasets).
-MIX_RATIOS = [1, 4, 15, 24]
-POOL_PER_CLASS = 100             # the mini pool (bridgelib.mini.fashion.POOL_PER_CLASS)
 
 
 def _mixing(k) -> dict:
     """One row of the mixing map: mixed at shots k, at each real share of MIX_RATIOS."""
+    from bridgelib.mini.fashion import POOL_PER_CLASS
+    from bridgelib.report import MIX_RATIOS  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
     per_class = POOL_PER_CLASS if k == "full" else k
     return dict(recipes=["vanilla", "mixed"], shots=[k], volumes=[per_class * r for r in MIX_RATIOS])
 
