@@ -9,7 +9,6 @@ ValueError / OSError / RuntimeError with a one-line message. Either way the mess
 is still there, byte for byte, and no file was written (but by a row that fails part-way).
 docs/bad_inputs.md is this table in prose: keep them in step.
 """
-import errno
 import os
 import shutil
 import tempfile
@@ -21,6 +20,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import bridgelib.cli as cli
+from cli_helpers import generate, invert, read_only_dir, train
 from bridgelib.config import DATA_DIR, get_config
 from bridgelib.data import MINI_CLASSES
 
@@ -64,26 +64,6 @@ def synthetic_set(out: Path) -> Path:
                                   progress_bar=False)
 
 
-def read_only_dir(path: Path, mp) -> Path:
-    """A folder nobody may write into: chmod 0o555, or (as root, whom chmod does not stop)
-    every temp file refused inside it with EACCES, which is how the package writes files."""
-    path.mkdir()
-    path.chmod(0o555)
-    try:
-        (path / "probe").touch()
-    except PermissionError:
-        return path
-    (path / "probe").unlink()
-    real = tempfile.mkstemp
-
-    def mkstemp(*args, dir=None, **kwargs):
-        if dir is not None and Path(dir).resolve().is_relative_to(path.resolve()):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
-        return real(*args, dir=dir, **kwargs)
-    mp.setattr(tempfile, "mkstemp", mkstemp)
-    return path
-
-
 def disk_full_after(mp, n: int) -> None:
     """The disk fills up after `n` generated images: the temp file of the next one is /dev/full,
     so its write fails with the kernel's own ENOSPC."""
@@ -115,18 +95,6 @@ def run_dir(path: Path) -> Path:
     path.mkdir()
     (path / "metrics.json").write_text('{"test_acc": 0.5}\n')
     return path
-
-
-def generate(t, *extra):
-    return ["generate", "--per-class", "1", "--steps", "1", "--out", str(t / "set"), *extra]
-
-
-def train(t, *extra):
-    return ["train", "--recipe", "vanilla", "--shots", "1", "--out", str(t / "run"), *extra]
-
-
-def invert(t, *extra):
-    return ["invert", "--shots", "1", "--out", str(t / "tok.safetensors"), *extra]
 
 
 def api_generate(**kw):

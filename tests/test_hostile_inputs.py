@@ -14,18 +14,7 @@ from pathlib import Path
 import pytest
 
 import bridgelib.cli as cli
-
-
-def generate(t, *extra):
-    return ["generate", "--per-class", "1", "--steps", "1", "--out", str(t / "set"), *extra]
-
-
-def train(t, *extra):
-    return ["train", "--recipe", "vanilla", "--shots", "1", "--out", str(t / "run"), *extra]
-
-
-def invert(t, *extra):
-    return ["invert", "--shots", "1", "--out", str(t / "tok.safetensors"), *extra]
+from cli_helpers import generate, invert, read_only_dir, train
 
 
 def fake_set(root: Path, bad_row=None) -> Path:
@@ -399,27 +388,9 @@ def test_a_large_jpeg_decodes_at_a_reduced_scale(tmp_path):
     assert read_rgb(tmp_path / "big.jpg", 224).size == (500, 375)  # 1/8 scale, still >= 224
 
 
-def read_only(path: Path, monkeypatch) -> Path:
-    """A folder nobody may write into: chmod 0o555 and (as root, whom chmod does not stop)
-    every temp file inside it refused with EACCES, which is how every file is written."""
-    import errno
-    import os
-    import tempfile
-    path.mkdir(exist_ok=True)
-    path.chmod(0o555)
-    real = tempfile.mkstemp
-
-    def mkstemp(*args, dir=None, **kwargs):
-        if dir is not None and Path(dir).resolve().is_relative_to(path.resolve()):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
-        return real(*args, dir=dir, **kwargs)
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    return path
-
-
 def test_a_read_only_train_out_is_found_before_training(tmp_path, capsys, monkeypatch):
     """`train` writes only at its end: a read-only --out once failed after the whole run."""
-    ro = read_only(tmp_path / "ro", monkeypatch)
+    ro = read_only_dir(tmp_path / "ro", monkeypatch)
     import bridgelib.transfer
     monkeypatch.setattr(bridgelib.transfer, "run_recipe", lambda *a, **k: pytest.fail("trained"))
     code, err = run_cli(train(tmp_path) + ["--out", str(ro / "run")], capsys)
@@ -432,7 +403,7 @@ def test_a_read_only_train_out_is_found_before_training(tmp_path, capsys, monkey
 def test_a_read_only_invert_out_is_found_before_the_pipeline_loads(tmp_path, capsys,
                                                                    monkeypatch):
     """`invert` writes its first checkpoint only after checkpoint_every steps."""
-    ro = read_only(tmp_path / "ro", monkeypatch)
+    ro = read_only_dir(tmp_path / "ro", monkeypatch)
     import bridgelib.generate
     monkeypatch.setattr(bridgelib.generate, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
     code, err = run_cli(invert(tmp_path) + ["--out", str(ro / "tok.safetensors")], capsys)
@@ -579,7 +550,7 @@ def test_a_read_only_dataset_is_read_and_never_written_into(tmp_path, capsys, mo
     split files now live in the cache; here every write inside the dataset is refused (as
     root, whom chmod does not stop, through the temp file every write makes), and the run gets
     past the dataset to the next check (a synthetic set of other classes, before training)."""
-    data = read_only(dataset(tmp_path / "data", ["cat", "dog"]), monkeypatch)
+    data = read_only_dir(dataset(tmp_path / "data", ["cat", "dog"]), monkeypatch)
     monkeypatch.setenv("BRIDGELIB_CACHE", str(tmp_path / "cache"))
     syn = fake_set(tmp_path / "syn")
     before = snapshot(data)
