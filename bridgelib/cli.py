@@ -280,7 +280,8 @@ def _train(args) -> None:
 
 
 def _sweep(args) -> None:
-    from bridgelib.experiments import run_sweep, summarize
+    from bridgelib.experiments import run_sweep
+    from bridgelib.store import summarize
     if args.synthetic and (args.guidance != [None] or args.templates != ["single"]):
         raise ValueError("--synthetic DIR fixes the template and guidance (its own); drop "
                          "--guidance/--templates or drop --synthetic to generate")
@@ -296,7 +297,7 @@ def _sweep(args) -> None:
 
 
 def _report(args) -> None:
-    from bridgelib.experiments import load_runs, summarize
+    from bridgelib.store import load_runs, summarize
     from bridgelib.files import atomic_write_bytes
     from bridgelib.report import write_report
     _refuse_set(args, "report reads each run's own config.json")

@@ -12,7 +12,7 @@ the largest volume still needed (the package's cached set, `cache/synthetic/`, r
 options is big enough), and every smaller volume is the first N images per class of it.
 
 After every run `root/results.csv` (the store: one row per run, config then metrics columns,
-see STORE_COLUMNS) is rewritten atomically; `pd.read_csv` reads it as is.
+`bridgelib.store`) is rewritten atomically; `pd.read_csv` reads it as is.
 """
 from __future__ import annotations
 
@@ -33,16 +33,8 @@ from bridgelib.config import Config, check_value
 from bridgelib.data import parse_shots
 from bridgelib.files import atomic_write_bytes, progress, write_json
 from bridgelib.prompts import TEMPLATES
+from bridgelib.store import write_store
 from bridgelib.transfer import RECIPES, train_run
-
-STORE_FILE = "results.csv"
-HISTORY_FILE = "histories.csv"
-CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "gen_seed",
-                  "fixed_steps", "match_compute", "scratch", "profile", "dataset")
-METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "train_images",
-                  "synthetic_images", "syn_per_real", "wall_s")
-STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
-
 
 # ---------------------------------------------------------------- the cells of a grid
 @dataclass(frozen=True)
@@ -374,107 +366,3 @@ def _command() -> str:
     if sys.argv and Path(sys.argv[0]).name in ("bridge", "cli.py"):
         return "bridge " + shlex.join(sys.argv[1:])
     return "run_sweep (Python)"
-
-
-# ---------------------------------------------------------------- the results store
-def write_store(root: str | Path) -> pd.DataFrame:
-    """Rewrite `root/results.csv` atomically from every run in `root`; return it."""
-    store = tidy_runs(collect_runs(root))
-    atomic_write_bytes(Path(root) / STORE_FILE, store.to_csv(index=False).encode())
-    return store
-
-
-def read_store(path: str | Path) -> pd.DataFrame:
-    """A results store (a folder holding results.csv, or the CSV), shots as int | "full"."""
-    path = Path(path)
-    csv = path / STORE_FILE if path.is_dir() else path
-    if not csv.exists():
-        raise FileNotFoundError(f"no results store {str(csv)!r}; build one with `bridge sweep` "
-                                f"or tools/build_results_store.py")
-    store = pd.read_csv(csv, dtype={"shots": str})
-    store["shots"] = store["shots"].map(lambda k: "full" if k == "full" else int(k)).astype(object)
-    if "volume" in store:
-        store["volume"] = store["volume"].astype("Int64")
-    return store
-
-
-def load_runs(*folders: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(store, histories) of folders of runs (run directories) or of shipped stores
-    (results.csv and histories.csv, as tools/build_results_store.py writes them). A run name
-    found in two folders is prefixed with its folder's name, so runs stay apart."""
-    parts = []  # (folder name, store, histories or None)
-    for folder in map(Path, folders):
-        if any(folder.glob("*/metrics.json")):
-            parts.append((folder.name, tidy_runs(collect_runs(folder)), collect_histories(folder)))
-        elif (folder / STORE_FILE).exists():
-            hist = folder / HISTORY_FILE
-            parts.append((folder.name, read_store(folder),
-                          pd.read_csv(hist) if hist.exists() else None))
-    if not parts:
-        raise FileNotFoundError(f"no runs (*/metrics.json) or {STORE_FILE} under "
-                                f"{', '.join(map(str, folders))}")
-    names = [n for _, st, _ in parts for n in st["run"]]
-    if len(names) != len(set(names)):
-        parts = [(tag, st.assign(run=tag + "/" + st["run"]),
-                  None if h is None else h.assign(run=tag + "/" + h["run"]))
-                 for tag, st, h in parts]
-    histories = [h for _, _, h in parts if h is not None]
-    return (pd.concat([st for _, st, _ in parts], ignore_index=True),
-            pd.concat(histories, ignore_index=True) if histories else None)
-
-
-def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """`collect_runs` rows as store rows: volume (NaN without synthetic data), scratch, the
-    synthetic folder's name; config columns first, then metrics, then anything else."""
-    if raw.empty:
-        return pd.DataFrame(columns=list(STORE_COLUMNS))
-    df = raw.copy()
-    volume = pd.to_numeric(df.pop("synthetic_per_class"), errors="coerce") \
-        if "synthetic_per_class" in df else pd.Series(float("nan"), index=df.index)
-    df["volume"] = volume.where(volume > 0).astype("Int64")
-    df["scratch"] = ~df.pop("pretrained").astype(bool) if "pretrained" in df else False
-    # Runs made before these were recorded: one generation seed (0), epoch budgets, no matching.
-    synthetic = df["volume"].notna()
-    for col, default in (("gen_seed", 0), ("fixed_steps", 0), ("match_compute", False)):
-        df[col] = df[col].fillna(default) if col in df else default
-    df["gen_seed"] = pd.to_numeric(df["gen_seed"]).where(synthetic).astype("Int64")
-    df["fixed_steps"] = df["fixed_steps"].astype(int)
-    df["match_compute"] = df["match_compute"].astype(bool)
-    train = pd.to_numeric(df["train_images"])
-    df["syn_per_real"] = (pd.to_numeric(df["synthetic_images"]) / train.where(train > 0)).round(3)
-    df["synthetic"] = df.get("synthetic", pd.Series(None, index=df.index, dtype=object)).map(
-        lambda p: Path(p).name if isinstance(p, str) and p else None)
-    first = [c for c in STORE_COLUMNS if c in df]
-    return df[first + [c for c in df if c not in first]]
-
-
-def collect_runs(*roots: str | Path) -> pd.DataFrame:
-    """One row per run found under `roots` (its metrics.json), per-class accuracies left out."""
-    rows = []
-    for root in roots:
-        for path in sorted(Path(root).glob("*/metrics.json")):
-            m = json.loads(path.read_text())
-            m.pop("per_class_accuracy", None)
-            m.pop("stages", None)
-            leep = m.pop("leep", None) or {}
-            rows.append({"run": path.parent.name, **m,
-                         **{f"leep_{k}": v for k, v in leep.items()}})
-    return pd.DataFrame(rows)
-
-
-def collect_histories(*roots: str | Path, runs=None) -> pd.DataFrame:
-    """Every run's history.csv in one tidy table with a `run` column (optionally only `runs`)."""
-    parts = [pd.read_csv(p).assign(run=p.parent.name) for root in roots
-             for p in sorted(Path(root).glob("*/history.csv"))
-             if runs is None or p.parent.name in set(runs)]
-    if not parts:
-        return pd.DataFrame(columns=["run", "stage", "epoch", "test_acc"])
-    table = pd.concat(parts, ignore_index=True)
-    return table[["run", *[c for c in table if c != "run"]]]
-
-
-def summarize(runs: pd.DataFrame, by=("recipe", "shots")) -> pd.DataFrame:
-    """Mean, std and count of test accuracy per group (seeds aggregated)."""
-    by = [b for b in by if b in runs.columns]
-    return (runs.groupby(by, sort=False)["test_acc"].agg(["mean", "std", "count"])
-            .reset_index())

@@ -11,8 +11,9 @@ from PIL import Image
 from bridgelib import experiments
 from bridgelib.config import get_config
 from bridgelib.experiments import (Cell, complete_per_class, find_synthetic_set, plan_sweep,
-                                   read_store, run_sweep, synthetic_subset)
+                                   run_sweep, synthetic_subset)
 from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
+from bridgelib.store import STORE_COLUMNS, collect_histories, load_runs, read_store
 
 TINY = {"train.real.epochs": 1, "train.real.min_steps": 2, "train.real.batch_size": 16,
         "train.synthetic.epochs": 1, "train.synthetic.batch_size": 8,
@@ -116,7 +117,7 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
     assert len(sources) == 2 and all("-n2-" in s for s in sources)  # one set per guidance
     assert sorted(p.name for p in (root / "synthetic").iterdir()) == [f"{s}-first1" for s in sources]
     on_disk = pd.read_csv(root / "results.csv")
-    assert list(on_disk.columns[:len(experiments.STORE_COLUMNS)]) == list(experiments.STORE_COLUMNS)
+    assert list(on_disk.columns[:len(STORE_COLUMNS)]) == list(STORE_COLUMNS)
     assert len(on_disk) == 5 and on_disk["run"].is_unique
     syn = on_disk[on_disk.recipe == "bridged++"].sort_values(["guidance", "volume"])
     assert syn[["guidance", "volume"]].values.tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
@@ -183,15 +184,15 @@ def test_load_runs_reads_run_folders_and_shipped_stores(cfg, tmp_path, monkeypat
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     (tmp_path / "a" / "results.csv").rename(shipped / "results.csv")
-    experiments.collect_histories(tmp_path / "a").to_csv(shipped / "histories.csv", index=False)
-    store, histories = experiments.load_runs(shipped)
+    collect_histories(tmp_path / "a").to_csv(shipped / "histories.csv", index=False)
+    store, histories = load_runs(shipped)
     assert len(store) == 2 and set(histories["run"]) == {"vanilla-k1-s0", "vanilla-k2-s0"}
-    store, histories = experiments.load_runs(tmp_path / "a", shipped)  # same names: kept apart
+    store, histories = load_runs(tmp_path / "a", shipped)  # same names: kept apart
     assert sorted(store["run"]) == ["a/vanilla-k1-s0", "a/vanilla-k2-s0",
                                     "shipped/vanilla-k1-s0", "shipped/vanilla-k2-s0"]
     assert set(histories["run"]) == set(store["run"])
     with pytest.raises(FileNotFoundError, match="no runs"):
-        experiments.load_runs(tmp_path / "nothing")
+        load_runs(tmp_path / "nothing")
 
 
 def load_tool():

@@ -197,7 +197,7 @@ def test_train_rerun_after_sigkill_is_complete(killed_train):
 
 
 def test_sweep_rerun_after_sigkill_has_every_cell(killed_sweep):
-    from bridgelib.experiments import collect_runs
+    from bridgelib.store import collect_runs
     root = killed_sweep["root"]
     assert assert_nothing_partial(root) == []
     runs = collect_runs(root)

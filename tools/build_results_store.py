@@ -41,7 +41,7 @@ DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (
 def _mixing(k) -> dict:
     """One row of the mixing map: mixed at shots k, at each real share of MIX_RATIOS."""
     from bridgelib.mini.fashion import POOL_PER_CLASS
-    from bridgelib.report import MIX_RATIOS  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
+    from bridgelib.claims import MIX_RATIOS  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
     per_class = POOL_PER_CLASS if k == "full" else k
     return dict(recipes=["vanilla", "mixed"], shots=[k], volumes=[per_class * r for r in MIX_RATIOS])
 
@@ -193,7 +193,8 @@ def measured_rates(cfg, root) -> dict:
     generator's images per second from the cached sets' run.json (else SECONDS)."""
     import numpy as np
     from bridgelib.config import REPO_ROOT as repo
-    from bridgelib.experiments import Cell, collect_runs
+    from bridgelib.experiments import Cell
+    from bridgelib.store import collect_runs
     rate = dict(SECONDS)
     runs = collect_runs(root)
     if len(runs) >= 5:
@@ -235,7 +236,7 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
 
 def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     """results.csv (the grid's runs), histories.csv (the recipes family) and store.json."""
-    from bridgelib.experiments import HISTORY_FILE, STORE_FILE, collect_histories, write_store
+    from bridgelib.store import HISTORY_FILE, STORE_FILE, collect_histories, write_store
     from bridgelib.files import atomic_write_bytes, write_json
     from bridgelib.generate import model_fingerprint
     names = {c.name for fam in grid["families"].values()
