@@ -11,16 +11,17 @@ import dataclasses
 import difflib
 import functools
 import json
-import math
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bridgelib.prompts import TEMPLATES
+from bridgelib.validation import (ANY_TEXT, BOOL, MAX_BATCH, MAX_EPOCHS, MAX_GUIDANCE, MAX_LR,
+                                  MAX_PER_CLASS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_SIZE, MAX_STEPS,
+                                  TEXT, Rule, choice, integer, matches, number, optional)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
@@ -293,123 +294,59 @@ def _set(cfg: Config, dotted: str, value: Any) -> None:
     setattr(functools.reduce(getattr, sections, cfg), name, value)
 
 
-# ---- validation: one rule per field, in one table ----------------------------------------------
-
-Rule = tuple[Callable[[Any], bool], str]  # (is the value valid?, what is valid, for the message)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not here
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int(low: int, multiple_of: int = 1, high: int | None = None) -> Rule:
-    """An integer from `low` up to `high` (included): counts are capped, so a typo such as
-    1000000000 steps is refused here instead of exhausting memory later."""
-    what = "a positive integer" if low == 1 else f"an integer >= {low}"
-    if high is not None:
-        what = f"{what} up to {high:,}"
-    if multiple_of > 1:
-        what = f"{what} that is a multiple of {multiple_of}"
-    return (lambda v: _is_int(v) and v >= low and (high is None or v <= high)
-            and v % multiple_of == 0), what
-
-
-def _number(low: float, high: float = math.inf, open_low: bool = False) -> Rule:
-    """A finite number from `low` (excluded if open_low) up to `high` (always excluded)."""
-    def ok(v: Any) -> bool:
-        return _is_number(v) and (v > low if open_low else v >= low) and v < high
-    if high < math.inf and open_low and low == 0:
-        what = f"a positive number below {high:g}"
-    elif high < math.inf:
-        what = f"a number in {'(' if open_low else '['}{low:g}, {high:g})"
-    else:
-        what = "a positive number" if open_low and low == 0 else \
-            f"a number {'>' if open_low else '>='} {low:g}"
-    return ok, what
-
-
-def _choice(*names: str) -> Rule:
-    return (lambda v: isinstance(v, str) and v in names), f"one of: {', '.join(names)}"
-
-
-def _optional(rule: Rule) -> Rule:
-    return (lambda v: v is None or rule[0](v)), f"none or {rule[1]}"
-
-
-def _matches(pattern: str, what: str) -> Rule:
-    return (lambda v: isinstance(v, str) and re.fullmatch(pattern, v) is not None), what
-
-
-_TEXT = _matches(r"(?s).*\S.*", "a non-empty string")
-_ANY_TEXT: Rule = (lambda v: isinstance(v, str)), "a string"
-_BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
-# Caps on counts and sizes: far above any profile's value, far below what exhausts a machine
-# (a `--steps 1000000000` grew past 22 GB before these). Stated in each message.
-MAX_STEPS = 1_000_000          # optimizer steps of a stage or an inversion (paper: ~20k)
-MAX_SAMPLER_STEPS = 1000       # the diffusion models are trained on 1000 timesteps
-MAX_EPOCHS = 10_000
-MAX_BATCH = 4096
-MAX_SIZE = 4096                # pixels, classifier input or generator resolution
-MAX_PER_CLASS = 100_000        # synthetic images per class (paper: 1,000; its largest 5,000)
-MAX_SEED = 2**32 - 1           # numpy's seed range; every seed is seeded into numpy too
-MAX_GUIDANCE = 100.0
-MAX_LR = 10.0
+# ---- validation: one rule per field, in one table (rule builders: bridgelib.validation) -------
 
 _STAGE: dict[str, Rule] = {
-    "epochs": _int(1, high=MAX_EPOCHS), "lr": _number(0, MAX_LR, open_low=True),
-    "batch_size": _int(1, high=MAX_BATCH),
-    "weight_decay": _number(0), "momentum": _number(0, 1), "min_steps": _int(0, high=MAX_STEPS),
-    "steps": _optional(_int(1, high=MAX_STEPS))}
+    "epochs": integer(1, high=MAX_EPOCHS), "lr": number(0, MAX_LR, open_low=True),
+    "batch_size": integer(1, high=MAX_BATCH),
+    "weight_decay": number(0), "momentum": number(0, 1), "min_steps": integer(0, high=MAX_STEPS),
+    "steps": optional(integer(1, high=MAX_STEPS))}
 
 # Every field of Config (tests/test_config.py checks none is missing), in declaration order.
 RULES: dict[str, Rule] = {
-    "profile": _choice(*PROFILES),
-    "dataset": _TEXT,
-    "image_size": _int(1, high=MAX_SIZE),
-    "backbone": _TEXT,
-    "backbone_weights": _TEXT,
-    "generation.model": _TEXT,
-    "generation.resolution": _int(1, multiple_of=8, high=MAX_SIZE),  # the VAE downsamples by 8
-    "generation.steps": _int(1, high=MAX_SAMPLER_STEPS),
-    "generation.guidance": _number(0, MAX_GUIDANCE, open_low=True),
-    "generation.batch_size": _int(1, high=MAX_BATCH),
+    "profile": choice(*PROFILES),
+    "dataset": TEXT,
+    "image_size": integer(1, high=MAX_SIZE),
+    "backbone": TEXT,
+    "backbone_weights": TEXT,
+    "generation.model": TEXT,
+    "generation.resolution": integer(1, multiple_of=8, high=MAX_SIZE),  # the VAE downsamples by 8
+    "generation.steps": integer(1, high=MAX_SAMPLER_STEPS),
+    "generation.guidance": number(0, MAX_GUIDANCE, open_low=True),
+    "generation.batch_size": integer(1, high=MAX_BATCH),
     # what generate._scheduler accepts; a class name that diffusers lacks is refused at load
-    "generation.scheduler": _matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
+    "generation.scheduler": matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
                                      "dpmsolver++, default or a diffusers scheduler class "
                                      "name such as DDIMScheduler"),
-    "generation.template": _choice(*TEMPLATES),
-    "generation.negative_prompt": _ANY_TEXT,
-    "generation.dtype": _choice("float32", "float16", "bfloat16"),
+    "generation.template": choice(*TEMPLATES),
+    "generation.negative_prompt": ANY_TEXT,
+    "generation.dtype": choice("float32", "float16", "bfloat16"),
     **{f"train.{stage}.{name}": rule for stage in ("real", "synthetic")
        for name, rule in _STAGE.items()},
-    "train.mixup_alpha": _number(0),
-    "train.match_compute": _BOOL,
-    "train.mixed_real_fraction": _optional(_number(0, 1, open_low=True)),
-    "invert.token": _TEXT,
-    "invert.initializer": _TEXT,
-    "invert.num_vectors": _int(1, high=64),
-    "invert.steps": _int(1, high=MAX_STEPS),
-    "invert.lr": _number(0, MAX_LR, open_low=True),
-    "invert.batch_size": _int(1, high=MAX_BATCH),
-    "invert.checkpoint_every": _int(1, high=MAX_STEPS),
+    "train.mixup_alpha": number(0),
+    "train.match_compute": BOOL,
+    "train.mixed_real_fraction": optional(number(0, 1, open_low=True)),
+    "invert.token": TEXT,
+    "invert.initializer": TEXT,
+    "invert.num_vectors": integer(1, high=64),
+    "invert.steps": integer(1, high=MAX_STEPS),
+    "invert.lr": number(0, MAX_LR, open_low=True),
+    "invert.batch_size": integer(1, high=MAX_BATCH),
+    "invert.checkpoint_every": integer(1, high=MAX_STEPS),
     "backbone_kwargs": ((lambda v: isinstance(v, dict)),
                         'a JSON object, e.g. {"channels": [32, 64]}'),
-    "augment": _choice("shift", "crop-flip", "none"),
-    "precision": _choice("auto", "fp32"),
-    "data_root": _ANY_TEXT,
-    "device": _matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
-    "num_workers": _int(0, high=256),
-    "seed": _int(0, high=MAX_SEED),
-    "monitor_images": _optional(_int(1, high=10_000_000)),
+    "augment": choice("shift", "crop-flip", "none"),
+    "precision": choice("auto", "fp32"),
+    "data_root": ANY_TEXT,
+    "device": matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
+    "num_workers": integer(0, high=256),
+    "seed": integer(0, high=MAX_SEED),
+    "monitor_images": optional(integer(1, high=10_000_000)),
 }
 
 
 # Values that are not Config fields but enter the same way (function arguments, CLI flags).
-PER_CLASS: Rule = _int(1, high=MAX_PER_CLASS)
+PER_CLASS: Rule = integer(1, high=MAX_PER_CLASS)
 
 
 def check_value(name: str, value: Any, rule: str | Rule) -> Any:
