@@ -81,7 +81,10 @@ def _add_generate(sub) -> None:
     g.add_argument("--per-class", type=int, required=True, help="images per class")
     g.add_argument("--out", required=True, help="output folder (an ImageFolder + metadata.jsonl)")
     g.add_argument("--template", choices=TEMPLATES, help="prompt template")
-    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`")
+    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`, or any "
+                   "token file diffusers loads (diffusers, AUTOMATIC1111 .pt, kohya emb_params)")
+    g.add_argument("--token", help="the word prompts use for the style token, instead of the "
+                   "file's own (needed for an emb_params file, which names none)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     g.add_argument("--steps", type=int, help="sampler steps")
     g.add_argument("--seed", type=int, default=0)
@@ -244,7 +247,7 @@ def _generate(args) -> None:
     names = None if cfg.dataset == MINI_DATASET else real_data(cfg, "test", size=8).class_names
     out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
                                  template=args.template, style_token=args.style_token,
-                                 guidance=args.guidance,
+                                 token=args.token, guidance=args.guidance,
                                  steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                  overwrite=args.overwrite)
     if _first_process():

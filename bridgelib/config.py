@@ -377,7 +377,7 @@ RULES: dict[str, Rule] = {
     "generation.steps": _int(1, high=MAX_SAMPLER_STEPS),
     "generation.guidance": _number(0, MAX_GUIDANCE, open_low=True),
     "generation.batch_size": _int(1, high=MAX_BATCH),
-    # what generate._scheduler accepts; a class name that diffusers lacks is refused at load
+    # what pipeline._scheduler accepts; a class name that diffusers lacks is refused at load
     "generation.scheduler": _matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
                                      "dpmsolver++, default or a diffusers scheduler class "
                                      "name such as DDIMScheduler"),
