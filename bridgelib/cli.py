@@ -268,7 +268,9 @@ def _invert(args) -> None:
     record = learn_style_token(cfg, images, args.out,
                                steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                                seed=args.seed, resume=args.resume, overwrite=args.overwrite)
-    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f})")
+    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f}); "
+          f"its checkpoints are kept in {record['checkpoints']} (--resume with more --steps "
+          f"extends the run; delete the folder if you will not)")
 
 
 def _train(args) -> None:

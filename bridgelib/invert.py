@@ -78,6 +78,8 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     and library versions). On CUDA that needs torch.use_deterministic_algorithms(True) and
     CUBLAS_WORKSPACE_CONFIG=:4096:8; without them CUDA's atomics make even two uninterrupted
     runs differ slightly (2e-5 after 6 steps of a tiny model, measured on an H200).
+    The two newest checkpoints stay in `record["checkpoints"]` after the run, so that
+    `resume=True` with more steps extends it; deleting that folder loses only this.
     """
     inv, out = cfg.invert, Path(out)
     steps = inv.steps if steps is None else steps
@@ -136,7 +138,7 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
         **settings, "token_ids": ids, "images": len(images), "resumed_from": start,
         "max_norm": None if math.isinf(token.max_norm) else token.max_norm,
         "loss_curve": [round(x, 6) for x in token.losses], "base_model": cfg.generation.model,
-        "sha256": sha, "latent_seconds": round(t_latents, 3),
+        "sha256": sha, "checkpoints": str(ckpt_dir), "latent_seconds": round(t_latents, 3),
         "seconds": round(seconds, 3),
         "total_train_seconds": round(token.seconds_before + seconds, 3),
         "steps_per_s": round((steps - start) / seconds, 3) if steps > start else None,
