@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from bridgelib.config import get_config
 from bridgelib.data import load_real
 from bridgelib.files import set_progress, write_json
-from bridgelib.generate import load_pipeline, package_versions
+from bridgelib.pipeline import load_pipeline, package_versions
 from bridgelib.invert import add_style_token, learn_style_token
 from bridgelib.prompts import make_prompt
 

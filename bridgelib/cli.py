@@ -81,7 +81,10 @@ def _add_generate(sub) -> None:
     g.add_argument("--per-class", type=int, required=True, help="images per class")
     g.add_argument("--out", required=True, help="output folder (an ImageFolder + metadata.jsonl)")
     g.add_argument("--template", choices=TEMPLATES, help="prompt template")
-    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`")
+    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`, or any "
+                   "token file diffusers loads (diffusers, AUTOMATIC1111 .pt, kohya emb_params)")
+    g.add_argument("--token", help="the word prompts use for the style token, instead of the "
+                   "file's own (needed for an emb_params file, which names none)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     g.add_argument("--steps", type=int, help="sampler steps")
     g.add_argument("--seed", type=int, default=0)
@@ -244,7 +247,7 @@ def _generate(args) -> None:
     names = None if cfg.dataset == MINI_DATASET else real_data(cfg, "test", size=8).class_names
     out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
                                  template=args.template, style_token=args.style_token,
-                                 guidance=args.guidance,
+                                 token=args.token, guidance=args.guidance,
                                  steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                  overwrite=args.overwrite)
     if _first_process():
@@ -265,7 +268,9 @@ def _invert(args) -> None:
     record = learn_style_token(cfg, images, args.out,
                                steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                                seed=args.seed, resume=args.resume, overwrite=args.overwrite)
-    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f})")
+    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f}); "
+          f"its checkpoints are kept in {record['checkpoints']} (--resume with more --steps "
+          f"extends the run; delete the folder if you will not)")
 
 
 def _train(args) -> None:

@@ -314,7 +314,7 @@ RULES: dict[str, Rule] = {
     "generation.steps": integer(1, high=MAX_SAMPLER_STEPS),
     "generation.guidance": number(0, MAX_GUIDANCE, open_low=True),
     "generation.batch_size": integer(1, high=MAX_BATCH),
-    # what generate._scheduler accepts; a class name that diffusers lacks is refused at load
+    # what pipeline._scheduler accepts; a class name that diffusers lacks is refused at load
     "generation.scheduler": matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
                                      "dpmsolver++, default or a diffusers scheduler class "
                                      "name such as DDIMScheduler"),

@@ -156,7 +156,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
 def sweep_identity(cfg: Config) -> dict:
     """What a finished run depends on beyond its cell: the resolved config, with the generator
     and the backbone named by a hash of their weights (a rebuilt mini world is another world)."""
-    from bridgelib.generate import model_fingerprint
+    from bridgelib.pipeline import model_fingerprint
     d = cfg.to_dict()
     d["generation"]["model"] = model_fingerprint(cfg.generation.model) or cfg.generation.model
     d["backbone_weights"] = model_fingerprint(cfg.backbone_weights) or cfg.backbone_weights
@@ -222,7 +222,7 @@ class SyntheticSets:
 
     def pipe(self):
         if self._pipe is None:
-            from bridgelib.generate import load_pipeline
+            from bridgelib.pipeline import load_pipeline
             self._pipe = load_pipeline(self.cfg)
         return self._pipe
 

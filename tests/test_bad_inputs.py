@@ -104,8 +104,7 @@ def api_generate(**kw):
 
 
 def api_style_token_other_encoder(t, mp):
-    from bridgelib.generate import load_pipeline
-    from bridgelib.invert import load_style_token
+    from bridgelib.pipeline import load_pipeline, load_style_token
     pipe, wide = load_pipeline(get_config("mini")), token_file(t / "wide.safetensors", width=768)
     return lambda: load_style_token(wide, pipe)
 

@@ -12,7 +12,8 @@ from bridgelib import experiments
 from bridgelib.config import get_config
 from bridgelib.experiments import (Cell, complete_per_class, find_synthetic_set, plan_sweep,
                                    run_sweep, synthetic_subset)
-from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
+from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.pipeline import load_pipeline
 from bridgelib.store import STORE_COLUMNS, collect_histories, load_runs, read_store
 
 TINY = {"train.real.epochs": 1, "train.real.min_steps": 2, "train.real.batch_size": 16,
@@ -130,7 +131,8 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
 
     before = {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")}
     counter.calls.clear()
-    monkeypatch.setattr("bridgelib.generate.load_pipeline", no_pipeline)
+    for home in ("bridgelib.pipeline", "bridgelib.generate"):  # where experiments and generate look
+        monkeypatch.setattr(f"{home}.load_pipeline", no_pipeline)
     again = run_sweep(cfg, root, **grid)
     assert counter.calls == []  # nothing trained, nothing generated
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")} == before
@@ -233,7 +235,8 @@ def test_the_store_building_tool_end_to_end_on_a_tiny_grid(cfg, tmp_path, monkey
     after = tool.plan(cfg, grid, root, cache)
     assert (after["todo"], after["images"]) == (0, 0)
     counter.calls.clear()
-    monkeypatch.setattr("bridgelib.generate.load_pipeline", no_pipeline)
+    for home in ("bridgelib.pipeline", "bridgelib.generate"):  # where experiments and generate look
+        monkeypatch.setattr(f"{home}.load_pipeline", no_pipeline)
     assert tool.build_store(cfg, grid, root, dest, cache=cache, name="tiny")["provisional"]
     assert counter.calls == []
     assert json.loads((dest / "store.json").read_text())["missing_runs"] == []

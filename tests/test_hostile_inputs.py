@@ -404,8 +404,8 @@ def test_a_read_only_invert_out_is_found_before_the_pipeline_loads(tmp_path, cap
                                                                    monkeypatch):
     """`invert` writes its first checkpoint only after checkpoint_every steps."""
     ro = read_only_dir(tmp_path / "ro", monkeypatch)
-    import bridgelib.generate
-    monkeypatch.setattr(bridgelib.generate, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
+    import bridgelib.invert
+    monkeypatch.setattr(bridgelib.invert, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
     code, err = run_cli(invert(tmp_path) + ["--out", str(ro / "tok.safetensors")], capsys)
     assert code == 1 and err.startswith("bridge invert: error: Permission denied: ") \
         and "\n" not in err, err

@@ -13,9 +13,9 @@ from safetensors.torch import load_file, save_file
 from bridgelib.config import get_config
 from bridgelib.data import load_real
 from bridgelib.files import sha256_file
-from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
-from bridgelib.invert import (add_style_token, learn_style_token, load_style_token,
-                              nearest_words, token_loss)
+from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.invert import add_style_token, learn_style_token, token_loss
+from bridgelib.pipeline import load_pipeline, load_style_token, nearest_words
 
 TOKEN = "<s*>"
 

@@ -238,7 +238,7 @@ def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     """results.csv (the grid's runs), histories.csv (the recipes family) and store.json."""
     from bridgelib.store import HISTORY_FILE, STORE_FILE, collect_histories, write_store
     from bridgelib.files import atomic_write_bytes, write_json
-    from bridgelib.generate import model_fingerprint
+    from bridgelib.pipeline import model_fingerprint
     names = {c.name for fam in grid["families"].values()
              for c in family_cells(cfg, fam, grid["seeds"])}
     store = write_store(root)

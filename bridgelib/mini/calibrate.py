@@ -60,8 +60,9 @@ def _bootstrap_diff(stat, a: np.ndarray, b: np.ndarray, real: np.ndarray, seed: 
 def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> dict:
     """Measure every condition (about 8 minutes on 2 CPU cores) and write `out`."""
     from bridgelib.data import MINI_CLASSES, load_mini_part
-    from bridgelib.generate import cached_synthetic_set, load_pipeline
+    from bridgelib.generate import cached_synthetic_set
     from bridgelib.invert import cached_style_token
+    from bridgelib.pipeline import load_pipeline
     t0 = time.time()
     cfg = get_config("mini")
     cache = Path(cache) if cache else REPO_ROOT / "cache"
