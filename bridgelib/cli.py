@@ -118,6 +118,8 @@ def _add_train(sub) -> None:
                    help="vanilla only: train as many steps as bridged would on --synthetic")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--no-save-model", action="store_true",
+                   help="keep no classifier.safetensors (only config, history, metrics)")
     t.set_defaults(func=_train)
 
 
@@ -145,6 +147,8 @@ def _add_sweep(sub) -> None:
     s.add_argument("--match-compute", action="store_true",
                    help="also train vanilla for as many steps as bridged at each volume")
     s.add_argument("--with-scratch", action="store_true", help="also train from random init")
+    s.add_argument("--no-save-model", action="store_true",
+                   help="keep no run's fine-tuned classifier (saves disk)")
     s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
     s.set_defaults(func=_sweep)
 
@@ -279,7 +283,7 @@ def _train(args) -> None:
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, save_model=not args.no_save_model)
     if _first_process():
         print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))
 
@@ -295,7 +299,7 @@ def _sweep(args) -> None:
                       templates=args.templates, scratch=(False, True) if args.with_scratch
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
                       match_compute=args.match_compute, synthetic_dir=args.synthetic,
-                      style_token=args.style_token)
+                      style_token=args.style_token, save_model=not args.no_save_model)
     by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
           "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))

@@ -119,7 +119,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
               volumes=(), guidances=(None,), templates=("single",), scratch=(False,),
               gen_seeds=(0,), fixed_steps=0, match_compute=False,
               synthetic_dir=None, style_token=None, command: str | None = None,
-              cache: str | Path | None = None) -> pd.DataFrame:
+              cache: str | Path | None = None, save_model: bool = True) -> pd.DataFrame:
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
@@ -128,7 +128,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     training seeds are apart: the synthetic sets and tokens are drawn with each seed of
     `gen_seeds`, and every training seed trains on the same images of a generation seed. `cache`:
     where generated sets and the token are cached (default: the repository's cache/, shared
-    with the notebooks).
+    with the notebooks). save_model=False keeps no run's classifier (5 MB a run in mini).
     """
     root = Path(root)
     if synthetic_dir is not None:
@@ -147,7 +147,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     for cell in progress(todo, desc="runs"):
         data = sets.folder(cell) if cell.volume else None
         train_run(cell.config(cfg), cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
-                  pretrained=not cell.scratch, synthetic_dir=data)
+                  pretrained=not cell.scratch, synthetic_dir=data, save_model=save_model)
         write_store(root)
     store = write_store(root)
     return store[store["run"].isin([c.name for c in cells])].reset_index(drop=True)

@@ -40,7 +40,8 @@ from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
 from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
                              progress, resolve_device, write_json)
 from bridgelib.metrics import model_leep
-from bridgelib.models import create_classifier, evaluate, input_stats, reinit_head
+from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
+                              input_stats, reinit_head, save_classifier)
 
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
@@ -265,8 +266,10 @@ def _batch_stream(n: int, batch_size: int, gen: torch.Generator):
 
 def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", seed: int = 0,
               synthetic_dir=None, pretrained: bool = True, overwrite: bool = False,
-              track_test: bool = True) -> dict:
-    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json.
+              track_test: bool = True, save_model: bool = True) -> dict:
+    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json and
+    (unless save_model=False) the fine-tuned classifier, as plain timm reloads it
+    (`models.save_classifier`: classifier.safetensors, classifier.json).
 
     metrics.json also holds LEEP on the real training images (the paper's transferability
     score): of the starting model with its pretraining head, and after the synthetic stage.
@@ -324,12 +327,14 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     atomic_write_bytes(out / "history.csv", history.to_csv(index=False).encode())
+    if save_model:
+        save_classifier(model, cfg, test.class_names, out)
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
 # What a killed `train` leaves (metrics.json comes last): a rerun into it is not refused.
-_TRAIN_LEFTOVERS = ("config.json", "history.csv")
+_TRAIN_LEFTOVERS = ("config.json", "history.csv", CLASSIFIER_FILE, CLASSIFIER_CONFIG)
 
 
 def _refuse_foreign_files(out) -> None:

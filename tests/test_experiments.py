@@ -260,7 +260,7 @@ def test_full_grid_plan_shares_runs_between_families():
     assert cells["bridged++-single-g3-n400-gen1-steps125-kfull-s4"].fixed_steps == 125
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
     assert command == ("bridge sweep --profile mini --recipes vanilla bridged++ --shots 4 --seeds "
-                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --out out")
+                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --no-save-model --out out")
 
 
 def test_bridge_sweep_then_bridge_report(tmp_path, capsys):

@@ -114,6 +114,7 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
         args.append("--match-compute")
     if True in family.get("scratch", ()):
         args.append("--with-scratch")
+    args.append("--no-save-model")  # 546 classifiers would be 2.7 GB; the store keeps metrics
     return shlex.join([*args, "--out", str(root)])
 
 
@@ -225,7 +226,7 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
              "dsi" in fam.get("templates", ()) else "")
         print(f"== {fam_name}: {command}", flush=True)
         run_sweep(cfg, root, **family_sweep(cfg, fam, grid["seeds"]), command=command,
-                  cache=cache, style_token=style_token)
+                  cache=cache, style_token=style_token, save_model=False)
         commands.append({"family": fam_name, "command": command})
     every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], root)}
              for f, fam in grid["families"].items()]  # what makes the whole store
