@@ -14,6 +14,7 @@ import errno
 import json
 import re
 import sys
+import warnings
 
 from bridgelib.config import PROFILES, ConfigError, check_value, get_config, parse_value
 from bridgelib.prompts import TEMPLATES
@@ -25,6 +26,7 @@ _WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQ
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # a usage error exits here with status 2
+    python_format, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         return args.func(args) or 0
     except (ValueError, OSError, RuntimeError) as e:  # any other exception is a bug: traceback
@@ -33,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join(filter(None, (args.command, getattr(args, "mini_command", None))))
         print(f"bridge {command}: error: {_one_line(e)}", file=sys.stderr)
         return _exit_status(e)
+    finally:  # main() runs in-process too (tests, notebooks): leave Python's format as it was
+        warnings.formatwarning = python_format
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning on one line, like the errors (Python's default adds the source line)."""
+    return f"bridge: warning: {message}\n"
 
 
 def _exit_status(e: Exception) -> int:

@@ -25,6 +25,7 @@ from bridgelib.validation import (ANY_TEXT, BOOL, MAX_BATCH, MAX_EPOCHS, MAX_GUI
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
+MINI_GENERATOR = DATA_DIR / "mini-generator"  # the shipped tiny generator (bridge mini build)
 PROFILES = ("mini", "workshop", "paper")
 PROFILE_ENV = "BRIDGELIB_PROFILE"
 
@@ -120,7 +121,7 @@ def _mini() -> Config:
         profile="mini", dataset="fashion-mnist", image_size=32,
         backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256]},
         backbone_weights=str(DATA_DIR / "mini-backbone"),
-        generation=GenerationConfig(model=str(DATA_DIR / "mini-generator"), resolution=32,
+        generation=GenerationConfig(model=str(MINI_GENERATOR), resolution=32,
                                     batch_size=100),
         # Small sets at 32 px: few epochs of many small batches, floor of steps for 1-shot sets.
         train=TrainConfig(real=StageConfig(epochs=15, lr=0.05, batch_size=32, min_steps=100),

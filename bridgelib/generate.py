@@ -18,16 +18,18 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
-from bridgelib.config import PER_CLASS, REPO_ROOT, Config, check_value
+from bridgelib.config import MINI_GENERATOR, PER_CLASS, REPO_ROOT, Config, check_value
 from bridgelib.data import MINI_CLASSES, MINI_DATASET
 from bridgelib.files import atomic_write_bytes, process_state, progress, sha256_file, write_json
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
                                 write_manifest)
+from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token, load_pipeline,
                                 model_fingerprint, package_versions, read_style_token)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
@@ -61,6 +63,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     check_value("batch_size", batch_size, "generation.batch_size")
     options, style = generation_options(cfg, class_names, template, style_token, guidance,
                                         steps, seed, negative_prompt, token)
+    warn_unknown_classes(cfg, options["prompt_names"])
     # your own dataset folder is never written into, nor (with overwrite) deleted
     reads = Path(cfg.data_root) if cfg.dataset == "imagefolder" and cfg.data_root else None
     check_folder(out, options, overwrite, reads)  # before anything loads or changes
@@ -198,6 +201,20 @@ def generation_options(cfg: Config, class_names, template, style_token, guidance
             "resolution": g.resolution, "scheduler": g.scheduler,
             "negative_prompt": g.negative_prompt if negative_prompt is None else negative_prompt,
             "templates": templates, "prompt_names": clean_class_names(names, cfg.dataset)}, style
+
+
+def warn_unknown_classes(cfg: Config, prompt_names: list[str]) -> list[str]:
+    """One warning when the shipped mini generator is asked for classes it was never shown
+    (it knows garments and digits): it draws its own glyphs for them. Returns those names."""
+    if Path(cfg.generation.model).resolve() != MINI_GENERATOR.resolve():
+        return []  # Stable Diffusion knows (nearly) every word; nothing to say
+    unknown = unknown_objects(prompt_names)
+    if unknown:
+        warnings.warn(f"the mini generator was never shown {', '.join(map(repr, unknown))} (it "
+                      f"knows garments and digits only) and will draw its own glyphs for them; "
+                      f"use --profile workshop (Stable Diffusion) for your own classes",
+                      stacklevel=3)
+    return unknown
 
 
 def _class_names(cfg: Config, class_names: list[str] | None) -> list[str]:

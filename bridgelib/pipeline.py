@@ -31,7 +31,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from bridgelib.config import DATA_DIR, Config
+from bridgelib.config import MINI_GENERATOR, Config
 from bridgelib.files import (atomic_write_bytes, keep_freed_memory, library_progress,
                              resolve_device, sha256_file)
 from bridgelib.models import WeightsError
@@ -59,7 +59,7 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
     from diffusers import StableDiffusionPipeline
     g = cfg.generation
     model = Path(g.model).expanduser()
-    mini = cfg.profile == "mini" or model == DATA_DIR / "mini-generator"
+    mini = cfg.profile == "mini" or model == MINI_GENERATOR
     if not model.exists() and (model.is_absolute() or g.model.startswith((".", "~"))):
         hint = "; build the mini generator with `bridge mini build`" if mini else ""
         raise FileNotFoundError(f"generator folder {g.model!r} does not exist{hint}")

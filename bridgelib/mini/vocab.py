@@ -48,6 +48,22 @@ def caption_words() -> list[str]:
     return list(dict.fromkeys(words))
 
 
+def known_objects() -> frozenset[str]:
+    """The words the generator was shown as a caption's object: the garments' words and the
+    digits' names (letters count only as a whole one-letter class name)."""
+    garment_words = [w for name in CLASSES for w in re.findall(r"[a-z]+", name)]
+    return frozenset([*garment_words, *DIGIT_NAMES])
+
+
+def unknown_objects(class_names) -> list[str]:
+    """The class names the mini generator has never been shown: none of their words is a
+    garment or a digit's name (nor the name a single letter). It draws its own glyphs for them."""
+    known = known_objects()
+    return [name for name in class_names
+            if not (name.strip().lower() in LETTERS or
+                    {w for w in re.findall(r"[a-z]+", name.lower()) if len(w) > 1} & known)]
+
+
 def caption(class_name: str, style: str | None, rng: np.random.Generator) -> str:
     """A web-like caption: the class, and the style word (if any) in one of several phrasings."""
     if style is None:
