@@ -270,7 +270,7 @@ def generation_options(cfg: Config, class_names, template, style_token, guidance
 
 def _class_names(cfg: Config, class_names: list[str] | None) -> list[str]:
     if class_names is None:
-        from bridgelib.data import MINI_CLASSES, MINI_DATASET
+        from bridgelib.datasets import MINI_CLASSES, MINI_DATASET
         if cfg.dataset != MINI_DATASET:
             raise ValueError(f"class_names is required for dataset {cfg.dataset!r}; only "
                              f"{MINI_DATASET!r} has built-in class names")

@@ -437,13 +437,13 @@ def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
     """A style token learned once under `cache/dsi/` and shared by the notebooks; the folder
     name carries the generator's fingerprint, so a rebuilt generator never reuses an old token."""
     from bridgelib.config import REPO_ROOT
-    from bridgelib.data import real_data
+    from bridgelib.datasets import load_dataset
     from bridgelib.generate import model_fingerprint
     root = Path(root) if root else REPO_ROOT / "cache" / "dsi"
     model = (model_fingerprint(cfg.generation.model) or "hub")[:8]
     name = f"{cfg.profile}-{cfg.dataset}-{model}-k{shots}-n{cfg.invert.steps}-s{seed}"
     path = root / name / "learned_embeds.safetensors"
     if not path.exists():
-        images = real_data(cfg, "train", shots, seed, size=cfg.generation.resolution)
+        images = load_dataset(cfg, "train", shots, seed, size=cfg.generation.resolution)
         learn_style_token(cfg, images, path, seed=seed, pipe=pipe, resume=True)  # after a crash
     return path

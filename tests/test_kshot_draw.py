@@ -2,16 +2,18 @@
 holds runs at 1-16 shots with training seeds 0-4; each was trained on the subset these seeds
 drew, so a changed draw would silently make new runs incomparable with the store.
 
-The hashes were recorded from `data.kshot_subset` and `datasets.kshot_indices` (which agreed)
-before the two were merged into one draw (issue 13)."""
+The hashes were recorded from the two draws the package had before issue 13, the mini pool's
+`data.kshot_subset` and the registry's `datasets.kshot_indices` (they agreed): the one draw,
+`splits.kshot_indices`, must give them bit for bit, and so must the door, `load_dataset`."""
 import hashlib
 
 import numpy as np
 import pytest
 import torch
 
-from bridgelib.data import kshot_subset, load_mini_part
-from bridgelib.datasets import kshot_indices
+from bridgelib.datasets import load_dataset
+from bridgelib.mini.fashion import load_mini_part
+from bridgelib.splits import kshot_indices, kshot_subset
 
 # sha256 (first 32 hex digits) of the sorted pool indices as little-endian int64, seeds 0..4
 RECORDED = {
@@ -48,6 +50,9 @@ def test_the_kshot_draw_is_the_recorded_one(pool, shots):
         indices = kshot_indices(pool.labels.numpy(), shots, seed)
         assert _digest(indices) == recorded, (shots, seed)
         assert torch.equal(kshot_subset(pool, shots, seed).images, pool.subset(indices).images)
+        door = load_dataset("fashion-mnist", "train", shots, seed)
+        assert torch.equal(door.images, pool.subset(indices).images)
+        assert torch.equal(door.labels, pool.labels[indices])
 
 
 def test_the_first_one_shot_draw_reads_as_recorded(pool):
