@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = get_config(args.profile, **overrides)
     set_progress(False)
     pipe = load_pipeline(cfg)
-    from bridgelib.data import MINI_CLASSES
+    from bridgelib.datasets import MINI_CLASSES
     n_classes = len(MINI_CLASSES)
     per_class = max(1, math.ceil(args.images / n_classes))
     g = cfg.generation

@@ -3,11 +3,15 @@
 The package mirrors the course: data -> generate -> invert -> transfer -> report.
 """
 from bridgelib.config import Config, ConfigError, get_config, load_config
-from bridgelib.data import ImageSet, kshot_subset, load_image_folder, load_mini_part, load_real
+from bridgelib.data import ImageSet
+from bridgelib.datasets import load_dataset
 from bridgelib.files import set_progress
+from bridgelib.folders import load_image_folder
 from bridgelib.metrics import leep_score, model_leep, recognisability
+from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, reinit_head
 from bridgelib.notebook import image_grid, per_class_examples, setup_notebook
+from bridgelib.splits import kshot_subset
 from bridgelib.transfer import RECIPES, evaluate, run_recipe, train_run
 
 __version__ = "0.1.0"

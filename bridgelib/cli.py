@@ -239,25 +239,25 @@ def dataset_overrides(value: str) -> dict:
     of classes split per class with a seeded test fraction)."""
     from pathlib import Path
 
-    from bridgelib.data import MINI_DATASET, SPLIT_LAYOUT
     from bridgelib.datasets import DATASETS
-    if value == MINI_DATASET or value in DATASETS:
+    from bridgelib.folders import SPLIT_LAYOUT
+    if value in DATASETS:
         return {"dataset": value}
     path = Path(value).expanduser()
     if path.is_dir():
         return {"dataset": "imagefolder", "data_root": str(path.resolve())}
-    raise ValueError(f"--dataset {value!r} is neither a dataset name ({MINI_DATASET}, "
-                     f"{', '.join(DATASETS)}) nor a folder; for your own images pass "
+    raise ValueError(f"--dataset {value!r} is neither a dataset name ({', '.join(DATASETS)}) "
+                     f"nor a folder; for your own images pass "
                      f"{SPLIT_LAYOUT.replace('<root>', 'PATH')}")
 
 
 def _generate(args) -> None:
-    from bridgelib.data import MINI_DATASET, real_data
+    from bridgelib.datasets import MINI_DATASET, load_dataset
     from bridgelib.generate import generate_synthetic_set
     cfg = _config(args)
     # the dataset's class names in label order (the mini target's are built in); decoded small,
     # as only the names are needed
-    names = None if cfg.dataset == MINI_DATASET else real_data(cfg, "test", size=8).class_names
+    names = None if cfg.dataset == MINI_DATASET else load_dataset(cfg, "test", size=8).class_names
     out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
                                  template=args.template, style_token=args.style_token,
                                  token=args.token, guidance=args.guidance,
@@ -274,10 +274,10 @@ def _first_process() -> bool:
 
 
 def _invert(args) -> None:
-    from bridgelib.data import real_data
+    from bridgelib.datasets import load_dataset
     from bridgelib.invert import learn_style_token
     cfg = _config(args)
-    images = real_data(cfg, "train", args.shots, args.seed, size=cfg.generation.resolution)
+    images = load_dataset(cfg, "train", args.shots, args.seed, size=cfg.generation.resolution)
     record = learn_style_token(cfg, images, args.out,
                                steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                                seed=args.seed, resume=args.resume, overwrite=args.overwrite)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from bridgelib.config import Config, check_value
-from bridgelib.data import parse_shots
+from bridgelib.splits import parse_shots
 from bridgelib.files import atomic_write_bytes, progress, write_json
 from bridgelib.prompts import TEMPLATES
 from bridgelib.store import write_store

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from bridgelib.config import MINI_GENERATOR, PER_CLASS, REPO_ROOT, Config, check_value
-from bridgelib.data import MINI_CLASSES, MINI_DATASET
+from bridgelib.datasets import MINI_CLASSES, MINI_DATASET
 from bridgelib.files import atomic_write_bytes, process_state, progress, sha256_file, write_json
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,

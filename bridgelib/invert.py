@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from bridgelib.config import REPO_ROOT, Config, check_value
-from bridgelib.data import ImageSet, real_data
+from bridgelib.data import ImageSet
+from bridgelib.datasets import load_dataset
 from bridgelib.files import atomic_write_bytes, check_writable, progress, write_json
 from bridgelib.pipeline import (check_word, held_token_ids, load_pipeline, model_fingerprint,
                                 package_versions, save_style_token, single_token_id)
@@ -376,6 +377,6 @@ def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
     name = f"{cfg.profile}-{cfg.dataset}-{model}-k{shots}-n{cfg.invert.steps}-s{seed}"
     path = root / name / "learned_embeds.safetensors"
     if not path.exists():
-        images = real_data(cfg, "train", shots, seed, size=cfg.generation.resolution)
+        images = load_dataset(cfg, "train", shots, seed, size=cfg.generation.resolution)
         learn_style_token(cfg, images, path, seed=seed, pipe=pipe, resume=True)  # after a crash
     return path

@@ -36,12 +36,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridgelib.config import Config, StageConfig, load_config
-from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
+from bridgelib.data import ImageSet
+from bridgelib.datasets import load_dataset
 from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
                              progress, resolve_device, write_json)
+from bridgelib.folders import load_image_folder
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
                               input_stats, reinit_head, save_classifier)
+from bridgelib.splits import parse_shots
 
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
@@ -288,8 +291,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     state = process_state(cfg.device)
     # Launched on several processes: rank 0 downloads the data and writes its split files first.
     with state.main_process_first() if state is not None else contextlib.nullcontext():
-        real = real_data(cfg, "train", shots, seed)
-        test = real_data(cfg, "test")
+        real = load_dataset(cfg, "train", shots, seed)
+        test = load_dataset(cfg, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
     leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}

@@ -15,7 +15,7 @@ from PIL import Image
 
 import bridgelib.generate as gen
 from bridgelib.config import get_config
-from bridgelib.data import load_image_folder
+from bridgelib.folders import load_image_folder
 from bridgelib.files import sha256_file
 from bridgelib.generate import COLUMNS, generate_synthetic_set, image_seed, read_manifest
 from bridgelib.pipeline import load_pipeline

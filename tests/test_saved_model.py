@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import bridgelib.cli as cli
 from bridgelib.config import get_config
-from bridgelib.data import real_data
+from bridgelib.datasets import load_dataset
 from bridgelib.models import CLASSIFIER_CONFIG, CLASSIFIER_FILE
 from bridgelib.transfer import train_run
 
@@ -30,7 +30,7 @@ def test_plain_timm_reloads_the_classifier_and_scores_the_same(run):
                               **meta["model_args"])
     model.load_state_dict(load_file(out / CLASSIFIER_FILE), strict=True)  # every key, no extra
     model.eval()
-    test = real_data(get_config("mini"), "test")
+    test = load_dataset(get_config("mini"), "test")
     assert meta["label_names"] == test.class_names
     assert meta["pretrained_cfg"]["input_size"] == [3, *test.images.shape[-2:]]
     mean = torch.tensor(meta["pretrained_cfg"]["mean"]).view(1, 3, 1, 1)

@@ -167,15 +167,16 @@ def plan(cfg, grid: dict, root, cache=None) -> dict:
 @functools.lru_cache
 def _real_sizes(profile: str, dataset: str, data_root: str) -> tuple[list[str], int]:
     from bridgelib.config import get_config
-    from bridgelib.data import real_data
+    from bridgelib.datasets import load_dataset
     cfg = get_config(profile, dataset=dataset, data_root=data_root)
-    return real_data(cfg, "test").class_names, len(real_data(cfg, "train", "full"))
+    return load_dataset(cfg, "test").class_names, len(load_dataset(cfg, "train", "full"))
 
 
 def run_steps(cfg, cell) -> int:
     """Optimizer steps of one run, from the recipes' own budget rules (transfer.plan_stages)."""
     import torch
-    from bridgelib.data import ImageSet, parse_shots
+    from bridgelib.data import ImageSet
+    from bridgelib.splits import parse_shots
     from bridgelib.transfer import plan_stages, stage_steps
     names, pool = _real_sizes(cfg.profile, cfg.dataset, cfg.data_root)
     k = parse_shots(cell.shots)

@@ -64,9 +64,10 @@ def generator_quality(folder: Path, judge_dir: Path, per_class: int = 50) -> dic
     """Content: the share of images whose prompted class the judge reads, at each guidance
     scale, 20 steps, the paper's single template; also divided by the judge's accuracy on the
     real test set (its ceiling)."""
-    from bridgelib.data import MINI_CLASSES, load_image_folder, load_mini_part
+    from bridgelib.folders import load_image_folder
     from bridgelib.generate import generate_synthetic_set
     from bridgelib.metrics import recognisability
+    from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
     cfg = get_config("mini", **{"generation.model": str(folder)})
     judge = load_judge(judge_dir)
     ceiling = recognisability(*_xy(load_mini_part("test")), judge)

@@ -59,9 +59,9 @@ def _bootstrap_diff(stat, a: np.ndarray, b: np.ndarray, real: np.ndarray, seed: 
 
 def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> dict:
     """Measure every condition (about 8 minutes on 2 CPU cores) and write `out`."""
-    from bridgelib.data import MINI_CLASSES, load_mini_part
     from bridgelib.generate import cached_synthetic_set
     from bridgelib.invert import cached_style_token
+    from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
     from bridgelib.pipeline import load_pipeline
     t0 = time.time()
     cfg = get_config("mini")
@@ -98,9 +98,10 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
 def _style_gap(cfg, template: Path, dsi: Path, gen: str) -> dict:
     """Content (the judge), the real-vs-template domain accuracy, and what DSI does to both
     gap measures, on the shipped backbone's features of as many real test images as synthetic."""
-    from bridgelib.data import MINI_CLASSES, load_image_folder, load_mini_part
+    from bridgelib.folders import load_image_folder
     from bridgelib.metrics import (backbone_features, domain_correct, frechet_distance,
                                    recognisability)
+    from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
     sets = {"template": load_image_folder(template, cfg.image_size, list(MINI_CLASSES)),
             "dsi": load_image_folder(dsi, cfg.image_size, list(MINI_CLASSES))}
     test = load_mini_part("test")

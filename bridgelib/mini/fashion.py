@@ -11,6 +11,9 @@ padding), the polarity of the font glyphs. A fixed seeded split of its 60,000 tr
   judge, read at build time from the raw files (`source_dir`), never shipped;
 - the *test set*: the 10,000 official test images, shipped in `data/fashion-mnist/test.npz`.
 
+`load_mini_part` reads the shipped pool and test set: the `fashion-mnist` entry of the dataset
+registry (`bridgelib.datasets.load_dataset`), through which runs read them.
+
 `LOOKS` restyle an image into looks that are not the target's (line drawings, silhouettes,
 negatives, faded prints): the web's default look, which DSI has to move away from.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bridgelib.config import DATA_DIR
+from bridgelib.data import ImageSet
 from bridgelib.files import write_json
 
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -40,6 +44,7 @@ SPLIT_SEED = 0
 SOURCE_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/fashion-mnist/FashionMNIST/raw")
 RAW_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MINI_PARTS = ("pool", "test")
 
 
 def source_dir() -> Path:
@@ -95,6 +100,16 @@ def split_indices() -> dict[str, list[int]]:
 def to_target_look(raw: np.ndarray) -> np.ndarray:
     """(N, 28, 28) light-on-black -> (N, 32, 32) uint8, dark on white: the course's real images."""
     return np.pad(255 - raw, ((0, 0), (2, 2), (2, 2)), constant_values=255)
+
+
+def load_mini_part(part: str) -> ImageSet:
+    """The shipped training pool ('pool') or test set ('test') in the target's look: the
+    registry's `fashion-mnist` entry reads its 'train' and 'test' splits here."""
+    if part not in MINI_PARTS:
+        raise ValueError(f"unknown part {part!r} of the mini target; valid: {', '.join(MINI_PARTS)}")
+    with np.load(SHIP_DIR / f"{part}.npz") as z:
+        images, labels = z["images"], z["labels"]
+    return ImageSet.from_gray(to_target_look(images), labels, CLASSES)
 
 
 def ship(folder: Path | None = None, out: Path = SHIP_DIR) -> dict:
