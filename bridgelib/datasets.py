@@ -48,7 +48,7 @@ from bridgelib.prompts import clean_class_names
 from bridgelib.splits import fixed_split, kshot_split, kshot_subset, parse_shots, split_file
 
 SPLITS = ("train", "test")
-MINI_DATASET = "fashion-mnist"
+MINI_DATASET = fashion.DATASET
 MINI_CLASSES = fashion.CLASSES
 _MINI_PARTS = {"train": "pool", "test": "test"}  # the registry's splits of the shipped parts
 

@@ -305,3 +305,43 @@ def _folder_class_names(root: Path) -> dict[str, str]:
         rows = read_manifest(root)  # the one reader: it checks every row
         return dict(zip(rows.file_name.str.split("/").str[0], rows.class_name))
     return {p.name: p.name for p in class_folders(root)}
+
+
+# ---- warnings before a comparison that cannot tell recipes apart (your own folder) -------------
+MIN_TEST_IMAGES = 1000  # below this, two standard errors of one accuracy exceed 2.5 points
+
+
+def warn_small_test_split(test: ImageSet, where: str) -> bool:
+    """One warning when a test split is too small to tell recipes apart: one image is 100/n
+    points, and two standard errors of an accuracy near 80% are 80/sqrt(n) points (a 1-point
+    difference needs about 6,400 test images). Returns whether it warned."""
+    n = len(test)
+    if n >= MIN_TEST_IMAGES:
+        return False
+    warnings.warn(f"{where}: the test split has {n} images, so one image is {100 / n:.2g} points "
+                  f"and differences under about {80 / n ** 0.5:.0f} points between recipes are "
+                  f"noise (telling 1 point apart needs about 6,400 test images); compare on a "
+                  f"larger test split or several seeds", stacklevel=2)
+    return True
+
+
+def background(images: ImageSet) -> float:
+    """The typical background brightness in [0, 1]: the median over images of each image's
+    median pixel (most of an object photo is background)."""
+    pixels = images.images.flatten(1).float() / 255
+    return float(pixels.median(dim=1).values.median())
+
+
+def warn_polarity_gap(real: ImageSet, synthetic: ImageSet, where: str) -> bool:
+    """One warning when the synthetic images are drawn light-on-dark and the real ones
+    dark-on-light (or the reverse): a style gap no recipe is meant to bridge. Returns whether
+    it warned."""
+    r, s = background(real), background(synthetic)
+    if (r - 0.5) * (s - 0.5) >= 0 or abs(r - s) < 0.4:
+        return False
+    look = {True: "light", False: "dark"}
+    warnings.warn(f"{where}: the synthetic images have {look[s > 0.5]} backgrounds (median "
+                  f"{s:.2f}) and the real ones {look[r > 0.5]} (median {r:.2f}); the generator "
+                  f"draws another look than your data: check a few images, or learn a style "
+                  f"token (DSI) first", stacklevel=2)
+    return True

@@ -39,12 +39,14 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
           for c in getattr(table, "columns", ()) if c.startswith("at_")]
     if at and len(table):
         lines.append("at " + ", ".join(at).replace("volume=", "synthetic/class="))
-    has = runs is not None and "profile" in runs
-    profiles = sorted(set(runs["profile"].dropna())) if has else []
-    if profiles == ["mini"]:
+    def values(col: str) -> list[str]:
+        return sorted(map(str, set(runs[col].dropna()))) if runs is not None and col in runs else []
+    profiles, folders = values("profile"), values("data_folder")  # folders: your own data
+    if profiles == ["mini"] and not folders:
         lines.append("mini world: Fashion-MNIST at 32 px, tiny generator (not the paper's datasets)")
-    elif profiles:
-        lines.append(f"profile: {', '.join(map(str, profiles))}")
+    elif profiles or folders:
+        lines.append(", ".join(filter(None, (folders and f"dataset: {', '.join(folders)}",
+                                             profiles and f"profile: {', '.join(profiles)}"))))
     return "\n".join(lines)
 
 

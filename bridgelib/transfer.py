@@ -40,7 +40,7 @@ from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
 from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
                              progress, resolve_device, write_json)
-from bridgelib.folders import load_image_folder
+from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
                               input_stats, reinit_head, save_classifier)
@@ -295,6 +295,10 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
         test = load_dataset(cfg, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
+    data_folder = Path(cfg.data_root).name if cfg.dataset == "imagefolder" else None
+    warn_small_test_split(test, data_folder or cfg.dataset)  # before minutes of training
+    if data_folder and synthetic is not None and not budget_only:
+        warn_polarity_gap(real, synthetic, data_folder)
     leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}
 
     def leep_after_synthetic(stage: Stage, model: nn.Module) -> None:
@@ -314,7 +318,7 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "train_images": 0 if recipe == "synthetic-only" else len(real),
                "n_test": len(test), "n_classes": len(test.class_names),
                "pretrained": pretrained, "leep": leep,
-               "profile": cfg.profile, "dataset": cfg.dataset,
+               "profile": cfg.profile, "dataset": cfg.dataset, "data_folder": data_folder,
                # a compute-matched vanilla records the set it is matched to, not as trained on
                **_synthetic_facts(synthetic_dir, synthetic),
                "match_compute": budget_only,

@@ -32,7 +32,8 @@ from bridgelib.files import write_json
 
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle boot")
-SHIP_DIR = DATA_DIR / "fashion-mnist"
+DATASET = "fashion-mnist"  # its name in the dataset registry and the mini profile
+SHIP_DIR = DATA_DIR / DATASET
 SPLIT_FILE = SHIP_DIR / "split.json"
 # 100 per class: vanilla on the full pool then sits mid-band (0.75-0.92) with the mini backbone,
 # 16 shots stays well below the full pool, and the paper's 15-24 synthetic images per real image
