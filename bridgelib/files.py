@@ -105,9 +105,19 @@ def library_progress():
 
 
 def resolve_device(device: str = "auto") -> "torch.device":
+    """`auto`: CUDA if torch sees a GPU, else Apple's MPS (Apple-silicon Macs), else the CPU.
+
+    MPS is untested (no Mac has run the course): the code keeps to float32 and CPU random
+    generators there, but an operation torch lacks on MPS would raise;
+    PYTORCH_ENABLE_MPS_FALLBACK=1 runs such operations on the CPU, `--set device=cpu` all of it."""
     import torch
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif torch.backends.mps.is_available():  # False on every machine that is not a Mac
+            device = "mps"
+        else:
+            device = "cpu"
     return torch.device(device)
 
 
