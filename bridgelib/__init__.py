@@ -2,6 +2,15 @@
 
 The package mirrors the course: data -> generate -> invert -> transfer -> report.
 """
+import warnings as _warnings
+
+from tqdm import TqdmWarning as _TqdmWarning
+
+# huggingface_hub (under timm, transformers and diffusers) imports tqdm.auto, which in Jupyter
+# without ipywidgets warns "IProgress not found" at the top of every notebook, before any setup
+# runs. The package's bars need no widgets (files.progress), so that one message is hidden.
+_warnings.filterwarnings("ignore", message="IProgress not found", category=_TqdmWarning)
+
 from bridgelib.config import Config, ConfigError, get_config, load_config
 from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
