@@ -17,6 +17,8 @@ if the whole interval lies within ±EQUIVALENCE_POINTS, `opposite` if it lies wh
 
 The store's world (the mini Fashion-MNIST target, a tiny generator) is not the paper's, so a
 verdict says whether the paper's *direction* shows up here, with this much evidence.
+
+Taught in notebooks 03, 05, 06.
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ Exit status: 0 done; 2 the command as typed cannot run (a bad argument or config
 that holds another run), refused before any work; 1 the run failed on what it met (a missing or
 damaged file, a read-only folder, a full disk). An error is one line on stderr; --debug raises
 it instead, with its full traceback.
+
+No notebook teaches it: README's "The `bridge` command"; notebook 07 ends with the commands that do what it did.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import warnings
 
 from bridgelib.config import PROFILES, ConfigError, check_value, get_config, parse_value
 from bridgelib.prompts import TEMPLATES
+# Each subcommand imports its stage module inside its function below, when it runs: `bridge
+# --help` and a usage error answer at once instead of loading torch, timm and diffusers first.
 
 USAGE, FAILURE = 2, 1
 # OSErrors that mean "this output folder cannot take the files" (read-only, no space, quota).

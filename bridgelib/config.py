@@ -4,6 +4,8 @@ A profile only changes sizes, ids and paths; every stage runs the same code in e
 `mini` runs offline on a laptop CPU in minutes, `workshop` fits a two-hour session on one cloud
 GPU, `paper` follows the paper (Stable Diffusion v1.5, ImageNet-pretrained timm models).
 Values the paper does not give are marked "(ours)" with the reason.
+
+Taught in notebooks 01, 02, 03, 04, 05, 06, 07.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridgelib.files import write_json
 from bridgelib.prompts import TEMPLATES
 from bridgelib.validation import (ANY_TEXT, BOOL, MAX_BATCH, MAX_EPOCHS, MAX_GUIDANCE, MAX_LR,
                                   MAX_PER_CLASS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_SIZE, MAX_STEPS,
@@ -109,7 +112,6 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write the resolved config as JSON (atomically) next to an artifact."""
-        from bridgelib.files import write_json
         return write_json(path, self.to_dict())
 
     def __str__(self) -> str:  # printable in a notebook

@@ -14,6 +14,8 @@ a pixel cap), then brought to size x size by `resize_image` in one of two ways:
 
 Where the sets come from: `bridgelib.datasets.load_dataset` (the one door to real data) and
 `bridgelib.folders` (ImageFolders: synthetic sets, your own folder).
+
+Every notebook's images are ImageSets; notebook 01 shows the first ones.
 """
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ a DataLoader in epoch 3.
 
 Splits that the data do not fix (SUN397, Caltech-101, a single-folder ImageFolder) and k-shot
 subsets are drawn once with a seed and saved (`bridgelib.splits` says where).
+
+Taught in notebooks 01, 02, 03, 04, 07.
 """
 from __future__ import annotations
 

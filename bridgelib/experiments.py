@@ -13,6 +13,8 @@ options is big enough), and every smaller volume is the first N images per class
 
 After every run `root/results.csv` (the store: one row per run, config then metrics columns,
 `bridgelib.store`) is rewritten atomically; `pd.read_csv` reads it as is.
+
+Taught in notebooks 01, 03, 05.
 """
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bridgelib.config import Config, check_value
-from bridgelib.splits import parse_shots
+from bridgelib.config import REPO_ROOT, Config, check_value
 from bridgelib.files import atomic_write_bytes, progress, write_json
+from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
+from bridgelib.invert import cached_style_token
+from bridgelib.pipeline import load_pipeline, model_fingerprint
 from bridgelib.prompts import TEMPLATES
+from bridgelib.splits import parse_shots
 from bridgelib.store import write_store
 from bridgelib.transfer import RECIPES, train_run
 
@@ -156,7 +161,6 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
 def sweep_identity(cfg: Config) -> dict:
     """What a finished run depends on beyond its cell: the resolved config, with the generator
     and the backbone named by a hash of their weights (a rebuilt mini world is another world)."""
-    from bridgelib.pipeline import model_fingerprint
     d = cfg.to_dict()
     d["generation"]["model"] = model_fingerprint(cfg.generation.model) or cfg.generation.model
     d["backbone_weights"] = model_fingerprint(cfg.backbone_weights) or cfg.backbone_weights
@@ -208,7 +212,6 @@ class SyntheticSets:
 
     def __init__(self, cfg: Config, subsets: Path, given=None, style_token=None, todo=(),
                  cache: str | Path | None = None):
-        from bridgelib.config import REPO_ROOT
         self.cfg, self.subsets, self.given, self.token = cfg, Path(subsets), given, style_token
         self.cache = Path(cache) if cache else REPO_ROOT / "cache"
         self.need: dict[tuple, int] = {}
@@ -222,7 +225,6 @@ class SyntheticSets:
 
     def pipe(self):
         if self._pipe is None:
-            from bridgelib.pipeline import load_pipeline
             self._pipe = load_pipeline(self.cfg)
         return self._pipe
 
@@ -232,7 +234,6 @@ class SyntheticSets:
         if self.token is not None:
             return self.token
         if gen_seed not in self.tokens:
-            from bridgelib.invert import cached_style_token
             self.tokens[gen_seed] = cached_style_token(self.cfg, seed=gen_seed, pipe=self.pipe(),
                                                        root=self.cache / "dsi")
         return self.tokens[gen_seed]
@@ -243,7 +244,6 @@ class SyntheticSets:
             if self.given is not None:
                 self.sources[key] = Path(self.given)
             else:
-                from bridgelib.generate import cached_synthetic_set
                 token = self.style_token(gen_seed) if template == "dsi" else None
                 n, cache = self.need[key], self.cache / "synthetic"
                 self.sources[key] = find_synthetic_set(self.cfg, n, template, guidance, token,
@@ -270,8 +270,6 @@ def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: flo
     """The smallest complete set under `root` (default cache/synthetic/) drawn with exactly
     these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
     `per_class` images per class; None if there is none."""
-    from bridgelib.config import REPO_ROOT
-    from bridgelib.generate import generation_options
     seed = cfg.seed if seed is None else seed
     want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
                                                     None, seed, None)[0], default=str))
@@ -300,7 +298,6 @@ def synthetic_subset(source: str | Path, per_class: int, out: str | Path) -> Pat
     documents at most 1/255 on a few values in 100,000); tests/test_experiments.py checks it.
     Written to a temporary folder and renamed, so `out` is complete or absent.
     """
-    from bridgelib.generate import read_manifest
     source, out = Path(source), Path(out)
     if (out / "metadata.jsonl").exists():
         made_from = json.loads((out / "run.json").read_text()).get("subset_of", {}).get("path")
@@ -351,7 +348,6 @@ def set_options(folder: str | Path) -> dict:
 
 def complete_per_class(folder: str | Path) -> int:
     """N such that images 0..N-1 of every class are in the set's manifest (0 if none)."""
-    from bridgelib.generate import read_manifest
     rows = read_manifest(folder)
     if rows.empty:
         return 0

@@ -1,4 +1,7 @@
-"""Small shared helpers: atomic writes, checksums, progress bars, devices and processes, seeding."""
+"""Small shared helpers: atomic writes, checksums, progress bars, devices and processes, seeding.
+
+No notebook teaches it: every stage uses it.
+"""
 from __future__ import annotations
 
 import contextlib

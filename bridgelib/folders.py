@@ -11,6 +11,8 @@ suffix, sorted); everything that reads a folder goes through it:
 - the registry's folder datasets (`dogs`, `cub`, `imagefolder` in `bridgelib.datasets`) list
   their files with it, then decode them as every registry dataset is decoded;
 - `export_image_folder` writes an `ImageSet` as an ImageFolder (notebook 07).
+
+Taught in notebooks 02, 03, 04, 07.
 """
 from __future__ import annotations
 

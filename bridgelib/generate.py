@@ -12,6 +12,8 @@ Launched on several processes (`accelerate launch --multi_gpu --num_processes N 
 generate ...`, or torchrun), the work is split between them: each process draws its share and
 appends its rows to `metadata.rank{R}.jsonl`; rank 0 merges the parts into `metadata.jsonl`, the
 same file, row for row, as one process writes.
+
+Taught in notebooks 02, 03, 04, 07.
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ embedding row(s) of the text encoder learn; the VAE, the UNet and every other we
 The result is a diffusers `learned_embeds.safetensors` ({token: (num_vectors, hidden)}) that
 `pipe.load_textual_inversion(path)` accepts as is (written and read by pipeline.py), plus a JSON
 training record beside it.
+
+Taught in notebooks 04, 07.
 """
 from __future__ import annotations
 

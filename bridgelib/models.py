@@ -5,6 +5,8 @@ content judge.
 The `paper` profile loads timm's ImageNet weights. The `mini` profile loads the small backbone
 this project pretrains on font glyphs of letters and symbols (`bridge mini build --only
 backbone`), verified against the sha256 in its manifest before use.
+
+Used through transfer (notebooks 01, 03, 07) and metrics (the judge, notebook 02).
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""One-call notebook setup and the small plots every notebook uses."""
+"""One-call notebook setup and the small plots every notebook uses.
+
+Taught in notebooks 01, 02, 03, 04, 05, 06, 07.
+"""
 from __future__ import annotations
 
 import logging

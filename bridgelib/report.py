@@ -7,6 +7,8 @@ comes from `store.aggregate` (mean, std, count of test accuracy over seeds), and
 (`bridgelib.claims`) and their forest plot. Figures are bare `Figure` objects (no pyplot
 state): a notebook shows the one a cell returns; nothing calls `plt.show()`. Notebooks 03-06
 draw with it.
+
+Taught in notebooks 05, 06.
 """
 from __future__ import annotations
 

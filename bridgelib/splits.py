@@ -12,6 +12,8 @@ fix none. Every run, machine and notebook then sees the same images.
   so a read-only dataset works; a split file already in `<root>/splits/` is still read there.
 - The mini target's pool ships fixed in `data/`, so its k-shot draw is made again each time and
   nothing is written (`bridgelib.datasets.load_dataset`).
+
+Taught in notebook 07.
 """
 from __future__ import annotations
 

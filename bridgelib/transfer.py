@@ -19,6 +19,8 @@ bridged's two stages together, so it sees the same number of images.
 Launched on several processes (`accelerate launch --multi_gpu --num_processes N -m bridgelib.cli
 train ...`), each stage trains a DistributedDataParallel copy per process on its slice of every
 batch; rank 0 alone writes the run's files.
+
+Taught in notebooks 01, 03, 07.
 """
 from __future__ import annotations
 

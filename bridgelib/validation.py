@@ -3,6 +3,8 @@ and every value given outside a config (a function argument, a CLI flag) is chec
 
 A rule is (is the value valid?, what is valid, said in the one-line error). Counts and sizes are
 capped far above any profile's value and far below what exhausts a machine.
+
+No notebook teaches it: docs/bad_inputs.md lists what it refuses.
 """
 from __future__ import annotations
 

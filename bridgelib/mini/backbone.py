@@ -6,6 +6,8 @@
   generator's share of Fashion-MNIST (never the pool or the test set) in the target's look and
   in each of the web's looks. It scores whether a generated image shows the prompted class
   (content), separately from how it looks (the style gap).
+
+Taught in notebook 01.
 """
 from __future__ import annotations
 

@@ -16,6 +16,8 @@ registry (`bridgelib.datasets.load_dataset`), through which runs read them.
 
 `LOOKS` restyle an image into looks that are not the target's (line drawings, silhouettes,
 negatives, faded prints): the web's default look, which DSI has to move away from.
+
+Taught in notebooks 01, 02, 07.
 """
 from __future__ import annotations
 

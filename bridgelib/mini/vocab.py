@@ -3,6 +3,8 @@
 The tokenizer is a real CLIP BPE tokenizer whose vocab.json/merges.txt we write ourselves:
 every ASCII character (so any text tokenizes) plus one merge chain per word (so each known word
 is one token, which makes "which word does the style token land nearest to" answerable).
+
+Taught in notebook 04.
 """
 from __future__ import annotations
 
