@@ -172,6 +172,8 @@ def _add_report(sub) -> None:
     r.add_argument("--runs", nargs="+", required=True,
                    help="folders holding run directories, or results stores (results.csv)")
     r.add_argument("--out", required=True, help="folder for figures (PNG, SVG), CSVs, report.md")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier report's files in --out (only those)")
     r.set_defaults(func=_report)
 
 
@@ -324,7 +326,7 @@ def _report(args) -> None:
     from bridgelib.report import write_report
     _refuse_set(args, "report reads each run's own config.json")
     store, histories = load_runs(*args.runs)
-    written = write_report(store, args.out, histories=histories)
+    written = write_report(store, args.out, histories=histories, overwrite=args.overwrite)
     table = summarize(_filled(store), by=("dataset", "template", "guidance", "volume", "recipe",
                                           "scratch", "shots"))
     atomic_write_bytes(f"{args.out}/summary.csv", table.to_csv(index=False).encode())

@@ -38,7 +38,7 @@ from bridgelib.invert import cached_style_token
 from bridgelib.pipeline import load_pipeline, model_fingerprint
 from bridgelib.prompts import TEMPLATES
 from bridgelib.splits import parse_shots
-from bridgelib.store import write_store
+from bridgelib.store import STORE_FILE, write_store
 from bridgelib.transfer import RECIPES, train_run
 
 # ---------------------------------------------------------------- the cells of a grid
@@ -191,6 +191,9 @@ def check_sweep_folder(cfg: Config, root: str | Path) -> None:
                              f"into another folder")
     elif any(root.glob("*/metrics.json")):
         return  # runs made before sweep.json existed: nothing to compare with
+    elif (root / STORE_FILE).exists():  # a results.csv no sweep here wrote: never replace it
+        raise FileExistsError(f"{str(root)!r} holds a {STORE_FILE} but no sweep's runs; sweep "
+                              f"into another folder (nothing was changed)")
     else:
         write_json(path, ident)
 

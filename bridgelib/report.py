@@ -296,12 +296,34 @@ def _markdown(table: pd.DataFrame) -> str:
     return "".join("| " + " | ".join(map(str, row)) + " |\n" for row in rows)
 
 
-def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | None = None
-                 ) -> dict[str, Path]:
+def report_files() -> set[str]:
+    """Every file name a report may write (`bridge report` adds summary.csv)."""
+    figures = [*plan_report(pd.DataFrame()), "claims_forest", "mixing_map"]
+    return ({f"{f}.{ext}" for f in figures for ext in ("png", "svg", "csv")} |
+            {"template_vs_dsi.csv", "template_vs_dsi.md", "claims.csv", "claims.md", "report.md",
+             "summary.csv"})
+
+
+def check_report_folder(out_dir, overwrite: bool = False) -> None:
+    """Refuse a folder that already holds files a report would replace (an earlier report, or
+    a file of yours with the same name) unless overwrite=True, which replaces only those."""
+    out = Path(out_dir)
+    clash = sorted(p.name for p in out.iterdir() if p.name in report_files()) if out.is_dir() else []
+    if clash and not overwrite:
+        raise FileExistsError(f"{str(out)!r} already holds {', '.join(clash[:3])}"
+                              f"{f' and {len(clash) - 3} more' if len(clash) > 3 else ''} that "
+                              f"a report would replace; choose another --out or pass "
+                              f"overwrite=True (--overwrite) to replace only the report's files")
+
+
+def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | None = None,
+                 overwrite: bool = False) -> dict[str, Path]:
     """Save every figure the runs allow (PNG, SVG and the CSV behind it) and the
     template-vs-DSI table (CSV, markdown); `report.md` lists what was written and what was
-    skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini")."""
+    skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini"). A folder
+    holding an earlier report is refused unless overwrite=True (`check_report_folder`)."""
     out = Path(out_dir)
+    check_report_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     histories = _history_table(histories, runs)
     by_run = isinstance(histories, pd.DataFrame)  # else {label: history}: drawn as given

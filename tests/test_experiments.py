@@ -293,6 +293,17 @@ def test_a_folder_of_runs_from_another_setup_is_refused(cfg, tmp_path, monkeypat
     assert len(folders) == 2 and all(f.name.startswith("mini-") for f in folders)
 
 
+def test_a_results_csv_no_sweep_wrote_is_never_replaced(cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "train_run", Counter())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my own table")
+    with pytest.raises(FileExistsError, match="no sweep's runs"):
+        run_sweep(cfg, mine, recipes=["vanilla"], shots=[1])
+    assert (mine / "results.csv").read_text() == "my own table"
+    assert sorted(p.name for p in mine.iterdir()) == ["results.csv"]
+
+
 def test_generation_seeds_budgets_and_compute_matching_are_cells_of_their_own():
     from bridgelib.data import ImageSet
     from bridgelib.transfer import plan_stages, stage_steps

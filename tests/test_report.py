@@ -287,3 +287,21 @@ def test_paper_results_has_the_papers_numbers():
     gaps = paper[paper.recipe == "mixed"].set_index("metric")["value"]
     assert gaps["gap_points_min"] == 6 and gaps["gap_points_max"] == 10
     assert sorted(paper[paper.metric == "avg_gain_percent"]["value"]) == [9, 12, 13]
+
+
+def test_a_second_report_into_the_same_folder_is_refused_unless_overwrite(store, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    report.write_report(store, tmp_path)
+    before = (tmp_path / "report.md").read_bytes()
+    with pytest.raises(FileExistsError, match=r"already holds .*--overwrite"):
+        report.write_report(store, tmp_path)
+    assert (tmp_path / "report.md").read_bytes() == before  # refused before writing anything
+    report.write_report(store, tmp_path, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the report's own files replaced
+
+
+def test_a_file_of_yours_named_like_a_report_file_is_not_replaced(store, tmp_path):
+    (tmp_path / "summary.csv").write_text("my numbers")
+    with pytest.raises(FileExistsError, match="summary.csv"):
+        report.write_report(store, tmp_path)
+    assert (tmp_path / "summary.csv").read_text() == "my numbers"
