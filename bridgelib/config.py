@@ -185,6 +185,17 @@ def _workshop() -> Config:
 _BUILDERS = {"mini": _mini, "workshop": _workshop, "paper": _paper}
 
 
+def check_clone() -> None:
+    """The package runs from a clone of its repository: the mini world's files ship in data/ and
+    every cache is written to cache/, both beside the code. A wheel (`pip install .`, not -e)
+    has neither, and would write caches into site-packages: refuse in one line instead."""
+    if not (REPO_ROOT / "pyproject.toml").exists() or not DATA_DIR.is_dir():
+        raise ConfigError(f"bridgelib runs from a clone of its repository (it reads data/ and "
+                          f"writes cache/ beside the code), not from an installed copy in "
+                          f"{str(REPO_ROOT)!r}: git clone the repository, then `make install` "
+                          f"(or `pip install -e .`) inside it")
+
+
 def get_config(profile: str | None = None, **overrides: Any) -> Config:
     """Resolve a profile (argument, else $BRIDGELIB_PROFILE, else `mini`) plus overrides.
 
@@ -192,6 +203,7 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
     or plain ones for top-level fields: `get_config(seed=3)`. The result is checked field by
     field (RULES): a bad value is a one-line ConfigError naming the field and what is valid.
     """
+    check_clone()
     profile = profile or os.environ.get(PROFILE_ENV) or "mini"
     if profile not in _BUILDERS:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
