@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -60,6 +61,18 @@ def check_writable(folder: str | Path) -> Path:
     os.close(fd)
     os.unlink(probe)
     return folder
+
+
+def check_free_space(folder: str | Path, need: int, what: str) -> None:
+    """Refuse, before any work, a job whose output would not fit: `need` bytes (an estimate)
+    against the free space of `folder`'s file system (its nearest existing parent)."""
+    folder = Path(folder).expanduser()
+    base = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(base).free
+    if need > free:
+        raise ValueError(f"{what} need about {need / 1e9:.2g} GB and {str(base)!r} has "
+                         f"{free / 1e9:.2g} GB free; free space, choose another --out or ask "
+                         f"for fewer images (nothing was written)")
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

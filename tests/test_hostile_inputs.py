@@ -590,3 +590,20 @@ def test_a_killed_train_runs_leftovers_do_not_block_its_rerun(tmp_path):
     (out / "history.csv").write_text("stage,epoch\n")
     (out / ".metrics.json.x1.tmp").write_text("")
     _refuse_foreign_files(str(out))  # not refused
+
+
+def test_a_set_larger_than_the_free_disk_is_refused_before_drawing(tmp_path, capsys, monkeypatch):
+    """The set's size on disk is estimated before the pipeline loads: a disk that cannot hold it
+    (here 1 MB free for 1,000 images) is refused in one line, and nothing is written."""
+    import collections
+    import bridgelib.files
+    import bridgelib.pipeline
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(bridgelib.files.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 10**6))
+    monkeypatch.setattr(bridgelib.pipeline, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
+    before = snapshot(tmp_path)
+    code, err = run_cli(["generate", "--per-class", "100", "--steps", "1",
+                         "--out", str(tmp_path / "set")], capsys)
+    assert_one_line(code, err, "generate", ["100 images per class at 32 px need about",
+                                            "0.001 GB free", "fewer images", "nothing was written"])
+    assert snapshot(tmp_path) == before
