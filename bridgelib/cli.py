@@ -201,6 +201,8 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> argparse.Argumen
         p.add_argument("--dataset", help="dataset name, or the path of your own ImageFolder "
                        "(PATH/<class>/<image>, or PATH/train/<class>/ and PATH/test/<class>/) "
                        "(default: the profile's)")
+        p.add_argument("--download", action="store_true", help="fetch a missing registry "
+                       "dataset into data_root (torchvision; sets download=true)")
     p.add_argument("--set", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                    help="set a config field by its dotted name, e.g. train.real.epochs=1 "
                    "(repeatable; fields: `bridgelib.config.field_names()`)" if config else
@@ -230,6 +232,8 @@ def _config(args):
     overrides.update(args.set)
     if getattr(args, "match_compute", False):
         overrides["train.match_compute"] = True
+    if getattr(args, "download", False):
+        overrides["download"] = True
     return get_config(args.profile, **overrides)
 
 

@@ -96,6 +96,7 @@ class Config:
     augment: str = "shift"         # batch augmentation: shift (glyphs: no flips) | crop-flip | none
     precision: str = "auto"        # training: auto (bf16 autocast where the chip has it) | fp32
     data_root: str = ""            # where registry datasets live (paper); $BRIDGELIB_DATA overrides
+    download: bool = False         # let torchvision fetch a missing registry dataset into data_root
     device: str = "auto"           # auto (CUDA, else MPS, else CPU) | cpu | cuda[:N] | mps
     num_workers: int = 0
     seed: int = 0
@@ -353,6 +354,7 @@ RULES: dict[str, Rule] = {
     "augment": choice("shift", "crop-flip", "none"),
     "precision": choice("auto", "fp32"),
     "data_root": ANY_TEXT,
+    "download": BOOL,
     "device": matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda, cuda:N or mps"),
     "num_workers": integer(0, high=256),
     "seed": integer(0, high=MAX_SEED),

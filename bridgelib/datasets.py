@@ -276,6 +276,7 @@ def load_dataset(cfg: Config | str, split: str, shots: int | str | None = None, 
     name = cfg
     if not isinstance(cfg, str):
         name, root, size = cfg.dataset, root or cfg.data_root or None, size or cfg.image_size
+        download = download or cfg.download
     spec = DATASETS.get(name)
     if spec is None:
         on_disk = ", ".join(n for n in DATASETS if n != MINI_DATASET)
@@ -315,11 +316,13 @@ def _decode_split(spec: DatasetSpec, split: str, root: Path, size, download: boo
         raise ValueError(f"test_fraction={test_fraction!r} is invalid; expected 0 < x < 1")
     missing = [r for r in spec.required if not (root / r).exists()]
     if missing and not (download and spec.fetches):
-        hint = "; pass download=True to fetch it" if spec.fetches else ""
+        hint = (f"; pass download=True (--download) to fetch {spec.fetches}, or point data_root "
+                f"(--set data_root=DIR) at a copy" if spec.fetches else "")
         raise FileNotFoundError(f"{spec.name}: {root / missing[0]} not found; "
                                 f"expected {spec.layout}{hint}")
     if missing:
         print(f"{spec.name}: downloading {spec.fetches} into {root}", file=sys.stderr)
+        root.mkdir(parents=True, exist_ok=True)  # torchvision downloads into it, not above it
     if not root.is_dir():
         raise FileNotFoundError(f"{spec.name}: {root} not found; expected {spec.layout}")
     ctx = _Ctx(spec, root, split, download, split_seed, test_fraction,

@@ -325,3 +325,24 @@ def test_generation_hours_covers_the_registry_and_scales_with_volume():
     assert pets["images"] == 37_000 and abs(pets["gpu_hours"] - 37_000 / 2 / 3600) < 0.1
     with pytest.raises(ValueError, match="images_per_s=0"):
         generation_hours(0)
+
+
+def test_the_config_download_knob_reaches_torchvision(tmp_path, monkeypatch):
+    """`--download` (config field `download`) is what lets torchvision fetch a missing dataset;
+    without it the one-line error says what would be fetched, how big, and how to point at a copy."""
+    import torchvision.datasets as tvd
+    from bridgelib.config import get_config
+    asked = {}
+
+    class Fetching:  # stands in for torchvision's class: records the request, fetches nothing
+        def __init__(self, root, download=False, **kwargs):
+            asked.update(download=download)
+            raise RuntimeError("offline")
+    monkeypatch.setattr(tvd, "OxfordIIITPet", Fetching)
+    base = dict(dataset="pets", data_root=str(tmp_path / "pets"))
+    msg = _one_line_not_found(lambda: ds.load_dataset(get_config("paper", **base), "test"),
+                              "--download", "0.8 GB", "data_root")
+    assert "oxford-iiit-pet" in msg and asked == {}  # refused before torchvision was asked
+    with pytest.raises(Exception, match="offline"):
+        ds.load_dataset(get_config("paper", **base, download=True), "test")
+    assert asked == {"download": True}
