@@ -164,7 +164,7 @@ def sweep_identity(cfg: Config) -> dict:
     d = cfg.to_dict()
     d["generation"]["model"] = model_fingerprint(cfg.generation.model) or cfg.generation.model
     d["backbone_weights"] = model_fingerprint(cfg.backbone_weights) or cfg.backbone_weights
-    for key in ("device", "num_workers", "data_root"):  # where and how fast, not what
+    for key in ("device", "num_workers", "data_root", "download"):  # where and how, not what
         d.pop(key, None)
     d["generation"].pop("batch_size", None)
     return d
