@@ -8,6 +8,12 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# The Python that builds .venv: the first of these on PATH that is 3.11 or newer, or the one
+# named (`make course PYTHON=/opt/python3.12/bin/python3`). Looked up only when .venv is made.
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3
+IS_311_OR_NEWER := -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >/dev/null 2>&1 \
+	&& $(p) $(IS_311_OR_NEWER) 2>/dev/null && echo $(p))))
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
 
@@ -16,7 +22,13 @@ HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
 install: $(VENV)/.installed
 
 $(PY):
-	python3.11 -m venv $(VENV)
+	@py="$(PYTHON)"; \
+	if [ -z "$$py" ]; then echo "error: no Python 3.11 or newer on PATH (looked for" \
+		"$(PYTHON_CANDIDATES)); install one, or name it: make PYTHON=/path/to/python3.11" >&2; exit 1; fi; \
+	command -v "$$py" >/dev/null || { echo "error: PYTHON=$$py: no such program" >&2; exit 1; }; \
+	if ! "$$py" $(IS_311_OR_NEWER) 2>/dev/null; then echo "error: PYTHON=$$py is" \
+		"$$("$$py" -V 2>&1), not Python 3.11 or newer" >&2; exit 1; fi; \
+	echo "$$py -m venv $(VENV)"; "$$py" -m venv $(VENV)
 
 # The stamp is newer than pyproject.toml until pyproject.toml changes: then pip runs again.
 $(VENV)/.installed: pyproject.toml | $(PY)

@@ -21,8 +21,8 @@ import torch
 
 from bridgelib.config import get_config
 from bridgelib.files import set_progress, write_json
-from bridgelib.generate import (generate_synthetic_set, image_seed, load_pipeline,
-                                package_versions, read_manifest)
+from bridgelib.generate import generate_synthetic_set, image_seed, read_manifest
+from bridgelib.pipeline import load_pipeline, package_versions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = get_config(args.profile, **overrides)
     set_progress(False)
     pipe = load_pipeline(cfg)
-    from bridgelib.data import MINI_CLASSES
+    from bridgelib.datasets import MINI_CLASSES
     n_classes = len(MINI_CLASSES)
     per_class = max(1, math.ceil(args.images / n_classes))
     g = cfg.generation

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from bridgelib.config import get_config
-from bridgelib.data import load_real
+from bridgelib.datasets import load_dataset
 from bridgelib.files import set_progress, write_json
-from bridgelib.generate import load_pipeline, package_versions
+from bridgelib.pipeline import load_pipeline, package_versions
 from bridgelib.invert import add_style_token, learn_style_token
 from bridgelib.prompts import make_prompt
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_progress(False)
     inv, res = cfg.invert, cfg.generation.resolution
     batch = args.batch_size or inv.batch_size
-    images = load_real(cfg.dataset, "train", shots=args.shots)
+    images = load_dataset(cfg, "train", args.shots, size=res)  # as `bridge invert` reads them
     pipe = load_pipeline(cfg)
     add_style_token(pipe.tokenizer, pipe.text_encoder, inv.token, inv.initializer, 1)
     t_ref = reference_loop(pipe, images, inv.token, args.steps, batch, res, inv.lr)

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from bridgelib.config import get_config
-from bridgelib.data import ImageSet, load_mini_part
+from bridgelib.data import ImageSet
 from bridgelib.files import resolve_device, set_progress, write_json
+from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, input_stats
 from bridgelib.transfer import Stage, train_stage
 

@@ -17,6 +17,8 @@ if the whole interval lies within ±EQUIVALENCE_POINTS, `opposite` if it lies wh
 
 The store's world (the mini Fashion-MNIST target, a tiny generator) is not the paper's, so a
 verdict says whether the paper's *direction* shows up here, with this much evidence.
+
+Taught in notebooks 03, 05, 06.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from bridgelib.mini.fashion import POOL_PER_CLASS  # the store's world: the mini pool
+from bridgelib.store import paper_order
 
 VERDICTS = ("reproduced", "opposite", "within noise", "not measured")
 COLUMNS = ["claim", "setting", "diff", "ci_low", "ci_high", "n", "diff_images", "unit",
@@ -37,6 +40,7 @@ NOISE_IMAGES = 2            # a difference under 2 test images is noise, whateve
 MONITOR_IMAGES = 2000       # per-epoch accuracy is read on this many (config.monitor_images)
 EQUIVALENCE_POINTS = 2.0    # "robust to guidance": every value within ±2 points of another
 LEVEL = 0.95
+MIX_RATIOS = (1, 4, 15, 24)  # synthetic per real: 50%, 20%, 6.25% and 4% real (the paper's 15-24)
 DEFAULT_VOLUME = 200        # the store's default synthetic images per class
 FIXED_BUDGET = 125          # the volume family's synthetic-stage steps (DEFAULT_VOLUME's epochs)
 
@@ -189,7 +193,7 @@ def claim_verdicts(store: pd.DataFrame, histories: pd.DataFrame | None = None,
     """One row per rule (COLUMNS): the paired difference in its unit (points of accuracy, or
     LEEP), its interval and n, the difference in test images and the verdict.
 
-    `store`: the results store (experiments.read_store); `histories`: the tidy per-epoch table
+    `store`: the results store (store.read_store); `histories`: the tidy per-epoch table
     (needed by the convergence rules only).
     """
     store = store.copy()
@@ -289,3 +293,28 @@ def verdict_summary(table: pd.DataFrame) -> str:
                          f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}], n = {row.n}; "
                          f"paper {row.paper_diff}.")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the mixing map's table
+def mixing_table(runs: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
+    """mixed − vanilla per (shots, volume), paired by seed (gen seed 0, the recipes' own
+    budgets), with the real share, its interval and n, and what synthetic-only scores at that
+    volume (what the synthetic images alone can teach)."""
+    runs = runs.assign(**{c: v for c, v in {**BASE, "gen_seed": 0, "template": "single"}.items()
+                          if c not in runs})  # a store made before these columns existed
+    mixed = select(runs, {**BASE, "recipe": "mixed", "template": "single", "gen_seed": 0})
+    only = runs[runs["recipe"] == "synthetic-only"].groupby("volume")["test_acc"].mean()
+    rows = []
+    for (shots, volume), group in mixed.groupby(["shots", "volume"], sort=False):
+        at = {"shots": shots, "template": "single", "gen_seed": 0}
+        d = paired_differences(runs, {**BASE, **at, "recipe": "mixed", "volume": int(volume)},
+                               {**BASE, "recipe": baseline, "shots": shots})
+        mean, low, high, n = paired_interval(d)
+        ratio = float(group["syn_per_real"].mean()) if "syn_per_real" in group else math.nan
+        rows.append({"shots": shots, "volume": int(volume), "syn_per_real": ratio,
+                     "real_share": 1 / (1 + ratio), "diff": mean * 100,
+                     "ci_low": low * 100, "ci_high": high * 100, "n": n,
+                     "synthetic_only": only.get(volume, np.nan)})
+    table = pd.DataFrame(rows, columns=["shots", "volume", "syn_per_real", "real_share", "diff",
+                                        "ci_low", "ci_high", "n", "synthetic_only"])
+    return table.sort_values(["shots", "syn_per_real"], key=paper_order, ignore_index=True)

@@ -6,6 +6,8 @@ Exit status: 0 done; 2 the command as typed cannot run (a bad argument or config
 that holds another run), refused before any work; 1 the run failed on what it met (a missing or
 damaged file, a read-only folder, a full disk). An error is one line on stderr; --debug raises
 it instead, with its full traceback.
+
+No notebook teaches it: README's "The `bridge` command"; notebook 07 ends with the commands that do what it did.
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import errno
 import json
 import re
 import sys
+import warnings
 
 from bridgelib.config import PROFILES, ConfigError, check_value, get_config, parse_value
 from bridgelib.prompts import TEMPLATES
+# Each subcommand imports its stage module inside its function below, when it runs: `bridge
+# --help` and a usage error answer at once instead of loading torch, timm and diffusers first.
 
 USAGE, FAILURE = 2, 1
 # OSErrors that mean "this output folder cannot take the files" (read-only, no space, quota).
@@ -25,6 +30,7 @@ _WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQ
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # a usage error exits here with status 2
+    python_format, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
         return args.func(args) or 0
     except (ValueError, OSError, RuntimeError) as e:  # any other exception is a bug: traceback
@@ -33,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join(filter(None, (args.command, getattr(args, "mini_command", None))))
         print(f"bridge {command}: error: {_one_line(e)}", file=sys.stderr)
         return _exit_status(e)
+    finally:  # main() runs in-process too (tests, notebooks): leave Python's format as it was
+        warnings.formatwarning = python_format
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning on one line, like the errors (Python's default adds the source line)."""
+    return f"bridge: warning: {message}\n"
 
 
 def _exit_status(e: Exception) -> int:
@@ -81,7 +94,10 @@ def _add_generate(sub) -> None:
     g.add_argument("--per-class", type=int, required=True, help="images per class")
     g.add_argument("--out", required=True, help="output folder (an ImageFolder + metadata.jsonl)")
     g.add_argument("--template", choices=TEMPLATES, help="prompt template")
-    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`")
+    g.add_argument("--style-token", help="learned_embeds.safetensors from `bridge invert`, or any "
+                   "token file diffusers loads (diffusers, AUTOMATIC1111 .pt, kohya emb_params)")
+    g.add_argument("--token", help="the word prompts use for the style token, instead of the "
+                   "file's own (needed for an emb_params file, which names none)")
     g.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     g.add_argument("--steps", type=int, help="sampler steps")
     g.add_argument("--seed", type=int, default=0)
@@ -115,6 +131,8 @@ def _add_train(sub) -> None:
                    help="vanilla only: train as many steps as bridged would on --synthetic")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--no-save-model", action="store_true",
+                   help="keep no classifier.safetensors (only config, history, metrics)")
     t.set_defaults(func=_train)
 
 
@@ -142,6 +160,8 @@ def _add_sweep(sub) -> None:
     s.add_argument("--match-compute", action="store_true",
                    help="also train vanilla for as many steps as bridged at each volume")
     s.add_argument("--with-scratch", action="store_true", help="also train from random init")
+    s.add_argument("--no-save-model", action="store_true",
+                   help="keep no run's fine-tuned classifier (saves disk)")
     s.add_argument("--out", required=True, help="folder of runs; results.csv is written in it")
     s.set_defaults(func=_sweep)
 
@@ -152,6 +172,8 @@ def _add_report(sub) -> None:
     r.add_argument("--runs", nargs="+", required=True,
                    help="folders holding run directories, or results stores (results.csv)")
     r.add_argument("--out", required=True, help="folder for figures (PNG, SVG), CSVs, report.md")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier report's files in --out (only those)")
     r.set_defaults(func=_report)
 
 
@@ -179,6 +201,8 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> argparse.Argumen
         p.add_argument("--dataset", help="dataset name, or the path of your own ImageFolder "
                        "(PATH/<class>/<image>, or PATH/train/<class>/ and PATH/test/<class>/) "
                        "(default: the profile's)")
+        p.add_argument("--download", action="store_true", help="fetch a missing registry "
+                       "dataset into data_root (torchvision; sets download=true)")
     p.add_argument("--set", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                    help="set a config field by its dotted name, e.g. train.real.epochs=1 "
                    "(repeatable; fields: `bridgelib.config.field_names()`)" if config else
@@ -208,6 +232,8 @@ def _config(args):
     overrides.update(args.set)
     if getattr(args, "match_compute", False):
         overrides["train.match_compute"] = True
+    if getattr(args, "download", False):
+        overrides["download"] = True
     return get_config(args.profile, **overrides)
 
 
@@ -223,28 +249,28 @@ def dataset_overrides(value: str) -> dict:
     of classes split per class with a seeded test fraction)."""
     from pathlib import Path
 
-    from bridgelib.data import MINI_DATASET, SPLIT_LAYOUT
     from bridgelib.datasets import DATASETS
-    if value == MINI_DATASET or value in DATASETS:
+    from bridgelib.folders import SPLIT_LAYOUT
+    if value in DATASETS:
         return {"dataset": value}
     path = Path(value).expanduser()
     if path.is_dir():
         return {"dataset": "imagefolder", "data_root": str(path.resolve())}
-    raise ValueError(f"--dataset {value!r} is neither a dataset name ({MINI_DATASET}, "
-                     f"{', '.join(DATASETS)}) nor a folder; for your own images pass "
+    raise ValueError(f"--dataset {value!r} is neither a dataset name ({', '.join(DATASETS)}) "
+                     f"nor a folder; for your own images pass "
                      f"{SPLIT_LAYOUT.replace('<root>', 'PATH')}")
 
 
 def _generate(args) -> None:
-    from bridgelib.data import MINI_DATASET, real_data
+    from bridgelib.datasets import MINI_DATASET, load_dataset
     from bridgelib.generate import generate_synthetic_set
     cfg = _config(args)
     # the dataset's class names in label order (the mini target's are built in); decoded small,
     # as only the names are needed
-    names = None if cfg.dataset == MINI_DATASET else real_data(cfg, "test", size=8).class_names
+    names = None if cfg.dataset == MINI_DATASET else load_dataset(cfg, "test", size=8).class_names
     out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
                                  template=args.template, style_token=args.style_token,
-                                 guidance=args.guidance,
+                                 token=args.token, guidance=args.guidance,
                                  steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                                  overwrite=args.overwrite)
     if _first_process():
@@ -258,14 +284,16 @@ def _first_process() -> bool:
 
 
 def _invert(args) -> None:
-    from bridgelib.data import real_data
+    from bridgelib.datasets import load_dataset
     from bridgelib.invert import learn_style_token
     cfg = _config(args)
-    images = real_data(cfg, "train", args.shots, args.seed, size=cfg.generation.resolution)
+    images = load_dataset(cfg, "train", args.shots, args.seed, size=cfg.generation.resolution)
     record = learn_style_token(cfg, images, args.out,
                                steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                                seed=args.seed, resume=args.resume, overwrite=args.overwrite)
-    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f})")
+    print(f"wrote {args.out} ({record['steps']} steps, final loss {record['loss_curve'][-1]:.4f}); "
+          f"its checkpoints are kept in {record['checkpoints']} (--resume with more --steps "
+          f"extends the run; delete the folder if you will not)")
 
 
 def _train(args) -> None:
@@ -274,13 +302,14 @@ def _train(args) -> None:
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, save_model=not args.no_save_model)
     if _first_process():
         print(json.dumps({k: metrics[k] for k in ("recipe", "shots", "seed", "test_acc")}))
 
 
 def _sweep(args) -> None:
-    from bridgelib.experiments import run_sweep, summarize
+    from bridgelib.experiments import run_sweep
+    from bridgelib.store import summarize
     if args.synthetic and (args.guidance != [None] or args.templates != ["single"]):
         raise ValueError("--synthetic DIR fixes the template and guidance (its own); drop "
                          "--guidance/--templates or drop --synthetic to generate")
@@ -289,19 +318,19 @@ def _sweep(args) -> None:
                       templates=args.templates, scratch=(False, True) if args.with_scratch
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
                       match_compute=args.match_compute, synthetic_dir=args.synthetic,
-                      style_token=args.style_token)
+                      style_token=args.style_token, save_model=not args.no_save_model)
     by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
           "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))
 
 
 def _report(args) -> None:
-    from bridgelib.experiments import load_runs, summarize
+    from bridgelib.store import load_runs, summarize
     from bridgelib.files import atomic_write_bytes
     from bridgelib.report import write_report
     _refuse_set(args, "report reads each run's own config.json")
     store, histories = load_runs(*args.runs)
-    written = write_report(store, args.out, histories=histories)
+    written = write_report(store, args.out, histories=histories, overwrite=args.overwrite)
     table = summarize(_filled(store), by=("dataset", "template", "guidance", "volume", "recipe",
                                           "scratch", "shots"))
     atomic_write_bytes(f"{args.out}/summary.csv", table.to_csv(index=False).encode())

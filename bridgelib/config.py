@@ -4,6 +4,8 @@ A profile only changes sizes, ids and paths; every stage runs the same code in e
 `mini` runs offline on a laptop CPU in minutes, `workshop` fits a two-hour session on one cloud
 GPU, `paper` follows the paper (Stable Diffusion v1.5, ImageNet-pretrained timm models).
 Values the paper does not give are marked "(ours)" with the reason.
+
+Taught in notebooks 01, 02, 03, 04, 05, 06, 07.
 """
 from __future__ import annotations
 
@@ -11,19 +13,22 @@ import dataclasses
 import difflib
 import functools
 import json
-import math
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from bridgelib.files import write_json
 from bridgelib.prompts import TEMPLATES
+from bridgelib.validation import (ANY_TEXT, BOOL, MAX_BATCH, MAX_EPOCHS, MAX_GUIDANCE, MAX_LR,
+                                  MAX_PER_CLASS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_SIZE, MAX_STEPS,
+                                  TEXT, Rule, choice, integer, matches, number, optional)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
+MINI_GENERATOR = DATA_DIR / "mini-generator"  # the shipped tiny generator (bridge mini build)
 PROFILES = ("mini", "workshop", "paper")
 PROFILE_ENV = "BRIDGELIB_PROFILE"
 
@@ -91,7 +96,8 @@ class Config:
     augment: str = "shift"         # batch augmentation: shift (glyphs: no flips) | crop-flip | none
     precision: str = "auto"        # training: auto (bf16 autocast where the chip has it) | fp32
     data_root: str = ""            # where registry datasets live (paper); $BRIDGELIB_DATA overrides
-    device: str = "auto"
+    download: bool = False         # let torchvision fetch a missing registry dataset into data_root
+    device: str = "auto"           # auto (CUDA, else MPS, else CPU) | cpu | cuda[:N] | mps
     num_workers: int = 0
     seed: int = 0
     # The per-epoch test accuracy of history.csv is read on a fixed, class-balanced subset of
@@ -107,7 +113,6 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write the resolved config as JSON (atomically) next to an artifact."""
-        from bridgelib.files import write_json
         return write_json(path, self.to_dict())
 
     def __str__(self) -> str:  # printable in a notebook
@@ -119,7 +124,7 @@ def _mini() -> Config:
         profile="mini", dataset="fashion-mnist", image_size=32,
         backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256]},
         backbone_weights=str(DATA_DIR / "mini-backbone"),
-        generation=GenerationConfig(model=str(DATA_DIR / "mini-generator"), resolution=32,
+        generation=GenerationConfig(model=str(MINI_GENERATOR), resolution=32,
                                     batch_size=100),
         # Small sets at 32 px: few epochs of many small batches, floor of steps for 1-shot sets.
         train=TrainConfig(real=StageConfig(epochs=15, lr=0.05, batch_size=32, min_steps=100),
@@ -181,6 +186,17 @@ def _workshop() -> Config:
 _BUILDERS = {"mini": _mini, "workshop": _workshop, "paper": _paper}
 
 
+def check_clone() -> None:
+    """The package runs from a clone of its repository: the mini world's files ship in data/ and
+    every cache is written to cache/, both beside the code. A wheel (`pip install .`, not -e)
+    has neither, and would write caches into site-packages: refuse in one line instead."""
+    if not (REPO_ROOT / "pyproject.toml").exists() or not DATA_DIR.is_dir():
+        raise ConfigError(f"bridgelib runs from a clone of its repository (it reads data/ and "
+                          f"writes cache/ beside the code), not from an installed copy in "
+                          f"{str(REPO_ROOT)!r}: git clone the repository, then `make install` "
+                          f"(or `pip install -e .`) inside it")
+
+
 def get_config(profile: str | None = None, **overrides: Any) -> Config:
     """Resolve a profile (argument, else $BRIDGELIB_PROFILE, else `mini`) plus overrides.
 
@@ -188,6 +204,7 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
     or plain ones for top-level fields: `get_config(seed=3)`. The result is checked field by
     field (RULES): a bad value is a one-line ConfigError naming the field and what is valid.
     """
+    check_clone()
     profile = profile or os.environ.get(PROFILE_ENV) or "mini"
     if profile not in _BUILDERS:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -293,123 +310,60 @@ def _set(cfg: Config, dotted: str, value: Any) -> None:
     setattr(functools.reduce(getattr, sections, cfg), name, value)
 
 
-# ---- validation: one rule per field, in one table ----------------------------------------------
-
-Rule = tuple[Callable[[Any], bool], str]  # (is the value valid?, what is valid, for the message)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # True is an int to Python, not here
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _int(low: int, multiple_of: int = 1, high: int | None = None) -> Rule:
-    """An integer from `low` up to `high` (included): counts are capped, so a typo such as
-    1000000000 steps is refused here instead of exhausting memory later."""
-    what = "a positive integer" if low == 1 else f"an integer >= {low}"
-    if high is not None:
-        what = f"{what} up to {high:,}"
-    if multiple_of > 1:
-        what = f"{what} that is a multiple of {multiple_of}"
-    return (lambda v: _is_int(v) and v >= low and (high is None or v <= high)
-            and v % multiple_of == 0), what
-
-
-def _number(low: float, high: float = math.inf, open_low: bool = False) -> Rule:
-    """A finite number from `low` (excluded if open_low) up to `high` (always excluded)."""
-    def ok(v: Any) -> bool:
-        return _is_number(v) and (v > low if open_low else v >= low) and v < high
-    if high < math.inf and open_low and low == 0:
-        what = f"a positive number below {high:g}"
-    elif high < math.inf:
-        what = f"a number in {'(' if open_low else '['}{low:g}, {high:g})"
-    else:
-        what = "a positive number" if open_low and low == 0 else \
-            f"a number {'>' if open_low else '>='} {low:g}"
-    return ok, what
-
-
-def _choice(*names: str) -> Rule:
-    return (lambda v: isinstance(v, str) and v in names), f"one of: {', '.join(names)}"
-
-
-def _optional(rule: Rule) -> Rule:
-    return (lambda v: v is None or rule[0](v)), f"none or {rule[1]}"
-
-
-def _matches(pattern: str, what: str) -> Rule:
-    return (lambda v: isinstance(v, str) and re.fullmatch(pattern, v) is not None), what
-
-
-_TEXT = _matches(r"(?s).*\S.*", "a non-empty string")
-_ANY_TEXT: Rule = (lambda v: isinstance(v, str)), "a string"
-_BOOL: Rule = (lambda v: isinstance(v, bool)), "true or false"
-# Caps on counts and sizes: far above any profile's value, far below what exhausts a machine
-# (a `--steps 1000000000` grew past 22 GB before these). Stated in each message.
-MAX_STEPS = 1_000_000          # optimizer steps of a stage or an inversion (paper: ~20k)
-MAX_SAMPLER_STEPS = 1000       # the diffusion models are trained on 1000 timesteps
-MAX_EPOCHS = 10_000
-MAX_BATCH = 4096
-MAX_SIZE = 4096                # pixels, classifier input or generator resolution
-MAX_PER_CLASS = 100_000        # synthetic images per class (paper: 1,000; its largest 5,000)
-MAX_SEED = 2**32 - 1           # numpy's seed range; every seed is seeded into numpy too
-MAX_GUIDANCE = 100.0
-MAX_LR = 10.0
+# ---- validation: one rule per field, in one table (rule builders: bridgelib.validation) -------
 
 _STAGE: dict[str, Rule] = {
-    "epochs": _int(1, high=MAX_EPOCHS), "lr": _number(0, MAX_LR, open_low=True),
-    "batch_size": _int(1, high=MAX_BATCH),
-    "weight_decay": _number(0), "momentum": _number(0, 1), "min_steps": _int(0, high=MAX_STEPS),
-    "steps": _optional(_int(1, high=MAX_STEPS))}
+    "epochs": integer(1, high=MAX_EPOCHS), "lr": number(0, MAX_LR, open_low=True),
+    "batch_size": integer(1, high=MAX_BATCH),
+    "weight_decay": number(0), "momentum": number(0, 1), "min_steps": integer(0, high=MAX_STEPS),
+    "steps": optional(integer(1, high=MAX_STEPS))}
 
 # Every field of Config (tests/test_config.py checks none is missing), in declaration order.
 RULES: dict[str, Rule] = {
-    "profile": _choice(*PROFILES),
-    "dataset": _TEXT,
-    "image_size": _int(1, high=MAX_SIZE),
-    "backbone": _TEXT,
-    "backbone_weights": _TEXT,
-    "generation.model": _TEXT,
-    "generation.resolution": _int(1, multiple_of=8, high=MAX_SIZE),  # the VAE downsamples by 8
-    "generation.steps": _int(1, high=MAX_SAMPLER_STEPS),
-    "generation.guidance": _number(0, MAX_GUIDANCE, open_low=True),
-    "generation.batch_size": _int(1, high=MAX_BATCH),
-    # what generate._scheduler accepts; a class name that diffusers lacks is refused at load
-    "generation.scheduler": _matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
+    "profile": choice(*PROFILES),
+    "dataset": TEXT,
+    "image_size": integer(1, high=MAX_SIZE),
+    "backbone": TEXT,
+    "backbone_weights": TEXT,
+    "generation.model": TEXT,
+    "generation.resolution": integer(1, multiple_of=8, high=MAX_SIZE),  # the VAE downsamples by 8
+    "generation.steps": integer(1, high=MAX_SAMPLER_STEPS),
+    "generation.guidance": number(0, MAX_GUIDANCE, open_low=True),
+    "generation.batch_size": integer(1, high=MAX_BATCH),
+    # what pipeline._scheduler accepts; a class name that diffusers lacks is refused at load
+    "generation.scheduler": matches(r"dpmsolver\+\+|default|[A-Za-z_]\w*Scheduler",
                                      "dpmsolver++, default or a diffusers scheduler class "
                                      "name such as DDIMScheduler"),
-    "generation.template": _choice(*TEMPLATES),
-    "generation.negative_prompt": _ANY_TEXT,
-    "generation.dtype": _choice("float32", "float16", "bfloat16"),
+    "generation.template": choice(*TEMPLATES),
+    "generation.negative_prompt": ANY_TEXT,
+    "generation.dtype": choice("float32", "float16", "bfloat16"),
     **{f"train.{stage}.{name}": rule for stage in ("real", "synthetic")
        for name, rule in _STAGE.items()},
-    "train.mixup_alpha": _number(0),
-    "train.match_compute": _BOOL,
-    "train.mixed_real_fraction": _optional(_number(0, 1, open_low=True)),
-    "invert.token": _TEXT,
-    "invert.initializer": _TEXT,
-    "invert.num_vectors": _int(1, high=64),
-    "invert.steps": _int(1, high=MAX_STEPS),
-    "invert.lr": _number(0, MAX_LR, open_low=True),
-    "invert.batch_size": _int(1, high=MAX_BATCH),
-    "invert.checkpoint_every": _int(1, high=MAX_STEPS),
+    "train.mixup_alpha": number(0),
+    "train.match_compute": BOOL,
+    "train.mixed_real_fraction": optional(number(0, 1, open_low=True)),
+    "invert.token": TEXT,
+    "invert.initializer": TEXT,
+    "invert.num_vectors": integer(1, high=64),
+    "invert.steps": integer(1, high=MAX_STEPS),
+    "invert.lr": number(0, MAX_LR, open_low=True),
+    "invert.batch_size": integer(1, high=MAX_BATCH),
+    "invert.checkpoint_every": integer(1, high=MAX_STEPS),
     "backbone_kwargs": ((lambda v: isinstance(v, dict)),
                         'a JSON object, e.g. {"channels": [32, 64]}'),
-    "augment": _choice("shift", "crop-flip", "none"),
-    "precision": _choice("auto", "fp32"),
-    "data_root": _ANY_TEXT,
-    "device": _matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),
-    "num_workers": _int(0, high=256),
-    "seed": _int(0, high=MAX_SEED),
-    "monitor_images": _optional(_int(1, high=10_000_000)),
+    "augment": choice("shift", "crop-flip", "none"),
+    "precision": choice("auto", "fp32"),
+    "data_root": ANY_TEXT,
+    "download": BOOL,
+    "device": matches(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda, cuda:N or mps"),
+    "num_workers": integer(0, high=256),
+    "seed": integer(0, high=MAX_SEED),
+    "monitor_images": optional(integer(1, high=10_000_000)),
 }
 
 
 # Values that are not Config fields but enter the same way (function arguments, CLI flags).
-PER_CLASS: Rule = _int(1, high=MAX_PER_CLASS)
+PER_CLASS: Rule = integer(1, high=MAX_PER_CLASS)
 
 
 def check_value(name: str, value: Any, rule: str | Rule) -> Any:

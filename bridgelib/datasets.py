@@ -1,13 +1,21 @@
-"""The paper profile's real target datasets: one registry, one decoder, fixed splits on disk.
+"""Real target data: the dataset registry and the one door to it, `load_dataset`.
 
-`load_dataset(name, split, root, size)` returns an `ImageSet` decoded once (PIL; shorter side
-resized to `size`, centre crop `size` x `size`, RGB uint8) with cleaned class names. Where a
-torchvision class knows the layout we let it parse the annotation files, then read its (file,
-label) list and decode the files ourselves: once, in threads, and with unreadable files reported by
-name and skipped, instead of a crash deep inside a DataLoader in epoch 3.
+`load_dataset(cfg, split, shots, seed)` returns one split ('train' or 'test') of a registry
+dataset as an `ImageSet`, the k-shot subset of 'train' when `shots` is given
+(`bridgelib.splits`). Every stage, command and notebook reads real data through it.
+
+The mini target, Fashion-MNIST, is the registry's `fashion-mnist` entry: its training pool and
+test set ship in `data/fashion-mnist/` as arrays (`mini.fashion.load_mini_part`), already 32 px,
+so it needs no data root and ignores `size`. Every other entry is read from a data root and
+decoded once (`data.decode_images`: shorter side resized to `size`, centre crop, RGB uint8)
+with cleaned class names. Where a torchvision class knows the layout we let it parse the
+annotation files, then read its (file, label) list and decode the files ourselves: once, in
+threads, and with unreadable files reported by name and skipped, instead of a crash deep inside
+a DataLoader in epoch 3.
 
 | name | read by | train / test |
 |---|---|---|
+| fashion-mnist | shipped arrays (`mini.fashion`) | the 1,000-image pool / the 10,000 test images |
 | aircraft | torchvision FGVCAircraft, variant level | trainval / test |
 | cars | torchvision StanfordCars (a manual folder: its download link is dead) | train / test |
 | food101 | torchvision Food101 | train / test |
@@ -16,50 +24,46 @@ name and skipped, instead of a crash deep inside a DataLoader in epoch 3.
 | sun397 | torchvision SUN397 + our split file | seeded 50/50 per class |
 | caltech101 | torchvision Caltech101 (category) + our split file | seeded 30 per class / rest |
 | flowers102 | our reader of torchvision's layout (see `_read_flowers`) | train + val / test |
-| dogs, cub, imagefolder | our ImageFolder reader | train/ and test/ folders |
+| dogs, cub, imagefolder | our ImageFolder reader (`folders.class_files`) | train/ and test/ folders |
 
 Splits that the data do not fix (SUN397, Caltech-101, a single-folder ImageFolder) and k-shot
-subsets are drawn once with a seed and saved as JSON in `<root>/splits/` (or `split_dir`), so every
-run, machine and notebook sees the same images. Delete a file to draw again. Your own folder
-(`imagefolder`) is never written into: its splits live in the project's cache,
-`$BRIDGELIB_CACHE/splits/<folder>-<hash of its path>/` (default `cache/` of the repository), so a
-read-only dataset works; a split file already in `<root>/splits/` is still read from there.
+subsets are drawn once with a seed and saved (`bridgelib.splits` says where).
+
+Taught in notebooks 01, 02, 03, 04, 07.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
 import sys
-import warnings
 from collections import namedtuple
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
+import pandas as pd
 
-from bridgelib.data import (IMAGE_SUFFIXES, ImageSet, ImageTooLarge, check_memory, class_folders,
-                            parse_shots, read_rgb)
-from bridgelib.files import progress, write_json
+from bridgelib.config import Config
+from bridgelib.data import ImageSet, Pairs, decode_images
+from bridgelib.folders import FOLDER_PREFIX, IMAGE_SUFFIXES, ClassFolder, class_files
+from bridgelib.mini import fashion
 from bridgelib.prompts import clean_class_names
+from bridgelib.splits import fixed_split, kshot_split, kshot_subset, parse_shots, split_file
 
 SPLITS = ("train", "test")
-Pairs = list[tuple[Path, int]]                      # (image file, label)
-_FOLDER_PREFIX = re.compile(r"^(n\d{8}-|\d{3}\.)")  # Stanford Dogs' WordNet ids, CUB's numbering
+MINI_DATASET = fashion.DATASET
+MINI_CLASSES = fashion.CLASSES
+_MINI_PARTS = {"train": "pool", "test": "test"}  # the registry's splits of the shipped parts
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    reader: Callable[["_Ctx"], tuple[Pairs, list[str]]]   # -> pairs of the split, raw class names
+    reader: Callable[["_Ctx"], tuple[Pairs, list[str]]] | None  # -> pairs of the split, raw names
     layout: str                  # what must be where under root; shown in every layout error
     required: tuple[str, ...]    # paths under root checked before torchvision is asked
     fetches: str | None          # what download=True fetches; None: cannot be downloaded
     prompt_key: str | None = None  # key of prompts.DISAMBIGUATION when it differs from the name
+    shipped: Callable[[str], ImageSet] | None = None  # split -> ImageSet: shipped, no data root
 
 
 # What a reader needs: spec, root, split, download, seed (of drawn splits), test_fraction, split_dir
@@ -78,7 +82,7 @@ def _guarded(c: _Ctx, fn: Callable, *args, **kwargs):
 
 
 def _torchvision(c: _Ctx, cls: str, **kwargs):
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # here: seconds to import, and only these readers need it
     download = c.download and c.spec.fetches is not None   # StanfordCars' download only raises
     return _guarded(c, getattr(tvd, cls), str(c.root), download=download, **kwargs)
 
@@ -119,7 +123,7 @@ def _read_sun397(c: _Ctx):
     ds = _torchvision(c, "SUN397")
     pairs = sorted(_pairs(ds))                        # rglob order differs between machines
     names = [n.replace("_", " ").replace("/", " (") + ")" * n.count("/") for n in ds.classes]
-    return _fixed_split(c, pairs, "half", lambda n: (n + 1) // 2), names
+    return _split(c, pairs, "half", lambda n: (n + 1) // 2), names
 
 
 def _read_caltech(c: _Ctx):
@@ -128,7 +132,7 @@ def _read_caltech(c: _Ctx):
     ds = _torchvision(c, "Caltech101", target_type="category")
     base = Path(ds.root) / "101_ObjectCategories"
     pairs = [(base / ds.categories[y] / f"image_{i:04d}.jpg", int(y)) for i, y in zip(ds.index, ds.y)]
-    return _fixed_split(c, pairs, "30-per-class", lambda n: 30 if n > 30 else n // 2), ds.categories
+    return _split(c, pairs, "30-per-class", lambda n: 30 if n > 30 else n // 2), ds.categories
 
 
 def _read_flowers(c: _Ctx):
@@ -136,7 +140,7 @@ def _read_flowers(c: _Ctx):
     files and so refuses the fake copies our tests write. Same result: train = trnid + valid,
     test = tstid, 1-based labels from imagelabels.mat, torchvision's 102 names. torchvision
     still does the download (and its md5 check) when download=True."""
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # here, as torchvision: only this reader needs them
     from torchvision.datasets import Flowers102
     if c.download:
         _torchvision(c, "Flowers102")
@@ -149,32 +153,33 @@ def _read_flowers(c: _Ctx):
             list(Flowers102.classes))
 
 
-def _image_files(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_SUFFIXES)
+def _split(c: _Ctx, pairs: Pairs, rule: str, n_train: Callable[[int], int]) -> Pairs:
+    """The pairs of `c.split` under a seeded per-class split saved on first use."""
+    return fixed_split(c.spec.name, c.root, pairs, c.split, rule, c.seed, n_train, c.split_dir)
 
 
-def _check_classes(c: _Ctx, bases: list[Path]) -> None:
+def _check_classes(c: _Ctx, listing: dict[Path, list[ClassFolder]]) -> None:
     """A folder dataset every run can learn from: at least 2 classes, no class folder without
     an image file, no class with test images but none to train on (once: a single class gave
     test_acc 1.0, an empty or test-only class was a label no image taught)."""
     layout = f"expected {c.spec.layout}"
-    names = sorted({f.name for b in bases for f in class_folders(b)})
+    names = sorted({f.path.name for found in listing.values() for f in found})
     if len(names) < 2:
         raise ValueError(f"{c.spec.name}: {c.root} has {len(names)} class folder(s) "
                          f"({', '.join(names) or 'none'}); a classifier needs at least 2 "
                          f"classes; {layout}")
-    for base in bases:
-        for folder in class_folders(base):
-            if not _image_files(folder):
-                raise ValueError(f"{c.spec.name}: class folder {folder} holds no image files "
-                                 f"({', '.join(IMAGE_SUFFIXES)}); add images or remove it")
-    if len(bases) == 2:
-        trained = {f.name for f in class_folders(bases[0])}
+    for found in listing.values():
+        for folder in found:
+            if not folder.images:
+                raise ValueError(f"{c.spec.name}: class folder {folder.path} holds no image "
+                                 f"files ({', '.join(IMAGE_SUFFIXES)}); add images or remove it")
+    if len(listing) == 2:
+        (train_dir, train), (test_dir, _) = listing.items()
+        trained = {f.path.name for f in train}
         only = [n for n in names if n not in trained]
         if only:
             raise ValueError(f"{c.spec.name}: class {only[0]!r} has test images "
-                             f"({bases[1] / only[0]}) but no training images in {bases[0]}; "
+                             f"({test_dir / only[0]}) but no training images in {train_dir}; "
                              f"every class needs both")
 
 
@@ -183,11 +188,11 @@ def _read_folders(c: _Ctx):
     for s in SPLITS:
         if not (c.root / s).is_dir():
             raise FileNotFoundError(f"{c.spec.name}: {c.root / s} not found; expected {c.spec.layout}")
-    _check_classes(c, [c.root / s for s in SPLITS])
-    folders = sorted({f.name for s in SPLITS for f in class_folders(c.root / s)})
-    pairs = [(p, folders.index(f.name)) for f in class_folders(c.root / c.split)
-             for p in _image_files(f)]
-    return pairs, [_FOLDER_PREFIX.sub("", f) for f in folders]
+    listing = {c.root / s: class_files(c.root / s) for s in SPLITS}
+    _check_classes(c, listing)
+    folders = sorted({f.path.name for found in listing.values() for f in found})
+    pairs = [(p, folders.index(f.path.name)) for f in listing[c.root / c.split] for p in f.images]
+    return pairs, [FOLDER_PREFIX.sub("", f) for f in folders]
 
 
 def _read_imagefolder(c: _Ctx):
@@ -195,19 +200,21 @@ def _read_imagefolder(c: _Ctx):
     with a seeded `test_fraction` (at least one image of a class stays in train)."""
     if (c.root / "train").is_dir() or (c.root / "test").is_dir():
         return _read_folders(c)
-    folders = class_folders(c.root)
-    if not folders:
+    found = class_files(c.root)
+    if not found:
         raise FileNotFoundError(f"imagefolder: no class folders in {c.root}; expected {c.spec.layout}")
-    _check_classes(c, [c.root])
-    pairs = [(p, y) for y, f in enumerate(folders) for p in _image_files(f)]
+    _check_classes(c, {c.root: found})
+    pairs = [(p, y) for y, f in enumerate(found) for p in f.images]
     frac = c.test_fraction
-    keep = _fixed_split(c, pairs, f"test{frac:g}", lambda n: n - min(max(round(n * frac), 1), n - 1))
-    return keep, [_FOLDER_PREFIX.sub("", f.name) for f in folders]
+    keep = _split(c, pairs, f"test{frac:g}", lambda n: n - min(max(round(n * frac), 1), n - 1))
+    return keep, [FOLDER_PREFIX.sub("", f.path.name) for f in found]
 
 
 _FOLDERS = "<root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg"
 _OX = "robots.ox.ac.uk"
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
+    DatasetSpec(MINI_DATASET, None, "shipped in data/fashion-mnist/ (pool.npz, test.npz)", (), None,
+                shipped=lambda split: fashion.load_mini_part(_MINI_PARTS[split])),
     DatasetSpec("aircraft", _tv_reader("FGVCAircraft", "trainval", annotation_level="variant"),
                 "<root>/fgvc-aircraft-2013b/data/ with images/*.jpg, variants.txt, "
                 "images_variant_trainval.txt, images_variant_test.txt",
@@ -247,201 +254,91 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
 )}
 
 
-# ---------------------------------------------------------------- loading and decoding
-def load_dataset(name: str, split: str, root: str | Path, size: int, download: bool = False, *,
+# ---------------------------------------------------------------- the one door
+def load_dataset(cfg: Config | str, split: str, shots: int | str | None = None, seed: int = 0, *,
+                 size: int | None = None, root: str | Path | None = None, download: bool = False,
                  max_images: int | None = None, split_seed: int = 0, test_fraction: float = 0.2,
                  split_dir: str | Path | None = None, workers: int = 8) -> ImageSet:
-    """One split ('train' or 'test') of a registry dataset, decoded once at `size` x `size`.
+    """Real data: `split` ('train' or 'test') of a registry dataset, decoded once.
 
+    `cfg` is a Config (its dataset, data_root and image_size; `root` and `size` override them)
+    or a registry name, then with `root` and `size` for every dataset but the shipped mini
+    target. 'train' with `shots` is the k-shot subset drawn with `seed`, the run's seed
+    (`splits.kshot_indices`); read from disk, it is saved on first use as
+    `<root>/splits/<name>_<shots>shot_seed<seed>.json` and read back afterwards. 'test' is the
+    whole test split, whatever `shots`.
     download=True lets torchvision fetch the dataset into `root` when it is missing (each
     DATASETS[name].fetches says what; 'cars', 'dogs', 'cub', 'imagefolder' cannot be fetched).
     `max_images` decodes a seeded random subset, for tests and quick looks. `split_seed` fixes
     the drawn splits (sun397, caltech101, single-folder imagefolder); it is not the run seed, so
     every run shares one split. Unreadable images are skipped with a warning naming them.
     """
+    name = cfg
+    if not isinstance(cfg, str):
+        name, root, size = cfg.dataset, root or cfg.data_root or None, size or cfg.image_size
+        download = download or cfg.download
     spec = DATASETS.get(name)
     if spec is None:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+        on_disk = ", ".join(n for n in DATASETS if n != MINI_DATASET)
+        raise ValueError(f"unknown dataset {name!r}; valid: {on_disk} (read from a data root) "
+                         f"or {MINI_DATASET} (shipped in data/)")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    k = parse_shots(shots) if split == "train" else None
+    if spec.shipped is not None:  # the pool ships fixed: the draw is made again, nothing written
+        images = spec.shipped(split)
+        pick = _first_of(len(images), max_images)
+        return kshot_subset(images if pick is None else images.subset(pick), k, seed)
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs a data root (config data_root or $BRIDGELIB_DATA)")
+    images = _decode_split(spec, split, Path(root).expanduser(), size, download, max_images,
+                           split_seed, test_fraction, split_dir, workers)
+    if k is None:
+        return images
+    return kshot_split(images, shots, seed, split_file(name, root, f"{shots}shot_seed{seed}",
+                                                        split_dir))
+
+
+def _first_of(n: int, max_images: int | None) -> np.ndarray | None:
+    """`max_images` of n items, a seeded random choice in their order (None: all of them)."""
+    if max_images is None or max_images >= n:
+        return None
+    return np.sort(np.random.default_rng(0).permutation(n)[:max_images])
+
+
+def _decode_split(spec: DatasetSpec, split: str, root: Path, size, download: bool,
+                  max_images: int | None, split_seed: int, test_fraction: float,
+                  split_dir, workers: int) -> ImageSet:
+    """One split of a dataset read from disk: its reader's (file, label) pairs, decoded."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ValueError(f"size={size!r} is invalid; expected a positive integer")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction={test_fraction!r} is invalid; expected 0 < x < 1")
-    root = Path(root).expanduser()
     missing = [r for r in spec.required if not (root / r).exists()]
     if missing and not (download and spec.fetches):
-        hint = "; pass download=True to fetch it" if spec.fetches else ""
-        raise FileNotFoundError(f"{name}: {root / missing[0]} not found; expected {spec.layout}{hint}")
+        hint = (f"; pass download=True (--download) to fetch {spec.fetches}, or point data_root "
+                f"(--set data_root=DIR) at a copy" if spec.fetches else "")
+        raise FileNotFoundError(f"{spec.name}: {root / missing[0]} not found; "
+                                f"expected {spec.layout}{hint}")
     if missing:
-        print(f"{name}: downloading {spec.fetches} into {root}", file=sys.stderr)
+        print(f"{spec.name}: downloading {spec.fetches} into {root}", file=sys.stderr)
+        root.mkdir(parents=True, exist_ok=True)  # torchvision downloads into it, not above it
     if not root.is_dir():
-        raise FileNotFoundError(f"{name}: {root} not found; expected {spec.layout}")
+        raise FileNotFoundError(f"{spec.name}: {root} not found; expected {spec.layout}")
     ctx = _Ctx(spec, root, split, download, split_seed, test_fraction,
                Path(split_dir) if split_dir else None)
     pairs, raw_names = spec.reader(ctx)
-    if max_images is not None and max_images < len(pairs):
-        pick = np.sort(np.random.default_rng(0).permutation(len(pairs))[:max_images])
+    pick = _first_of(len(pairs), max_images)
+    if pick is not None:
         pairs = [pairs[i] for i in pick]
-    images, labels = decode_images(pairs, size, workers=workers, desc=f"{name} {split}")
+    images, labels = decode_images(pairs, size, "crop", workers=workers,
+                                   desc=f"{spec.name} {split}")
     if not len(labels):
-        raise FileNotFoundError(f"{name}: no readable images for split {split!r} in {root}; "
+        raise FileNotFoundError(f"{spec.name}: no readable images for split {split!r} in {root}; "
                                 f"expected {spec.layout}")
     names = clean_class_names([n.replace("/", " ") for n in raw_names],
-                              dataset=spec.prompt_key or name)
+                              dataset=spec.prompt_key or spec.name)
     return ImageSet(images, labels, names)
-
-
-def decode_image(path: str | Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: shorter side resized to `size` (bicubic), centre crop, RGB.
-    Decoded by `data.read_rgb` (JPEG at a reduced scale, 16-bit and alpha converted, a pixel cap)."""
-    from PIL import Image, ImageOps
-    return np.asarray(ImageOps.fit(read_rgb(path, size), (size, size), Image.BICUBIC))
-
-
-def _try_decode(path: Path, size: int) -> np.ndarray | None:
-    from PIL import Image
-    try:
-        return decode_image(path, size)
-    except ImageTooLarge:
-        raise  # refused with its one line, not skipped as unreadable
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
-
-
-def decode_images(pairs: Pairs, size: int, workers: int = 8,
-                  desc: str = "decoding") -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode (file, label) pairs in threads (PIL releases the GIL) into (N, 3, size, size)
-    uint8 and (N,) int64, filled in place; unreadable files are skipped with one warning."""
-    check_memory(len(pairs), size, desc)  # before the one tensor they all go into
-    out = torch.empty((len(pairs), 3, size, size), dtype=torch.uint8)
-    ok = np.ones(len(pairs), dtype=bool)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        arrays = pool.map(lambda p: _try_decode(p[0], size), pairs)
-        for i, arr in enumerate(progress(arrays, total=len(pairs), desc=desc)):
-            if arr is None:
-                ok[i] = False
-            else:
-                out[i] = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-    labels = torch.tensor([y for _, y in pairs], dtype=torch.int64)
-    if not ok.all():
-        bad = [str(pairs[i][0]) for i in np.flatnonzero(~ok)]
-        warnings.warn(f"{desc}: skipped {len(bad)} unreadable image(s): {', '.join(bad)}",
-                      stacklevel=2)
-        keep = torch.from_numpy(ok)
-        return out[keep], labels[keep]
-    return out, labels
-
-
-def check_image_folder(root: str | Path):
-    """A pandas table of an ImageFolder (train/ + test/, or class folders): one row per split and
-    class with its readable image count and the names of the files that do not decode.
-    The table view of `bridgelib.data.check_image_folder`'s report (which also lists odd sizes
-    and refuses folders no run could use), with the class names prompts will use."""
-    from bridgelib.data import check_image_folder as check
-    table = check(root, min_per_class=0, min_side=0).table()
-    names = clean_class_names([_FOLDER_PREFIX.sub("", c) for c in table["class"]])
-    table.insert(2, "class_name", names)
-    return table[["split", "class", "class_name", "images", "broken_files"]]
-
-
-# ---------------------------------------------------------------- split files
-def split_file(name: str, root: str | Path, what: str, split_dir: str | Path | None = None) -> Path:
-    """Where a split lives: `<root>/splits/<name>_<what>.json` unless `split_dir` is given; for
-    your own folder (imagefolder) in the cache (module docstring), never inside the folder,
-    unless an older run left the file there."""
-    file = f"{name}_{what}.json"
-    if split_dir:
-        return Path(split_dir) / file
-    root = Path(root).expanduser()
-    if name != "imagefolder" or (root / "splits" / file).exists():
-        return root / "splits" / file
-    return user_split_dir(root) / file
-
-
-def user_split_dir(root: str | Path) -> Path:
-    """The cache folder of the split files of your own folder `root` (one per resolved path)."""
-    from bridgelib.config import REPO_ROOT
-    root = Path(root).expanduser().resolve()
-    cache = Path(os.environ.get("BRIDGELIB_CACHE") or REPO_ROOT / "cache").expanduser()
-    return cache / "splits" / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
-
-
-def save_split(path: str | Path, split: dict) -> Path:
-    """Write a split (JSON, atomically) so later runs read it instead of drawing again."""
-    return write_json(path, split)
-
-
-def load_split(path: str | Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"split file {path} is not valid JSON ({e}); "
-                         "delete it to draw again") from None
-
-
-def _fixed_split(c: _Ctx, pairs: Pairs, rule: str, n_train: Callable[[int], int]) -> Pairs:
-    """The pairs of `c.split` under a per-class seeded split stored by relative file name."""
-    path = split_file(c.spec.name, c.root, f"{rule}_seed{c.seed}", c.split_dir)
-    rel = [p.relative_to(c.root).as_posix() for p, _ in pairs]
-    if path.exists():
-        split = load_split(path)
-    else:
-        rng, labels, train = np.random.default_rng(c.seed), np.array([y for _, y in pairs]), set()
-        for y in np.unique(labels):
-            idx = rng.permutation(np.flatnonzero(labels == y))
-            train.update(int(i) for i in idx[:n_train(len(idx))])
-        split = {"dataset": c.spec.name, "rule": rule, "seed": c.seed,
-                 "train": sorted(rel[i] for i in train),
-                 "test": sorted(r for i, r in enumerate(rel) if i not in train)}
-        save_split(path, split)
-    if set(split["train"]) | set(split["test"]) != set(rel):
-        raise ValueError(f"split file {path} lists other files than {c.root} holds; delete it "
-                         "to draw a new split (old results then no longer compare)")
-    keep = set(split[c.split])
-    return [pr for pr, r in zip(pairs, rel) if r in keep]
-
-
-def kshot_indices(labels, shots: int | str | None, seed: int = 0) -> list[int]:
-    """Sorted indices of `shots` images per class (all for 'full'). The same draw as
-    `data.kshot_subset` when every class is present: one seeded generator, classes in order."""
-    labels = np.asarray(labels)
-    k = parse_shots(shots)
-    if k is None:
-        return list(range(len(labels)))
-    rng, idx = np.random.default_rng(seed), []
-    for y in np.unique(labels):
-        members = np.flatnonzero(labels == y)
-        if k > len(members):
-            raise ValueError(f"shots={k} is invalid; class {int(y)} has {len(members)} images")
-        idx.extend(int(i) for i in rng.choice(members, k, replace=False))
-    return sorted(idx)
-
-
-def kshot_split(train: ImageSet, shots: int | str | None, seed: int, path: str | Path) -> ImageSet:
-    """The k-shot subset of `train` recorded in `path`: drawn with `seed` and saved on first use,
-    read back afterwards; refused if `train` is not the set it was drawn from."""
-    path, labels = Path(path), train.labels.numpy().astype("<i8")
-    fingerprint = {"images": len(labels),
-                   "labels_sha256": hashlib.sha256(labels.tobytes()).hexdigest()}
-    if path.exists():
-        split = load_split(path)
-        if split.get("fingerprint") != fingerprint:
-            raise ValueError(f"split file {path} was drawn from another training set (not these "
-                             f"{len(labels)} images and labels); delete it or pass another path")
-    else:
-        split = {"shots": shots, "seed": seed, "fingerprint": fingerprint,
-                 "indices": kshot_indices(labels, shots, seed)}
-        save_split(path, split)
-    return train.subset(split["indices"])
-
-
-def load_kshot(name: str, root: str | Path, size: int, shots: int | str | None, seed: int = 0,
-               split_dir: str | Path | None = None, **kwargs) -> ImageSet:
-    """The fixed k-shot training set of a dataset: `<root>/splits/<name>_<k>shot_seed<s>.json`."""
-    train = load_dataset(name, "train", root, size, split_dir=split_dir, **kwargs)
-    path = split_file(name, root, f"{shots}shot_seed{seed}", split_dir)
-    return kshot_split(train, shots, seed, path)
 
 
 # ---------------------------------------------------------------- GPU cost of generation
@@ -455,9 +352,9 @@ ESTIMATED_IMAGES_PER_S = {"A100": 1.5, "H100": 3.0}  # notebook 07 and README's 
 
 
 def generation_hours(images_per_s: float, per_class: int = 1000):
-    """GPU hours to generate `per_class` images for every registry dataset at `images_per_s`
-    (measure yours with benchmarks/bench_generate.py --profile paper), as a pandas table."""
-    import pandas as pd
+    """GPU hours to generate `per_class` images for every dataset of the paper profile (the
+    registry's, less the mini target and imagefolder) at `images_per_s` (measure yours with
+    benchmarks/bench_generate.py --profile paper), as a pandas table."""
     if not images_per_s > 0:
         raise ValueError(f"images_per_s={images_per_s!r} is invalid; expected a positive number")
     rows = [{"dataset": name, "classes": n, "images": n * per_class,

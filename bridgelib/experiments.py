@@ -12,7 +12,9 @@ the largest volume still needed (the package's cached set, `cache/synthetic/`, r
 options is big enough), and every smaller volume is the first N images per class of it.
 
 After every run `root/results.csv` (the store: one row per run, config then metrics columns,
-see STORE_COLUMNS) is rewritten atomically; `pd.read_csv` reads it as is.
+`bridgelib.store`) is rewritten atomically; `pd.read_csv` reads it as is.
+
+Taught in notebooks 01, 03, 05.
 """
 from __future__ import annotations
 
@@ -29,20 +31,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bridgelib.config import Config, check_value
-from bridgelib.data import parse_shots
+from bridgelib.config import REPO_ROOT, Config, check_value
 from bridgelib.files import atomic_write_bytes, progress, write_json
+from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
+from bridgelib.invert import cached_style_token
+from bridgelib.pipeline import load_pipeline, model_fingerprint
 from bridgelib.prompts import TEMPLATES
+from bridgelib.splits import parse_shots
+from bridgelib.store import STORE_FILE, write_store
 from bridgelib.transfer import RECIPES, train_run
-
-STORE_FILE = "results.csv"
-HISTORY_FILE = "histories.csv"
-CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "gen_seed",
-                  "fixed_steps", "match_compute", "scratch", "profile", "dataset")
-METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "train_images",
-                  "synthetic_images", "syn_per_real", "wall_s")
-STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
-
 
 # ---------------------------------------------------------------- the cells of a grid
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
               volumes=(), guidances=(None,), templates=("single",), scratch=(False,),
               gen_seeds=(0,), fixed_steps=0, match_compute=False,
               synthetic_dir=None, style_token=None, command: str | None = None,
-              cache: str | Path | None = None) -> pd.DataFrame:
+              cache: str | Path | None = None, save_model: bool = True) -> pd.DataFrame:
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
@@ -136,7 +133,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     training seeds are apart: the synthetic sets and tokens are drawn with each seed of
     `gen_seeds`, and every training seed trains on the same images of a generation seed. `cache`:
     where generated sets and the token are cached (default: the repository's cache/, shared
-    with the notebooks).
+    with the notebooks). save_model=False keeps no run's classifier (5 MB a run in mini).
     """
     root = Path(root)
     if synthetic_dir is not None:
@@ -155,7 +152,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     for cell in progress(todo, desc="runs"):
         data = sets.folder(cell) if cell.volume else None
         train_run(cell.config(cfg), cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
-                  pretrained=not cell.scratch, synthetic_dir=data)
+                  pretrained=not cell.scratch, synthetic_dir=data, save_model=save_model)
         write_store(root)
     store = write_store(root)
     return store[store["run"].isin([c.name for c in cells])].reset_index(drop=True)
@@ -164,11 +161,10 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
 def sweep_identity(cfg: Config) -> dict:
     """What a finished run depends on beyond its cell: the resolved config, with the generator
     and the backbone named by a hash of their weights (a rebuilt mini world is another world)."""
-    from bridgelib.generate import model_fingerprint
     d = cfg.to_dict()
     d["generation"]["model"] = model_fingerprint(cfg.generation.model) or cfg.generation.model
     d["backbone_weights"] = model_fingerprint(cfg.backbone_weights) or cfg.backbone_weights
-    for key in ("device", "num_workers", "data_root"):  # where and how fast, not what
+    for key in ("device", "num_workers", "data_root", "download"):  # where and how, not what
         d.pop(key, None)
     d["generation"].pop("batch_size", None)
     return d
@@ -195,6 +191,9 @@ def check_sweep_folder(cfg: Config, root: str | Path) -> None:
                              f"into another folder")
     elif any(root.glob("*/metrics.json")):
         return  # runs made before sweep.json existed: nothing to compare with
+    elif (root / STORE_FILE).exists():  # a results.csv no sweep here wrote: never replace it
+        raise FileExistsError(f"{str(root)!r} holds a {STORE_FILE} but no sweep's runs; sweep "
+                              f"into another folder (nothing was changed)")
     else:
         write_json(path, ident)
 
@@ -216,7 +215,6 @@ class SyntheticSets:
 
     def __init__(self, cfg: Config, subsets: Path, given=None, style_token=None, todo=(),
                  cache: str | Path | None = None):
-        from bridgelib.config import REPO_ROOT
         self.cfg, self.subsets, self.given, self.token = cfg, Path(subsets), given, style_token
         self.cache = Path(cache) if cache else REPO_ROOT / "cache"
         self.need: dict[tuple, int] = {}
@@ -230,7 +228,6 @@ class SyntheticSets:
 
     def pipe(self):
         if self._pipe is None:
-            from bridgelib.generate import load_pipeline
             self._pipe = load_pipeline(self.cfg)
         return self._pipe
 
@@ -240,7 +237,6 @@ class SyntheticSets:
         if self.token is not None:
             return self.token
         if gen_seed not in self.tokens:
-            from bridgelib.invert import cached_style_token
             self.tokens[gen_seed] = cached_style_token(self.cfg, seed=gen_seed, pipe=self.pipe(),
                                                        root=self.cache / "dsi")
         return self.tokens[gen_seed]
@@ -251,7 +247,6 @@ class SyntheticSets:
             if self.given is not None:
                 self.sources[key] = Path(self.given)
             else:
-                from bridgelib.generate import cached_synthetic_set
                 token = self.style_token(gen_seed) if template == "dsi" else None
                 n, cache = self.need[key], self.cache / "synthetic"
                 self.sources[key] = find_synthetic_set(self.cfg, n, template, guidance, token,
@@ -278,8 +273,6 @@ def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: flo
     """The smallest complete set under `root` (default cache/synthetic/) drawn with exactly
     these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
     `per_class` images per class; None if there is none."""
-    from bridgelib.config import REPO_ROOT
-    from bridgelib.generate import generation_options
     seed = cfg.seed if seed is None else seed
     want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
                                                     None, seed, None)[0], default=str))
@@ -308,7 +301,6 @@ def synthetic_subset(source: str | Path, per_class: int, out: str | Path) -> Pat
     documents at most 1/255 on a few values in 100,000); tests/test_experiments.py checks it.
     Written to a temporary folder and renamed, so `out` is complete or absent.
     """
-    from bridgelib.generate import read_manifest
     source, out = Path(source), Path(out)
     if (out / "metadata.jsonl").exists():
         made_from = json.loads((out / "run.json").read_text()).get("subset_of", {}).get("path")
@@ -359,7 +351,6 @@ def set_options(folder: str | Path) -> dict:
 
 def complete_per_class(folder: str | Path) -> int:
     """N such that images 0..N-1 of every class are in the set's manifest (0 if none)."""
-    from bridgelib.generate import read_manifest
     rows = read_manifest(folder)
     if rows.empty:
         return 0
@@ -374,107 +365,3 @@ def _command() -> str:
     if sys.argv and Path(sys.argv[0]).name in ("bridge", "cli.py"):
         return "bridge " + shlex.join(sys.argv[1:])
     return "run_sweep (Python)"
-
-
-# ---------------------------------------------------------------- the results store
-def write_store(root: str | Path) -> pd.DataFrame:
-    """Rewrite `root/results.csv` atomically from every run in `root`; return it."""
-    store = tidy_runs(collect_runs(root))
-    atomic_write_bytes(Path(root) / STORE_FILE, store.to_csv(index=False).encode())
-    return store
-
-
-def read_store(path: str | Path) -> pd.DataFrame:
-    """A results store (a folder holding results.csv, or the CSV), shots as int | "full"."""
-    path = Path(path)
-    csv = path / STORE_FILE if path.is_dir() else path
-    if not csv.exists():
-        raise FileNotFoundError(f"no results store {str(csv)!r}; build one with `bridge sweep` "
-                                f"or tools/build_results_store.py")
-    store = pd.read_csv(csv, dtype={"shots": str})
-    store["shots"] = store["shots"].map(lambda k: "full" if k == "full" else int(k)).astype(object)
-    if "volume" in store:
-        store["volume"] = store["volume"].astype("Int64")
-    return store
-
-
-def load_runs(*folders: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(store, histories) of folders of runs (run directories) or of shipped stores
-    (results.csv and histories.csv, as tools/build_results_store.py writes them). A run name
-    found in two folders is prefixed with its folder's name, so runs stay apart."""
-    parts = []  # (folder name, store, histories or None)
-    for folder in map(Path, folders):
-        if any(folder.glob("*/metrics.json")):
-            parts.append((folder.name, tidy_runs(collect_runs(folder)), collect_histories(folder)))
-        elif (folder / STORE_FILE).exists():
-            hist = folder / HISTORY_FILE
-            parts.append((folder.name, read_store(folder),
-                          pd.read_csv(hist) if hist.exists() else None))
-    if not parts:
-        raise FileNotFoundError(f"no runs (*/metrics.json) or {STORE_FILE} under "
-                                f"{', '.join(map(str, folders))}")
-    names = [n for _, st, _ in parts for n in st["run"]]
-    if len(names) != len(set(names)):
-        parts = [(tag, st.assign(run=tag + "/" + st["run"]),
-                  None if h is None else h.assign(run=tag + "/" + h["run"]))
-                 for tag, st, h in parts]
-    histories = [h for _, _, h in parts if h is not None]
-    return (pd.concat([st for _, st, _ in parts], ignore_index=True),
-            pd.concat(histories, ignore_index=True) if histories else None)
-
-
-def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """`collect_runs` rows as store rows: volume (NaN without synthetic data), scratch, the
-    synthetic folder's name; config columns first, then metrics, then anything else."""
-    if raw.empty:
-        return pd.DataFrame(columns=list(STORE_COLUMNS))
-    df = raw.copy()
-    volume = pd.to_numeric(df.pop("synthetic_per_class"), errors="coerce") \
-        if "synthetic_per_class" in df else pd.Series(float("nan"), index=df.index)
-    df["volume"] = volume.where(volume > 0).astype("Int64")
-    df["scratch"] = ~df.pop("pretrained").astype(bool) if "pretrained" in df else False
-    # Runs made before these were recorded: one generation seed (0), epoch budgets, no matching.
-    synthetic = df["volume"].notna()
-    for col, default in (("gen_seed", 0), ("fixed_steps", 0), ("match_compute", False)):
-        df[col] = df[col].fillna(default) if col in df else default
-    df["gen_seed"] = pd.to_numeric(df["gen_seed"]).where(synthetic).astype("Int64")
-    df["fixed_steps"] = df["fixed_steps"].astype(int)
-    df["match_compute"] = df["match_compute"].astype(bool)
-    train = pd.to_numeric(df["train_images"])
-    df["syn_per_real"] = (pd.to_numeric(df["synthetic_images"]) / train.where(train > 0)).round(3)
-    df["synthetic"] = df.get("synthetic", pd.Series(None, index=df.index, dtype=object)).map(
-        lambda p: Path(p).name if isinstance(p, str) and p else None)
-    first = [c for c in STORE_COLUMNS if c in df]
-    return df[first + [c for c in df if c not in first]]
-
-
-def collect_runs(*roots: str | Path) -> pd.DataFrame:
-    """One row per run found under `roots` (its metrics.json), per-class accuracies left out."""
-    rows = []
-    for root in roots:
-        for path in sorted(Path(root).glob("*/metrics.json")):
-            m = json.loads(path.read_text())
-            m.pop("per_class_accuracy", None)
-            m.pop("stages", None)
-            leep = m.pop("leep", None) or {}
-            rows.append({"run": path.parent.name, **m,
-                         **{f"leep_{k}": v for k, v in leep.items()}})
-    return pd.DataFrame(rows)
-
-
-def collect_histories(*roots: str | Path, runs=None) -> pd.DataFrame:
-    """Every run's history.csv in one tidy table with a `run` column (optionally only `runs`)."""
-    parts = [pd.read_csv(p).assign(run=p.parent.name) for root in roots
-             for p in sorted(Path(root).glob("*/history.csv"))
-             if runs is None or p.parent.name in set(runs)]
-    if not parts:
-        return pd.DataFrame(columns=["run", "stage", "epoch", "test_acc"])
-    table = pd.concat(parts, ignore_index=True)
-    return table[["run", *[c for c in table if c != "run"]]]
-
-
-def summarize(runs: pd.DataFrame, by=("recipe", "shots")) -> pd.DataFrame:
-    """Mean, std and count of test accuracy per group (seeds aggregated)."""
-    by = [b for b in by if b in runs.columns]
-    return (runs.groupby(by, sort=False)["test_acc"].agg(["mean", "std", "count"])
-            .reset_index())

@@ -1,4 +1,7 @@
-"""Small shared helpers: atomic writes, checksums, progress bars, devices and processes, seeding."""
+"""Small shared helpers: atomic writes, checksums, progress bars, devices and processes, seeding.
+
+No notebook teaches it: every stage uses it.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -59,6 +63,18 @@ def check_writable(folder: str | Path) -> Path:
     return folder
 
 
+def check_free_space(folder: str | Path, need: int, what: str) -> None:
+    """Refuse, before any work, a job whose output would not fit: `need` bytes (an estimate)
+    against the free space of `folder`'s file system (its nearest existing parent)."""
+    folder = Path(folder).expanduser()
+    base = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(base).free
+    if need > free:
+        raise ValueError(f"{what} need about {need / 1e9:.2g} GB and {str(base)!r} has "
+                         f"{free / 1e9:.2g} GB free; free space, choose another --out or ask "
+                         f"for fewer images (nothing was written)")
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
@@ -80,21 +96,57 @@ def progress_enabled() -> bool:
     return _PROGRESS["enabled"] and os.environ.get("BRIDGELIB_PROGRESS") != "0"
 
 
+def progress_file() -> str | None:
+    """The file the bars are written to instead of the screen, or None: `$BRIDGELIB_PROGRESS_FILE`.
+
+    `make course` (tools/run_course.py) sets it for each notebook's kernel and copies the file to
+    its terminal as the notebook runs, so the bars show there and not in the executed page."""
+    return os.environ.get("BRIDGELIB_PROGRESS_FILE") or None
+
+
 def progress(iterable: Iterable | None = None, **kwargs: Any):
-    """The one place progress bars come from (tqdm.auto: a widget in notebooks, text elsewhere)."""
-    from tqdm.auto import tqdm
-    return tqdm(iterable, disable=not progress_enabled(), **kwargs)
+    """The one place progress bars come from.
+
+    Into `progress_file()` when one is set; otherwise tqdm.auto (a widget in Jupyter) when
+    ipywidgets is installed, and text bars when it is not (tqdm.auto would fall back to the same
+    text bars, after a TqdmWarning)."""
+    target = progress_file()
+    if target and progress_enabled():
+        from tqdm.std import tqdm
+        return tqdm(iterable, file=_open_progress_file(target), **kwargs)
+    return _tqdm_class()(iterable, disable=not progress_enabled(), **kwargs)
+
+
+def _tqdm_class():
+    import importlib.util
+    if importlib.util.find_spec("ipywidgets") is None:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm
+
+
+_PROGRESS_FILES: dict[str, Any] = {}
+
+
+def _open_progress_file(path: str):
+    """One handle per file for the process's life (appended to, flushed by tqdm at each update)."""
+    f = _PROGRESS_FILES.get(path)
+    if f is None or f.closed:
+        f = _PROGRESS_FILES[path] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+    return f
 
 
 @contextlib.contextmanager
 def library_progress():
     """With the package's bars off, diffusers' and transformers' own bars ("Loading pipeline
     components") are off too while the block runs: a quiet run (tests, CI) prints only its
-    result or its one-line error. With them on, the libraries' own settings stand."""
+    result or its one-line error. They are off as well while the bars go to `progress_file()`:
+    theirs cannot follow it, and would land in the page. Otherwise the libraries' settings stand."""
     import diffusers.utils.logging as d_log
     import transformers.utils.logging as t_log
     states = [(m, m.is_progress_bar_enabled()) for m in (d_log, t_log)]
-    if not progress_enabled():
+    if not progress_enabled() or progress_file():
         for m, _ in states:
             m.disable_progress_bar()
     try:
@@ -105,9 +157,19 @@ def library_progress():
 
 
 def resolve_device(device: str = "auto") -> "torch.device":
+    """`auto`: CUDA if torch sees a GPU, else Apple's MPS (Apple-silicon Macs), else the CPU.
+
+    MPS is untested (no Mac has run the course): the code keeps to float32 and CPU random
+    generators there, but an operation torch lacks on MPS would raise;
+    PYTORCH_ENABLE_MPS_FALLBACK=1 runs such operations on the CPU, `--set device=cpu` all of it."""
     import torch
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif torch.backends.mps.is_available():  # False on every machine that is not a Mac
+            device = "mps"
+        else:
+            device = "cpu"
     return torch.device(device)
 
 

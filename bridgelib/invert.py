@@ -4,7 +4,10 @@ Every real image is captioned "A {class} photo in the style of S*" with its own 
 what the images share beyond their classes (their look) is what S* has to explain. Only the new
 embedding row(s) of the text encoder learn; the VAE, the UNet and every other weight stay frozen.
 The result is a diffusers `learned_embeds.safetensors` ({token: (num_vectors, hidden)}) that
-`pipe.load_textual_inversion(path)` accepts as is, plus a JSON training record beside it.
+`pipe.load_textual_inversion(path)` accepts as is (written and read by pipeline.py), plus a JSON
+training record beside it.
+
+Taught in notebooks 04, 07.
 """
 from __future__ import annotations
 
@@ -18,9 +21,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bridgelib.config import Config, check_value
+from bridgelib.config import REPO_ROOT, Config, check_value
 from bridgelib.data import ImageSet
-from bridgelib.files import atomic_write_bytes, check_writable, progress, sha256_file, write_json
+from bridgelib.datasets import load_dataset
+from bridgelib.files import atomic_write_bytes, check_writable, progress, write_json
+from bridgelib.pipeline import (check_word, held_token_ids, load_pipeline, model_fingerprint,
+                                package_versions, save_style_token, single_token_id)
 from bridgelib.prompts import clean_class_names, make_prompt
 
 MAX_NORM_FACTOR = 1.5
@@ -39,25 +45,16 @@ def add_style_token(tokenizer, text_encoder, token: str, initializer: str,
     """
     names = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
     vocab = tokenizer.get_vocab()
-    if not token or any(c.isspace() for c in token):
-        raise ValueError(f"style token {token!r} is invalid; expected one word such as '<s*>'")
+    check_word(token)
     if any(n in vocab for n in names):
         raise ValueError(f"token {token!r} is already in the tokenizer's vocabulary; choose "
                          f"another token or load the pipeline afresh")
-    init_id = _single_token(tokenizer, initializer, "initializer")
+    init_id = single_token_id(tokenizer, initializer, "initializer")
     tokenizer.add_tokens(names)
     text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     ids = tokenizer.convert_tokens_to_ids(names)
     _initialise(text_encoder, ids, init_id)
     return ids
-
-
-def _single_token(tokenizer, word: str, what: str) -> int:
-    pieces = tokenizer.encode(word, add_special_tokens=False)
-    if len(pieces) != 1:
-        raise ValueError(f"{what} {word!r} is {len(pieces)} tokens for this tokenizer; "
-                         f"choose a word that is a single token")
-    return pieces[0]
 
 
 @torch.no_grad()
@@ -84,6 +81,8 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     and library versions). On CUDA that needs torch.use_deterministic_algorithms(True) and
     CUBLAS_WORKSPACE_CONFIG=:4096:8; without them CUDA's atomics make even two uninterrupted
     runs differ slightly (2e-5 after 6 steps of a tiny model, measured on an H200).
+    The two newest checkpoints stay in `record["checkpoints"]` after the run, so that
+    `resume=True` with more steps extends it; deleting that folder loses only this.
     """
     inv, out = cfg.invert, Path(out)
     steps = inv.steps if steps is None else steps
@@ -102,12 +101,12 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     state = _start_state(out, ckpt_dir, settings, resume, overwrite)
     check_writable(out.parent)  # the first checkpoint comes only after checkpoint_every steps
     if pipe is None:
-        from bridgelib.generate import load_pipeline
         pipe = load_pipeline(cfg)
-    ids = _existing_ids(pipe.tokenizer, inv.token, inv.num_vectors)
+    ids = held_token_ids(pipe.tokenizer, inv.token, inv.num_vectors, f"invert.token={inv.token!r}",
+                         "choose a new word such as '<s*>'")
     if ids:  # an earlier run in this pipeline: start its rows afresh
         _initialise(pipe.text_encoder, ids,
-                    _single_token(pipe.tokenizer, inv.initializer, "initializer"))
+                    single_token_id(pipe.tokenizer, inv.initializer, "initializer"))
     else:
         ids = add_style_token(pipe.tokenizer, pipe.text_encoder, inv.token, inv.initializer,
                               inv.num_vectors)
@@ -116,7 +115,7 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     latents = _latents(pipe, images, cfg.generation.resolution)
     captions = _caption_ids(pipe, images, inv.token, cfg.dataset, ids)
     t_latents, start = time.perf_counter() - t0, token.step
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # heavy (seconds); loaded anyway with the pipeline
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     bar = progress(total=steps, initial=start, desc="invert") if progress_bar else None
     t1 = time.perf_counter()
@@ -137,14 +136,12 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     seconds = time.perf_counter() - t1
     if bar is not None:
         bar.close()
-    from safetensors.torch import save  # {token: (num_vectors, hidden)}, diffusers' format
-    atomic_write_bytes(out, save({inv.token: token.rows.detach().cpu().float().contiguous()}))
-    from bridgelib.generate import package_versions
+    sha = save_style_token(out, inv.token, token.rows, cfg.generation.model, steps)
     record = {
         **settings, "token_ids": ids, "images": len(images), "resumed_from": start,
         "max_norm": None if math.isinf(token.max_norm) else token.max_norm,
         "loss_curve": [round(x, 6) for x in token.losses], "base_model": cfg.generation.model,
-        "sha256": sha256_file(out), "latent_seconds": round(t_latents, 3),
+        "sha256": sha, "checkpoints": str(ckpt_dir), "latent_seconds": round(t_latents, 3),
         "seconds": round(seconds, 3),
         "total_train_seconds": round(token.seconds_before + seconds, 3),
         "steps_per_s": round((steps - start) / seconds, 3) if steps > start else None,
@@ -289,22 +286,6 @@ def _caption_ids(pipe, images: ImageSet, token: str, dataset: str, ids: list[int
     return cap
 
 
-def _existing_ids(tokenizer, token: str, n: int) -> list[int] | None:
-    """Ids of a token the pipeline already holds (an earlier run in the same session), if any."""
-    names = [token] + [f"{token}_{i}" for i in range(1, n)]
-    vocab = tokenizer.get_vocab()
-    if token not in vocab:
-        return None
-    if token not in tokenizer.get_added_vocab():  # once: learned over that word's embedding
-        raise ValueError(f"invert.token={token!r} is already a token of the tokenizer's own "
-                         f"vocabulary; learning it would overwrite that token's embedding; "
-                         f"choose a new word such as '<s*>'")
-    if not all(x in vocab for x in names) or f"{token}_{n}" in vocab:
-        raise ValueError(f"the pipeline already holds token {token!r} with another number of "
-                         f"vectors; load the pipeline afresh")
-    return [vocab[x] for x in names]
-
-
 def _images_sha256(images: ImageSet) -> str:
     h = hashlib.sha256(images.images.contiguous().numpy().tobytes())
     h.update(images.labels.numpy().tobytes())
@@ -355,49 +336,6 @@ def _save_checkpoint(ckpt_dir: Path, state: dict) -> None:
         old.unlink()
 
 
-def load_style_token(path: str | Path, pipe) -> str:
-    """Load a learned_embeds.safetensors into `pipe`, refusing a wrong width before any change."""
-    from safetensors.torch import load_file
-    path = Path(path)
-    tensors = load_file(str(path))
-    if len(tensors) != 1:
-        raise ValueError(f"style token {path} holds {len(tensors)} tensors; expected one "
-                         f"{{token: tensor}}")
-    token, vec = next(iter(tensors.items()))
-    width, hidden = vec.shape[-1], pipe.text_encoder.config.hidden_size
-    if width != hidden:
-        model = pipe.name_or_path or type(pipe).__name__
-        raise ValueError(f"style token {path} has width {width} but the text encoder of "
-                         f"{model} expects {hidden}")
-    if token in pipe.tokenizer.get_vocab():
-        raise ValueError(f"the pipeline already holds token {token!r}; load {path} into a "
-                         f"fresh pipeline")
-    pipe.load_textual_inversion(str(path))
-    return token
-
-
-def nearest_words(token_vector, tokenizer, text_encoder, k: int = 10, words=None):
-    """The k vocabulary words whose input embedding is closest (cosine) to the learned vector.
-
-    A readable hint of what S* encodes; only a hint: a style need not sit near any one word.
-    Default candidates: whole-word tokens ('...</w>') of at least 2 letters.
-    """
-    import pandas as pd
-    vec = torch.as_tensor(token_vector).float().reshape(-1, text_encoder.config.hidden_size)
-    vocab = tokenizer.get_vocab()
-    if words is None:
-        pairs = [(w[:-4], i) for w, i in vocab.items()
-                 if w.endswith("</w>") and len(w) >= 6 and w[:-4].isalpha()]
-    else:
-        pairs = [(w, _single_token(tokenizer, w, "word")) for w in words]
-    table = text_encoder.get_input_embeddings().weight.detach().float().cpu()
-    emb = table[[i for _, i in pairs]]
-    cos = F.cosine_similarity(emb, vec.mean(0).cpu()[None], dim=1)
-    top = torch.topk(cos, min(k, len(pairs)))
-    return pd.DataFrame({"word": [pairs[i][0] for i in top.indices.tolist()],
-                         "cosine": top.values.tolist()})
-
-
 @torch.no_grad()
 def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
                timesteps=(100, 300, 500, 700, 900), batch_size: int = 32) -> float:
@@ -407,7 +345,7 @@ def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
     noise: the lower, the better the prompt explains the images. `prompts` is one string per
     image, or one string for all where '{class}' becomes each image's class name.
     """
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # heavy (seconds); loaded anyway with the pipeline
     if isinstance(prompts, str):  # class names cleaned as for training and generation
         names = clean_class_names(list(images.class_names))
         prompts = [prompts.replace("{class}", names[int(c)]) for c in images.labels]
@@ -436,14 +374,11 @@ def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
                        root: str | Path | None = None) -> Path:
     """A style token learned once under `cache/dsi/` and shared by the notebooks; the folder
     name carries the generator's fingerprint, so a rebuilt generator never reuses an old token."""
-    from bridgelib.config import REPO_ROOT
-    from bridgelib.data import real_data
-    from bridgelib.generate import model_fingerprint
     root = Path(root) if root else REPO_ROOT / "cache" / "dsi"
     model = (model_fingerprint(cfg.generation.model) or "hub")[:8]
     name = f"{cfg.profile}-{cfg.dataset}-{model}-k{shots}-n{cfg.invert.steps}-s{seed}"
     path = root / name / "learned_embeds.safetensors"
     if not path.exists():
-        images = real_data(cfg, "train", shots, seed, size=cfg.generation.resolution)
+        images = load_dataset(cfg, "train", shots, seed, size=cfg.generation.resolution)
         learn_style_token(cfg, images, path, seed=seed, pipe=pipe, resume=True)  # after a crash
     return path

@@ -4,6 +4,8 @@ A set is an ImageFolder, `out/<class_slug>/<index:05d>.png`, plus `out/metadata.
 per image, the `datasets` imagefolder convention: a `file_name` column) and `out/run.json` (the
 resolved config, the generation options and package versions). `generate.py` draws the images;
 this module decides which of them a rerun can keep, and writes the manifest.
+
+Taught in notebook 02.
 """
 from __future__ import annotations
 

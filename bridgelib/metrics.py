@@ -1,4 +1,7 @@
-"""Measures: LEEP transferability, the judge's recognisability, and the synthetic-real style gap."""
+"""Measures: LEEP transferability, the judge's recognisability, and the synthetic-real style gap.
+
+Taught in notebooks 02, 04.
+"""
 from __future__ import annotations
 
 import numpy as np

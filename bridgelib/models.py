@@ -5,24 +5,30 @@ content judge.
 The `paper` profile loads timm's ImageNet weights. The `mini` profile loads the small backbone
 this project pretrains on font glyphs of letters and symbols (`bridge mini build --only
 backbone`), verified against the sha256 in its manifest before use.
+
+Used through transfer (notebooks 01, 03, 07) and metrics (the judge, notebook 02).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors.torch import load_file, save
 from torch import nn
 
 from bridgelib.config import DATA_DIR, Config, get_config
-from bridgelib.files import resolve_device, sha256_file
+from bridgelib.files import atomic_write_bytes, resolve_device, sha256_file
 
 if TYPE_CHECKING:
     from bridgelib.data import ImageSet
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
+CLASSIFIER_FILE = "classifier.safetensors"  # a run's fine-tuned classifier (train_run)
+CLASSIFIER_CONFIG = "classifier.json"       # how plain timm rebuilds it, in timm's convention
 JUDGE_DIR = "mini-judge"         # data/mini-judge: reads the garment in any look (mini/backbone.py)
 REBUILD_HINT = "rebuild it with `bridge mini build --only backbone`"
 
@@ -60,7 +66,6 @@ def create_classifier(cfg: Config, num_classes: int | None, pretrained: bool = T
 
 def load_shipped_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     """Load `folder/model.safetensors` after checking its sha256 against `folder/manifest.json`."""
-    from safetensors.torch import load_file
     folder = Path(folder)
     weights, manifest = folder / WEIGHTS_FILE, folder / MANIFEST_FILE
     if not weights.exists() or not manifest.exists():
@@ -130,3 +135,24 @@ def load_judge(folder: str | Path = DATA_DIR / JUDGE_DIR) -> nn.Module:
     model = create_classifier(get_config("mini"), 10, pretrained=False)
     model.load_state_dict(state)
     return model.eval()
+
+
+def save_classifier(model: nn.Module, cfg: Config, class_names: list[str], out: str | Path
+                    ) -> dict[str, Path]:
+    """Write a fine-tuned classifier as timm would share it: its state dict as safetensors and a
+    JSON with `architecture`, `num_classes`, `label_names`, `model_args` and `pretrained_cfg`
+    (input size, mean, std), so that `timm.create_model(architecture, num_classes=num_classes,
+    **model_args)` takes the weights with strict=True and needs nothing from this package."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = save(state, metadata={"architecture": cfg.backbone})
+    mean, std = input_stats(model)
+    meta = {"architecture": cfg.backbone, "num_classes": len(class_names),
+            "label_names": list(class_names), "model_args": dict(cfg.backbone_kwargs),
+            "pretrained_cfg": {"input_size": [3, cfg.image_size, cfg.image_size],
+                               "mean": mean.flatten().tolist(), "std": std.flatten().tolist(),
+                               "classifier": model.default_cfg.get("classifier", "fc")},
+            "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    out = Path(out)
+    atomic_write_bytes(out / CLASSIFIER_FILE, weights)
+    atomic_write_bytes(out / CLASSIFIER_CONFIG, (json.dumps(meta, indent=2) + "\n").encode())
+    return {"weights": out / CLASSIFIER_FILE, "config": out / CLASSIFIER_CONFIG}

@@ -4,6 +4,8 @@ The paper prompts Stable Diffusion with "A good photo of the {class}" (`single`)
 the wording per image (one of a few templates, chosen from the image's own seed so a set is
 reproducible), and `dsi` puts the learned dataset-style token S* in the prompt (Dataset Style
 Inversion): "A {class} photo in the style of {token}".
+
+Taught in notebooks 02, 04.
 """
 from __future__ import annotations
 

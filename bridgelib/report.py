@@ -1,13 +1,14 @@
-"""The paper's figures and tables, drawn from a results store (one row per run).
+"""The paper's figures, drawn from a results store (one row per run; `bridgelib.store`).
 
-`runs` is the store `bridgelib.experiments` writes (`results.csv`: columns `recipe`, `shots`,
-`seed`, `volume` (synthetic images per class), `guidance`, `template` ("single" | "dsi"),
-`gen_seed`, `fixed_steps`, `match_compute`, `scratch`, `profile`, `dataset`, `test_acc`, ...).
-A figure holds every study column it does not show at one value
-(`hold_fixed`) and says which in its title; "mini" in `profile` labels it a mini-world result.
-Every number plotted comes from `aggregate` (mean, std, count of test accuracy over seeds), and
-`write_report` saves each figure with the table behind it. Figures are bare `Figure` objects
-(no pyplot state): a notebook shows the one a cell returns; nothing calls `plt.show()`.
+A figure holds every study column it does not show at one value (`store.hold_fixed`) and says
+which in its title; "mini" in `profile` labels it a mini-world result. Every number plotted
+comes from `store.aggregate` (mean, std, count of test accuracy over seeds), and
+`write_report` saves each figure with the table behind it, the claims' verdicts
+(`bridgelib.claims`) and their forest plot. Figures are bare `Figure` objects (no pyplot
+state): a notebook shows the one a cell returns; nothing calls `plt.show()`. Notebooks 03-06
+draw with it.
+
+Taught in notebooks 05, 06.
 """
 from __future__ import annotations
 
@@ -20,88 +21,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bridgelib.claims import (VERDICTS, claim_verdicts, paired_differences, paired_interval,
-                              select)
+from bridgelib.claims import MIX_RATIOS, VERDICTS, claim_verdicts, mixing_table
 from bridgelib.config import DATA_DIR
 from bridgelib.files import atomic_write_bytes
+from bridgelib.store import (RECIPE_ORDER, convergence_table, curve_table, radar_table,
+                             shot_label, shots_table, study_values, template_vs_dsi_table)
 
 log = logging.getLogger(__name__)
-RECIPE_ORDER = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")  # transfer.RECIPES
-TEMPLATE_ORDER = ("none", "single", "multi", "dsi")  # "none": real-only runs (vanilla)
 COLORS = {"vanilla": "#4d4d4d", "mixed": "tab:red", "bridged": "tab:orange",
           "bridged-reinit": "tab:green", "bridged++": "tab:blue"}
-STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "volume", "gen_seed", "fixed_steps",
-                 "match_compute", "scratch")
 YLABEL = "test top-1 accuracy (mean ± std over seeds)"
-
-
-# ---------------------------------------------------------------- aggregation and ordering
-def shot_label(value) -> int | str:
-    """4, 4.0, "4" -> 4; None, NaN, "full" -> "full" (the whole training pool)."""
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return "full" if missing or value == "full" else int(value)
-
-
-def _values(runs: pd.DataFrame, col: str) -> pd.Series:
-    """A study column made comparable: shots as int | "full"; a volume or guidance of 0 or
-    less (vanilla's 0 synthetic images per class) counts as missing, like NaN."""
-    if col == "shots":
-        return runs[col].map(shot_label).astype(object)
-    if col in ("volume", "guidance"):
-        return pd.to_numeric(runs[col], errors="coerce").astype(float).where(lambda v: v > 0)
-    return runs[col]
-
-
-def _sort_key(col: pd.Series) -> pd.Series:
-    """Recipes in the paper's order, shots 1 < 2 < ... < "full", templates none < single < dsi."""
-    order = {"recipe": RECIPE_ORDER, "template": TEMPLATE_ORDER}.get(col.name)
-    if order:  # known values in that order, unknown ones after them alphabetically
-        return col.map(lambda v: f"{order.index(v) if v in order else len(order):02d}{v}")
-    if col.name == "shots":
-        return col.map(lambda v: math.inf if v == "full" else float(v))
-    return col
-
-
-def aggregate(runs: pd.DataFrame, by) -> pd.DataFrame:
-    """Mean, std and count of `test_acc` per group of `by`, sorted in the paper's order.
-
-    The single place results are aggregated (it uses `experiments.summarize`); `shots` is
-    normalised to int | "full" first, rows whose group key is missing are left out.
-    """
-    by = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in [*by, "test_acc"] if c not in runs.columns]
-    if missing:
-        raise KeyError(f"runs lack column(s) {missing}; they have {list(runs.columns)}")
-    from bridgelib.experiments import summarize
-    if "shots" in by:
-        runs = runs.assign(shots=_values(runs, "shots"))
-    table = summarize(runs[[*by, "test_acc"]], by)
-    return table.sort_values(by, key=_sort_key, ignore_index=True)
-
-
-def hold_fixed(runs: pd.DataFrame, keep, rows=None) -> tuple[pd.DataFrame, dict]:
-    """Hold every study column not in `keep` at one value, so a figure never silently averages
-    over a dimension it does not show. The value chosen is the one under which the most
-    (recipe, *keep) combinations were run, then the most runs, among `rows` (a boolean mask,
-    default all); rows where the column is empty (vanilla has no guidance) stay. Returns the
-    rows kept and {"at_<column>": value} for each column held, which tables add as columns."""
-    keep = list(dict.fromkeys(keep))
-    cols = [runs[c] for c in dict.fromkeys(["recipe", *keep])]
-    combo = pd.Series([str(t) for t in zip(*cols)], index=runs.index, dtype=object)
-    rows = pd.Series(True, index=runs.index) if rows is None else rows
-    fixed = {}
-    for col in STUDY_COLUMNS:
-        if col in keep or col not in runs.columns:
-            continue
-        values = _values(runs, col)
-        candidates = values[rows].value_counts().index
-        if values.dropna().nunique() < 2 or candidates.empty:
-            continue
-        fixed[col] = max(candidates, key=lambda v: (combo[rows & (values == v)].nunique(),
-                                                    int((rows & (values == v)).sum())))
-        mask = values.isna() | (values == fixed[col])
-        runs, rows, combo = runs[mask], rows[mask], combo[mask]
-    return runs, {f"at_{k}": v for k, v in fixed.items()}
 
 
 def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | None = None) -> str:
@@ -112,101 +41,15 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
           for c in getattr(table, "columns", ()) if c.startswith("at_")]
     if at and len(table):
         lines.append("at " + ", ".join(at).replace("volume=", "synthetic/class="))
-    has = runs is not None and "profile" in runs
-    profiles = sorted(set(runs["profile"].dropna())) if has else []
-    if profiles == ["mini"]:
+    def values(col: str) -> list[str]:
+        return sorted(map(str, set(runs[col].dropna()))) if runs is not None and col in runs else []
+    profiles, folders = values("profile"), values("data_folder")  # folders: your own data
+    if profiles == ["mini"] and not folders:
         lines.append("mini world: Fashion-MNIST at 32 px, tiny generator (not the paper's datasets)")
-    elif profiles:
-        lines.append(f"profile: {', '.join(map(str, profiles))}")
+    elif profiles or folders:
+        lines.append(", ".join(filter(None, (folders and f"dataset: {', '.join(folders)}",
+                                             profiles and f"profile: {', '.join(profiles)}"))))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- tables behind the figures
-def _recipes(runs: pd.DataFrame, recipes) -> pd.DataFrame:
-    return runs if recipes is None else runs[runs["recipe"].isin(recipes)]
-
-
-def curve_table(runs: pd.DataFrame, x: str, recipes=None) -> pd.DataFrame:
-    """Per (recipe, x) accuracy; recipes with no `x` at all (vanilla) get one row, x = NaN."""
-    runs = _recipes(runs, recipes)
-    xs = _values(runs, x)
-    runs, at = hold_fixed(runs.assign(**{x: xs}), (x,), rows=xs.notna())
-    xs = runs[x]
-    on = aggregate(runs[xs.notna()], ["recipe", x])
-    off = aggregate(runs[xs.isna() & ~runs["recipe"].isin(on["recipe"])], ["recipe"])
-    both = pd.concat([on, off.assign(**{x: np.nan})], ignore_index=True)
-    return both.sort_values(["recipe", x], key=_sort_key, ignore_index=True).assign(**at)
-
-
-def shots_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
-    """Per (recipe, shots) accuracy, shots ordered 1, 2, 4, 8, 16, "full"."""
-    runs, at = hold_fixed(_recipes(runs, recipes), ("shots",))
-    return aggregate(runs, ["recipe", "shots"]).assign(**at)
-
-
-def radar_table(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla") -> pd.DataFrame:
-    """Per (recipe, `by`) accuracy and `relative` = recipe mean / baseline mean on that axis."""
-    runs, at = hold_fixed(runs, (by,))
-    table = aggregate(runs, ["recipe", by]).assign(**at)
-    base = table[table["recipe"] == baseline].set_index(by)["mean"]
-    if base.empty:
-        raise ValueError(f"baseline recipe {baseline!r} has no runs; recipes: {set(table.recipe)}")
-    table = table[table[by].isin(base.index)].reset_index(drop=True)
-    return table.assign(relative=table["mean"] / table[by].map(base).astype(float))
-
-
-def histories_by_recipe(histories: pd.DataFrame, runs: pd.DataFrame, recipes=None,
-                        **where) -> tuple[dict[str, pd.DataFrame], dict]:
-    """{recipe: the history rows of its runs (seeds pooled)} from a tidy history table (a `run`
-    column, as `experiments.collect_histories` writes) and the store; `where` fixes study
-    columns (e.g. shots=4), the others are held like a figure's (`hold_fixed`). Also returns
-    {"at_<column>": value} of the slice."""
-    runs = _recipes(runs, recipes)
-    runs = runs[runs["run"].isin(set(histories["run"]))]
-    for col, value in where.items():
-        runs = runs[_values(runs, col) == (shot_label(value) if col == "shots" else value)]
-    runs, at = hold_fixed(runs, ("recipe",))
-    at.update({f"at_{k}": v for k, v in where.items()})
-    for col in ("shots", "volume", "guidance", "template"):  # say the slice even when it is
-        values = _values(runs, col).dropna().unique() if col in runs else ()  # all there is
-        if f"at_{col}" not in at and len(values) == 1:
-            at[f"at_{col}"] = values[0]
-    recipe_of = runs.drop_duplicates("run").set_index("run")["recipe"]
-    rows = histories[histories["run"].isin(recipe_of.index)]
-    present = set(recipe_of)
-    order = [r for r in RECIPE_ORDER if r in present] + sorted(present - set(RECIPE_ORDER))
-    return {r: rows[rows["run"].map(recipe_of) == r] for r in order}, at
-
-
-def convergence_table(histories, stage: str = "real", runs: pd.DataFrame | None = None,
-                      **where) -> pd.DataFrame:
-    """Per (label, epoch) test accuracy of one stage (several seeds of a label are averaged).
-
-    `histories`: {label: history} or, with `runs` (the store), a tidy history table whose runs
-    are grouped per recipe (`histories_by_recipe`)."""
-    at = {}
-    if runs is not None:
-        histories, at = histories_by_recipe(histories, runs, **where)
-    parts = [aggregate(h[h["stage"] == stage], "epoch").dropna(subset=["mean"]).assign(label=lab)
-             for lab, h in histories.items()]
-    parts = [p for p in parts if len(p)]  # a history without this stage draws no line
-    if not parts:
-        raise ValueError(f"no history has test accuracy in stage {stage!r}")
-    table = pd.concat(parts, ignore_index=True)[["label", "epoch", "mean", "std", "count"]]
-    return table.assign(**at)
-
-
-def template_vs_dsi_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
-    """Mean ± std per (template, recipe, shots); real-only runs appear as template "none".
-    Default recipes: those run with a DSI set, and vanilla as the reference."""
-    runs = runs.assign(template=runs["template"].astype(object).fillna("none"))
-    if recipes is None and (runs["template"] == "dsi").any():
-        recipes = {"vanilla", *runs.loc[runs["template"] == "dsi", "recipe"]}
-    runs, at = hold_fixed(_recipes(runs, recipes), ("template", "shots"))
-    table = aggregate(runs, ["template", "recipe", "shots"]).assign(**at)
-    table["mean ± std"] = [f"{m:.3f} ± {s:.3f}" if s == s else f"{m:.3f} (one run)"
-                           for m, s in zip(table["mean"], table["std"])]
-    return table
 
 
 def paper_results() -> pd.DataFrame:
@@ -375,34 +218,6 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
     return fig
 
 
-def mixing_table(runs: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
-    """mixed − vanilla per (shots, volume), paired by seed (gen seed 0, the recipes' own
-    budgets), with the real share, its interval and n, and what synthetic-only scores at that
-    volume (what the synthetic images alone can teach)."""
-    base = {"scratch": False, "match_compute": False, "fixed_steps": 0}
-    runs = runs.assign(**{c: v for c, v in {**base, "gen_seed": 0, "template": "single"}.items()
-                          if c not in runs})  # a store made before these columns existed
-    mixed = select(runs, {**base, "recipe": "mixed", "template": "single", "gen_seed": 0})
-    only = runs[runs["recipe"] == "synthetic-only"].groupby("volume")["test_acc"].mean()
-    rows = []
-    for (shots, volume), group in mixed.groupby(["shots", "volume"], sort=False):
-        at = {"shots": shots, "template": "single", "gen_seed": 0}
-        d = paired_differences(runs, {**base, **at, "recipe": "mixed", "volume": int(volume)},
-                               {**base, "recipe": baseline, "shots": shots})
-        mean, low, high, n = paired_interval(d)
-        ratio = float(group["syn_per_real"].mean()) if "syn_per_real" in group else math.nan
-        rows.append({"shots": shots, "volume": int(volume), "syn_per_real": ratio,
-                     "real_share": 1 / (1 + ratio), "diff": mean * 100,
-                     "ci_low": low * 100, "ci_high": high * 100, "n": n,
-                     "synthetic_only": only.get(volume, np.nan)})
-    table = pd.DataFrame(rows, columns=["shots", "volume", "syn_per_real", "real_share", "diff",
-                                        "ci_low", "ci_high", "n", "synthetic_only"])
-    return table.sort_values(["shots", "syn_per_real"], key=_sort_key, ignore_index=True)
-
-
-MIX_RATIOS = (1, 4, 15, 24)  # synthetic per real: 50%, 20%, 6.25% and 4% real (the paper's 15-24)
-
-
 def mixing_map(runs: pd.DataFrame, ratios=MIX_RATIOS, title: str | None = None,
                profile: str | None = None) -> Figure:
     """The mixing map: mixed − vanilla (points) over shots × real share (`ratios`, synthetic
@@ -442,7 +257,7 @@ def mixing_map(runs: pd.DataFrame, ratios=MIX_RATIOS, title: str | None = None,
 def _distinct(runs: pd.DataFrame, col: str, n: int, radar: bool = False) -> str | None:
     if col not in runs.columns:
         return f"no {col!r} column in the runs"
-    if (k := _values(runs, col).nunique()) < n:
+    if (k := study_values(runs, col).nunique()) < n:
         return f"needs at least {n} distinct values of {col!r}, found {k}"
     if radar and ("vanilla" not in set(runs["recipe"]) or runs["recipe"].nunique() < 2):
         return "needs the 'vanilla' baseline and at least one other recipe"
@@ -481,12 +296,34 @@ def _markdown(table: pd.DataFrame) -> str:
     return "".join("| " + " | ".join(map(str, row)) + " |\n" for row in rows)
 
 
-def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | None = None
-                 ) -> dict[str, Path]:
+def report_files() -> set[str]:
+    """Every file name a report may write (`bridge report` adds summary.csv)."""
+    figures = [*plan_report(pd.DataFrame()), "claims_forest", "mixing_map"]
+    return ({f"{f}.{ext}" for f in figures for ext in ("png", "svg", "csv")} |
+            {"template_vs_dsi.csv", "template_vs_dsi.md", "claims.csv", "claims.md", "report.md",
+             "summary.csv"})
+
+
+def check_report_folder(out_dir, overwrite: bool = False) -> None:
+    """Refuse a folder that already holds files a report would replace (an earlier report, or
+    a file of yours with the same name) unless overwrite=True, which replaces only those."""
+    out = Path(out_dir)
+    clash = sorted(p.name for p in out.iterdir() if p.name in report_files()) if out.is_dir() else []
+    if clash and not overwrite:
+        raise FileExistsError(f"{str(out)!r} already holds {', '.join(clash[:3])}"
+                              f"{f' and {len(clash) - 3} more' if len(clash) > 3 else ''} that "
+                              f"a report would replace; choose another --out or pass "
+                              f"overwrite=True (--overwrite) to replace only the report's files")
+
+
+def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | None = None,
+                 overwrite: bool = False) -> dict[str, Path]:
     """Save every figure the runs allow (PNG, SVG and the CSV behind it) and the
     template-vs-DSI table (CSV, markdown); `report.md` lists what was written and what was
-    skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini")."""
+    skipped and why. Returns {file name: path}. `profile` labels titles (e.g. "mini"). A folder
+    holding an earlier report is refused unless overwrite=True (`check_report_folder`)."""
     out = Path(out_dir)
+    check_report_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     histories = _history_table(histories, runs)
     by_run = isinstance(histories, pd.DataFrame)  # else {label: history}: drawn as given

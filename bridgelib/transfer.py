@@ -19,6 +19,8 @@ bridged's two stages together, so it sees the same number of images.
 Launched on several processes (`accelerate launch --multi_gpu --num_processes N -m bridgelib.cli
 train ...`), each stage trains a DistributedDataParallel copy per process on its slice of every
 batch; rank 0 alone writes the run's files.
+
+Taught in notebooks 01, 03, 07.
 """
 from __future__ import annotations
 
@@ -36,11 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridgelib.config import Config, StageConfig, load_config
-from bridgelib.data import ImageSet, load_image_folder, parse_shots, real_data
+from bridgelib.data import ImageSet
+from bridgelib.datasets import load_dataset
 from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
                              progress, resolve_device, write_json)
+from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
-from bridgelib.models import create_classifier, evaluate, input_stats, reinit_head
+from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
+                              input_stats, reinit_head, save_classifier)
+from bridgelib.splits import parse_shots
 
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
@@ -265,8 +271,10 @@ def _batch_stream(n: int, batch_size: int, gen: torch.Generator):
 
 def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", seed: int = 0,
               synthetic_dir=None, pretrained: bool = True, overwrite: bool = False,
-              track_test: bool = True) -> dict:
-    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json.
+              track_test: bool = True, save_model: bool = True) -> dict:
+    """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json and
+    (unless save_model=False) the fine-tuned classifier, as plain timm reloads it
+    (`models.save_classifier`: classifier.safetensors, classifier.json).
 
     metrics.json also holds LEEP on the real training images (the paper's transferability
     score): of the starting model with its pretraining head, and after the synthetic stage.
@@ -285,10 +293,14 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     state = process_state(cfg.device)
     # Launched on several processes: rank 0 downloads the data and writes its split files first.
     with state.main_process_first() if state is not None else contextlib.nullcontext():
-        real = real_data(cfg, "train", shots, seed)
-        test = real_data(cfg, "test")
+        real = load_dataset(cfg, "train", shots, seed)
+        test = load_dataset(cfg, "test")
     synthetic = (load_image_folder(synthetic_dir, cfg.image_size, real.class_names)
                  if synthetic_dir is not None else None)
+    data_folder = Path(cfg.data_root).name if cfg.dataset == "imagefolder" else None
+    warn_small_test_split(test, data_folder or cfg.dataset)  # before minutes of training
+    if data_folder and synthetic is not None and not budget_only:
+        warn_polarity_gap(real, synthetic, data_folder)
     leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}
 
     def leep_after_synthetic(stage: Stage, model: nn.Module) -> None:
@@ -308,7 +320,7 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "train_images": 0 if recipe == "synthetic-only" else len(real),
                "n_test": len(test), "n_classes": len(test.class_names),
                "pretrained": pretrained, "leep": leep,
-               "profile": cfg.profile, "dataset": cfg.dataset,
+               "profile": cfg.profile, "dataset": cfg.dataset, "data_folder": data_folder,
                # a compute-matched vanilla records the set it is matched to, not as trained on
                **_synthetic_facts(synthetic_dir, synthetic),
                "match_compute": budget_only,
@@ -324,12 +336,14 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     atomic_write_bytes(out / "history.csv", history.to_csv(index=False).encode())
+    if save_model:
+        save_classifier(model, cfg, test.class_names, out)
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
 # What a killed `train` leaves (metrics.json comes last): a rerun into it is not refused.
-_TRAIN_LEFTOVERS = ("config.json", "history.csv")
+_TRAIN_LEFTOVERS = ("config.json", "history.csv", CLASSIFIER_FILE, CLASSIFIER_CONFIG)
 
 
 def _refuse_foreign_files(out) -> None:
@@ -349,8 +363,8 @@ def _refuse_foreign_files(out) -> None:
         if not ours:
             raise FileExistsError(f"run directory {str(folder)!r} holds {p.name!r}, which is not "
                                   f"a file of a `bridge train` run; choose another --out or pass "
-                                  f"--overwrite (it replaces only config.json, history.csv and "
-                                  f"metrics.json)")
+                                  f"--overwrite (it replaces only a run's config.json, history.csv, "
+                                  f"metrics.json and classifier files)")
 
 
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 import bridgelib.cli as cli
 from cli_helpers import generate, invert, read_only_dir, train
 from bridgelib.config import DATA_DIR, get_config
-from bridgelib.data import MINI_CLASSES
+from bridgelib.datasets import MINI_CLASSES
 
 MINI_GENERATOR = DATA_DIR / "mini-generator"
 
@@ -104,21 +104,20 @@ def api_generate(**kw):
 
 
 def api_style_token_other_encoder(t, mp):
-    from bridgelib.generate import load_pipeline
-    from bridgelib.invert import load_style_token
+    from bridgelib.pipeline import load_pipeline, load_style_token
     pipe, wide = load_pipeline(get_config("mini")), token_file(t / "wide.safetensors", width=768)
     return lambda: load_style_token(wide, pipe)
 
 
 def api_learn_lr_string(t, mp):
-    from bridgelib.data import load_real
+    from bridgelib.datasets import load_dataset
     from bridgelib.invert import learn_style_token
-    images = load_real("fashion-mnist", "train", shots=1)
+    images = load_dataset("fashion-mnist", "train", shots=1)
     return lambda: learn_style_token(get_config("mini"), images, t / "tok.safetensors", lr="0.1")
 
 
 def api_corrupt_image_folder(t, mp):
-    from bridgelib.data import load_image_folder
+    from bridgelib.folders import load_image_folder
     root = image_folder(t / "imgs", ["cat", "dog"], broken=True)
     return lambda: load_image_folder(root, 32)
 

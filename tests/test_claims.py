@@ -135,7 +135,7 @@ def test_mixing_map_pairs_mixed_with_vanilla_per_cell():
                              volume=volume, template="single", guidance=3.0, gen_seed=0,
                              syn_per_real=volume / 4, test_acc=0.6 + NOISE[seed] + gain))
     runs = pd.DataFrame(rows).assign(scratch=False, match_compute=False, fixed_steps=0)
-    table = report.mixing_table(runs)
+    table = claims.mixing_table(runs)
     assert table["syn_per_real"].tolist() == [1, 24] and table["n"].tolist() == [5, 5]
     assert table["diff"].tolist() == pytest.approx([2.0, -5.0])
     assert table["real_share"].tolist() == pytest.approx([0.5, 0.04])

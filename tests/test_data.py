@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from bridgelib.data import (MINI_PARTS, kshot_subset, load_mini_part, load_real, parse_shots)
+from bridgelib.datasets import load_dataset
 from bridgelib.mini import fashion
+from bridgelib.mini.fashion import MINI_PARTS, load_mini_part
+from bridgelib.splits import kshot_subset, parse_shots
 
 KS = (1, 2, 4, 8, 16)
 N_TRAIN, N_TEST = 60000, 10000
@@ -100,10 +102,10 @@ def test_kshot_is_seeded(pool, k):
     assert not torch.equal(a.images, c.images)
 
 
-def test_load_real_train_is_the_kshot_subset_of_the_pool(pool):
-    assert torch.equal(load_real("fashion-mnist", "train", shots=4, seed=2).images,
+def test_load_dataset_train_is_the_kshot_subset_of_the_pool(pool):
+    assert torch.equal(load_dataset("fashion-mnist", "train", shots=4, seed=2).images,
                        kshot_subset(pool, 4, seed=2).images)
-    assert torch.equal(load_real("fashion-mnist", "test").images, load_mini_part("test").images)
+    assert torch.equal(load_dataset("fashion-mnist", "test").images, load_mini_part("test").images)
 
 
 @pytest.mark.parametrize("shots", ["full", None])
@@ -120,11 +122,11 @@ def test_bad_shots_are_a_one_line_error_naming_the_value(pool, shots):
     msg = str(err.value)
     assert str(shots) in msg and "\n" not in msg
     with pytest.raises(ValueError):
-        load_real("fashion-mnist", "train", shots=shots)
+        load_dataset("fashion-mnist", "train", shots=shots)
 
 
 def test_unknown_dataset_and_split_are_errors():
     with pytest.raises(ValueError, match="cifar"):
-        load_real("cifar", "train")
+        load_dataset("cifar", "train")
     with pytest.raises(ValueError, match="val"):
-        load_real("fashion-mnist", "val")
+        load_dataset("fashion-mnist", "val")

@@ -12,7 +12,10 @@ import torch
 from PIL import Image
 
 from bridgelib import datasets as ds
-from bridgelib.data import ImageSet, kshot_subset
+from bridgelib import splits
+from bridgelib.data import ImageSet, decode_image
+from bridgelib.folders import check_image_folder
+from bridgelib.splits import kshot_subset
 
 SIZE = 8
 
@@ -154,14 +157,15 @@ def make_imagefolder(root):
     return 6, 4, ["cat", "dog"]
 
 
-MAKERS = {name: globals()[f"make_{name}"] for name in ds.DATASETS}
+# the registry's datasets read from a data root (the shipped mini target has tests of its own)
+MAKERS = {name: globals()[f"make_{name}"] for name in ds.DATASETS if name != ds.MINI_DATASET}
 
 
-@pytest.mark.parametrize("name", list(ds.DATASETS))
+@pytest.mark.parametrize("name", list(MAKERS))
 def test_every_registry_dataset_loads(name, tmp_path):
     n_train, n_test, names = MAKERS[name](tmp_path)
-    train = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4, workers=2)
-    test = ds.load_dataset(name, "test", tmp_path, SIZE, test_fraction=0.4, workers=2)
+    train = ds.load_dataset(name, "train", root=tmp_path, size=SIZE, test_fraction=0.4, workers=2)
+    test = ds.load_dataset(name, "test", root=tmp_path, size=SIZE, test_fraction=0.4, workers=2)
     for part, n in ((train, n_train), (test, n_test)):
         assert isinstance(part, ImageSet) and len(part) == n
         assert part.images.dtype == torch.uint8 and part.images.shape == (n, 3, SIZE, SIZE)
@@ -180,7 +184,7 @@ def test_images_are_centre_crops_of_the_shorter_side(tmp_path):
     px = np.zeros((16, 8, 3), dtype=np.uint8)               # 8 wide, 16 high
     px[4:12] = 255                                          # the centre square is white
     Image.fromarray(px).save(tmp_path / "a.png")
-    out = ds.decode_image(tmp_path / "a.png", 4)
+    out = decode_image(tmp_path / "a.png", 4)
     assert out.shape == (4, 4, 3) and out.dtype == np.uint8
     assert out.min() > 200                                  # (bicubic blurs the cut edge a little)
 
@@ -188,24 +192,25 @@ def test_images_are_centre_crops_of_the_shorter_side(tmp_path):
 @pytest.mark.parametrize("name", ["sun397", "caltech101", "imagefolder"])
 def test_drawn_splits_are_saved_disjoint_and_reused(name, tmp_path):
     MAKERS[name](tmp_path)
-    first = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4)
+    first = ds.load_dataset(name, "train", root=tmp_path, size=SIZE, test_fraction=0.4)
     # your own folder's splits are kept in the cache, never inside the folder
-    folder = ds.user_split_dir(tmp_path) if name == "imagefolder" else tmp_path / "splits"
+    folder = splits.user_split_dir(tmp_path) if name == "imagefolder" else tmp_path / "splits"
     assert (tmp_path / "splits").exists() == (name != "imagefolder")
     files = list(folder.glob(f"{name}_*_seed0.json"))
     assert len(files) == 1
-    split = ds.load_split(files[0])
+    split = splits.load_split(files[0])
     assert not set(split["train"]) & set(split["test"])
     text = files[0].read_text()
-    again = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4)
+    again = ds.load_dataset(name, "train", root=tmp_path, size=SIZE, test_fraction=0.4)
     assert files[0].read_text() == text and torch.equal(first.images, again.images)
-    other = ds.load_dataset(name, "train", tmp_path, SIZE, test_fraction=0.4, split_seed=1)
+    other = ds.load_dataset(name, "train", root=tmp_path, size=SIZE, test_fraction=0.4,
+                            split_seed=1)
     assert len(other) == len(first)
 
 
 def test_max_images_decodes_a_subset(tmp_path):
     make_food101(tmp_path)
-    part = ds.load_dataset("food101", "train", tmp_path, SIZE, max_images=4)
+    part = ds.load_dataset("food101", "train", root=tmp_path, size=SIZE, max_images=4)
     assert len(part) == 4 and len(part.class_names) == 3
 
 
@@ -220,15 +225,19 @@ def _one_line_not_found(call, *needles):
 
 
 def test_missing_folder_names_the_expected_layout(tmp_path):
-    msg = _one_line_not_found(lambda: ds.load_dataset("aircraft", "train", tmp_path / "none", SIZE),
+    msg = _one_line_not_found(lambda: ds.load_dataset("aircraft", "train", root=tmp_path / "none",
+                                                      size=SIZE),
                               "fgvc-aircraft-2013b", "variants.txt", "download=True")
     assert "aircraft" in msg
-    _one_line_not_found(lambda: ds.load_dataset("cars", "test", tmp_path, SIZE, download=True),
+    _one_line_not_found(lambda: ds.load_dataset("cars", "test", root=tmp_path, size=SIZE,
+                                                download=True),
                         "stanford_cars", "devkit", "cars_meta.mat", "cars_test_annos_withlabels.mat")
-    _one_line_not_found(lambda: ds.load_dataset("dogs", "train", tmp_path, SIZE), "train", "test")
-    _one_line_not_found(lambda: ds.load_dataset("imagefolder", "train", tmp_path, SIZE), "class")
+    _one_line_not_found(lambda: ds.load_dataset("dogs", "train", root=tmp_path, size=SIZE),
+                        "train", "test")
+    _one_line_not_found(lambda: ds.load_dataset("imagefolder", "train", root=tmp_path, size=SIZE),
+                        "class")
     assert not (tmp_path / "caltech101").exists()          # torchvision would have made it
-    _one_line_not_found(lambda: ds.load_dataset("caltech101", "train", tmp_path, SIZE),
+    _one_line_not_found(lambda: ds.load_dataset("caltech101", "train", root=tmp_path, size=SIZE),
                         "101_ObjectCategories")
 
 
@@ -236,20 +245,20 @@ def test_broken_torchvision_folder_is_one_line(tmp_path):
     make_aircraft(tmp_path)
     (tmp_path / "fgvc-aircraft-2013b" / "data" / "variants.txt").unlink()
     with pytest.raises(FileNotFoundError) as err:
-        ds.load_dataset("aircraft", "train", tmp_path, SIZE)
+        ds.load_dataset("aircraft", "train", root=tmp_path, size=SIZE)
     assert err.value.__suppress_context__ and "\n" not in str(err.value)
     assert "variants.txt" in str(err.value)
     make_cars(tmp_path)
     (tmp_path / "stanford_cars" / "devkit" / "cars_train_annos.mat").unlink()
-    _one_line_not_found(lambda: ds.load_dataset("cars", "train", tmp_path, SIZE),
+    _one_line_not_found(lambda: ds.load_dataset("cars", "train", root=tmp_path, size=SIZE),
                         "cars_train_annos.mat")
 
 
 def test_unknown_name_and_split_list_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="valid: aircraft, cars, .*imagefolder"):
-        ds.load_dataset("imagenet", "train", tmp_path, SIZE)
+        ds.load_dataset("imagenet", "train", root=tmp_path, size=SIZE)
     with pytest.raises(ValueError, match="valid: train, test"):
-        ds.load_dataset("dtd", "val", tmp_path, SIZE)
+        ds.load_dataset("dtd", "val", root=tmp_path, size=SIZE)
 
 
 def test_corrupt_image_is_reported_by_name_and_skipped(tmp_path):
@@ -257,59 +266,83 @@ def test_corrupt_image_is_reported_by_name_and_skipped(tmp_path):
     bad = tmp_path / "train" / "n02085620-Chihuahua" / "broken_photo.jpg"
     bad.write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.warns(UserWarning, match="broken_photo.jpg"):
-        train = ds.load_dataset("dogs", "train", tmp_path, SIZE)
+        train = ds.load_dataset("dogs", "train", root=tmp_path, size=SIZE)
     assert len(train) == 4
-    table = ds.check_image_folder(tmp_path)
-    assert list(table.columns) == ["split", "class", "class_name", "images", "broken_files"]
+    table = check_image_folder(tmp_path).table()  # the one checker's report, as a table
+    assert list(table.columns) == ["split", "class", "class_name", "images", "broken_files",
+                                   "odd_files"]
     row = table[(table["split"] == "train") & (table["class"] == "n02085620-Chihuahua")].iloc[0]
     assert row["images"] == 2 and row["broken_files"] == ["broken_photo.jpg"]
+    assert row["class_name"] == "Chihuahua"  # the name prompts use: the WordNet id dropped
     assert table["images"].sum() == 6
 
 
 def test_kshot_indices_are_deterministic_and_match_kshot_subset():
     labels = np.repeat(np.arange(4), 6)
-    a, b = ds.kshot_indices(labels, 2, seed=3), ds.kshot_indices(labels, 2, seed=3)
+    a, b = splits.kshot_indices(labels, 2, seed=3), splits.kshot_indices(labels, 2, seed=3)
     assert a == b and len(a) == 8 and np.bincount(labels[a]).tolist() == [2, 2, 2, 2]
-    assert ds.kshot_indices(labels, 2, seed=4) != a
+    assert splits.kshot_indices(labels, 2, seed=4) != a
     pool = ImageSet(torch.arange(24, dtype=torch.uint8).view(24, 1, 1, 1).expand(24, 3, 1, 1),
                     torch.as_tensor(labels), list("abcd"))
     assert torch.equal(kshot_subset(pool, 2, seed=3).images, pool.subset(a).images)
-    assert ds.kshot_indices(labels, "full", 0) == list(range(24))
+    assert splits.kshot_indices(labels, "full", 0) == list(range(24))
     with pytest.raises(ValueError, match="shots=7"):
-        ds.kshot_indices(labels, 7, 0)
+        splits.kshot_indices(labels, 7, 0)
 
 
 def test_kshot_split_files_are_saved_and_loaded_identically(tmp_path):
     make_imagefolder(tmp_path / "mine")
-    first = ds.load_kshot("imagefolder", tmp_path / "mine", SIZE, shots=2, seed=5)
-    path = ds.split_file("imagefolder", tmp_path / "mine", "2shot_seed5")
-    assert path.parent == ds.user_split_dir(tmp_path / "mine") and path.exists()
+    first = ds.load_dataset("imagefolder", "train", 2, 5, root=tmp_path / "mine", size=SIZE)
+    path = splits.split_file("imagefolder", tmp_path / "mine", "2shot_seed5")
+    assert path.parent == splits.user_split_dir(tmp_path / "mine") and path.exists()
     assert not (tmp_path / "mine" / "splits").exists()  # never written into your folder
-    saved = ds.load_split(path)
+    saved = splits.load_split(path)
     assert saved["seed"] == 5 and len(saved["indices"]) == 4
-    again = ds.load_kshot("imagefolder", tmp_path / "mine", SIZE, shots=2, seed=5)
+    again = ds.load_dataset("imagefolder", "train", 2, 5, root=tmp_path / "mine", size=SIZE)
     assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
-    ds.save_split(tmp_path / "copy.json", saved)
-    assert ds.load_split(tmp_path / "copy.json") == saved
+    splits.save_split(tmp_path / "copy.json", saved)
+    assert splits.load_split(tmp_path / "copy.json") == saved
     other = ImageSet(first.images, first.labels, first.class_names)
     with pytest.raises(ValueError, match="another training set"):
-        ds.kshot_split(other, 2, 5, path)
+        splits.kshot_split(other, 2, 5, path)
 
 
 def test_image_listed_but_missing_is_skipped_by_name(tmp_path):
     make_food101(tmp_path)
     (tmp_path / "food-101" / "images" / "beignets" / "1.jpg").unlink()
     with pytest.warns(UserWarning, match="beignets/1.jpg"):
-        train = ds.load_dataset("food101", "train", tmp_path, SIZE)
+        train = ds.load_dataset("food101", "train", root=tmp_path, size=SIZE)
     assert len(train) == 8
 
 
 def test_generation_hours_covers_the_registry_and_scales_with_volume():
     from bridgelib.datasets import CLASS_COUNTS, DATASETS, generation_hours
-    assert set(CLASS_COUNTS) == set(DATASETS) - {"imagefolder"}
+    # every dataset of the paper profile; the mini target generates on a CPU, not with SD v1.5
+    assert set(CLASS_COUNTS) == set(DATASETS) - {"imagefolder", "fashion-mnist"}
     one, two = generation_hours(2.0, per_class=1000), generation_hours(2.0, per_class=2000)
     assert (two["gpu_hours"] >= 2 * one["gpu_hours"] - 0.1).all()
     pets = one.set_index("dataset").loc["pets"]
     assert pets["images"] == 37_000 and abs(pets["gpu_hours"] - 37_000 / 2 / 3600) < 0.1
     with pytest.raises(ValueError, match="images_per_s=0"):
         generation_hours(0)
+
+
+def test_the_config_download_knob_reaches_torchvision(tmp_path, monkeypatch):
+    """`--download` (config field `download`) is what lets torchvision fetch a missing dataset;
+    without it the one-line error says what would be fetched, how big, and how to point at a copy."""
+    import torchvision.datasets as tvd
+    from bridgelib.config import get_config
+    asked = {}
+
+    class Fetching:  # stands in for torchvision's class: records the request, fetches nothing
+        def __init__(self, root, download=False, **kwargs):
+            asked.update(download=download)
+            raise RuntimeError("offline")
+    monkeypatch.setattr(tvd, "OxfordIIITPet", Fetching)
+    base = dict(dataset="pets", data_root=str(tmp_path / "pets"))
+    msg = _one_line_not_found(lambda: ds.load_dataset(get_config("paper", **base), "test"),
+                              "--download", "0.8 GB", "data_root")
+    assert "oxford-iiit-pet" in msg and asked == {}  # refused before torchvision was asked
+    with pytest.raises(Exception, match="offline"):
+        ds.load_dataset(get_config("paper", **base, download=True), "test")
+    assert asked == {"download": True}

@@ -11,8 +11,10 @@ from PIL import Image
 from bridgelib import experiments
 from bridgelib.config import get_config
 from bridgelib.experiments import (Cell, complete_per_class, find_synthetic_set, plan_sweep,
-                                   read_store, run_sweep, synthetic_subset)
-from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
+                                   run_sweep, synthetic_subset)
+from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.pipeline import load_pipeline
+from bridgelib.store import STORE_COLUMNS, collect_histories, load_runs, read_store
 
 TINY = {"train.real.epochs": 1, "train.real.min_steps": 2, "train.real.batch_size": 16,
         "train.synthetic.epochs": 1, "train.synthetic.batch_size": 8,
@@ -116,7 +118,7 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
     assert len(sources) == 2 and all("-n2-" in s for s in sources)  # one set per guidance
     assert sorted(p.name for p in (root / "synthetic").iterdir()) == [f"{s}-first1" for s in sources]
     on_disk = pd.read_csv(root / "results.csv")
-    assert list(on_disk.columns[:len(experiments.STORE_COLUMNS)]) == list(experiments.STORE_COLUMNS)
+    assert list(on_disk.columns[:len(STORE_COLUMNS)]) == list(STORE_COLUMNS)
     assert len(on_disk) == 5 and on_disk["run"].is_unique
     syn = on_disk[on_disk.recipe == "bridged++"].sort_values(["guidance", "volume"])
     assert syn[["guidance", "volume"]].values.tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
@@ -129,7 +131,8 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
 
     before = {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")}
     counter.calls.clear()
-    monkeypatch.setattr("bridgelib.generate.load_pipeline", no_pipeline)
+    for home in ("bridgelib.pipeline", "bridgelib.generate"):  # where experiments and generate look
+        monkeypatch.setattr(f"{home}.load_pipeline", no_pipeline)
     again = run_sweep(cfg, root, **grid)
     assert counter.calls == []  # nothing trained, nothing generated
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.json")} == before
@@ -183,15 +186,15 @@ def test_load_runs_reads_run_folders_and_shipped_stores(cfg, tmp_path, monkeypat
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     (tmp_path / "a" / "results.csv").rename(shipped / "results.csv")
-    experiments.collect_histories(tmp_path / "a").to_csv(shipped / "histories.csv", index=False)
-    store, histories = experiments.load_runs(shipped)
+    collect_histories(tmp_path / "a").to_csv(shipped / "histories.csv", index=False)
+    store, histories = load_runs(shipped)
     assert len(store) == 2 and set(histories["run"]) == {"vanilla-k1-s0", "vanilla-k2-s0"}
-    store, histories = experiments.load_runs(tmp_path / "a", shipped)  # same names: kept apart
+    store, histories = load_runs(tmp_path / "a", shipped)  # same names: kept apart
     assert sorted(store["run"]) == ["a/vanilla-k1-s0", "a/vanilla-k2-s0",
                                     "shipped/vanilla-k1-s0", "shipped/vanilla-k2-s0"]
     assert set(histories["run"]) == set(store["run"])
     with pytest.raises(FileNotFoundError, match="no runs"):
-        experiments.load_runs(tmp_path / "nothing")
+        load_runs(tmp_path / "nothing")
 
 
 def load_tool():
@@ -232,7 +235,8 @@ def test_the_store_building_tool_end_to_end_on_a_tiny_grid(cfg, tmp_path, monkey
     after = tool.plan(cfg, grid, root, cache)
     assert (after["todo"], after["images"]) == (0, 0)
     counter.calls.clear()
-    monkeypatch.setattr("bridgelib.generate.load_pipeline", no_pipeline)
+    for home in ("bridgelib.pipeline", "bridgelib.generate"):  # where experiments and generate look
+        monkeypatch.setattr(f"{home}.load_pipeline", no_pipeline)
     assert tool.build_store(cfg, grid, root, dest, cache=cache, name="tiny")["provisional"]
     assert counter.calls == []
     assert json.loads((dest / "store.json").read_text())["missing_runs"] == []
@@ -256,7 +260,7 @@ def test_full_grid_plan_shares_runs_between_families():
     assert cells["bridged++-single-g3-n400-gen1-steps125-kfull-s4"].fixed_steps == 125
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
     assert command == ("bridge sweep --profile mini --recipes vanilla bridged++ --shots 4 --seeds "
-                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --out out")
+                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --no-save-model --out out")
 
 
 def test_bridge_sweep_then_bridge_report(tmp_path, capsys):
@@ -287,6 +291,17 @@ def test_a_folder_of_runs_from_another_setup_is_refused(cfg, tmp_path, monkeypat
     assert "\n" not in str(err.value)
     folders = {experiments.sweep_folder(c, tmp_path) for c in (cfg, other)}
     assert len(folders) == 2 and all(f.name.startswith("mini-") for f in folders)
+
+
+def test_a_results_csv_no_sweep_wrote_is_never_replaced(cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "train_run", Counter())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my own table")
+    with pytest.raises(FileExistsError, match="no sweep's runs"):
+        run_sweep(cfg, mine, recipes=["vanilla"], shots=[1])
+    assert (mine / "results.csv").read_text() == "my own table"
+    assert sorted(p.name for p in mine.iterdir()) == ["results.csv"]
 
 
 def test_generation_seeds_budgets_and_compute_matching_are_cells_of_their_own():

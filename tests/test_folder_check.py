@@ -8,8 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bridgelib.data import (FOLDER_LAYOUT, ImageSet, check_image_folder, export_image_folder,
-                            kshot_subset, load_image_folder, load_mini_part)
+from bridgelib.data import ImageSet
+from bridgelib.folders import (FOLDER_LAYOUT, check_image_folder, export_image_folder,
+                               load_image_folder)
+from bridgelib.mini.fashion import load_mini_part
+from bridgelib.splits import kshot_subset
 
 CLASSES = ("cat", "dog")
 

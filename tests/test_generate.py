@@ -15,10 +15,10 @@ from PIL import Image
 
 import bridgelib.generate as gen
 from bridgelib.config import get_config
-from bridgelib.data import load_image_folder
+from bridgelib.folders import load_image_folder
 from bridgelib.files import sha256_file
-from bridgelib.generate import (COLUMNS, generate_synthetic_set, image_seed, load_pipeline,
-                                read_manifest)
+from bridgelib.generate import COLUMNS, generate_synthetic_set, image_seed, read_manifest
+from bridgelib.pipeline import load_pipeline
 
 CLASSES = ["digit one", "digit seven", "letter a"]
 SLUGS = ["digit_one", "digit_seven", "letter_a"]
@@ -193,7 +193,8 @@ def test_style_token_of_wrong_width_is_refused(cfg, pipe, tmp_path):
     with pytest.raises(ValueError) as err:
         generate_synthetic_set(cfg, tmp_path / "set", per_class=1, class_names=CLASSES[:2],
                                style_token=path, pipe=pipe, progress_bar=False)
-    assert str(err.value) == f"style token {path} has width 7 but the text encoder expects 64"
+    assert str(err.value) == (f"style token {path} has width 7 but the text encoder of "
+                              f"{cfg.generation.model} expects 64")
     assert "<x>" not in pipe.tokenizer.get_vocab() and not (tmp_path / "set").exists()
 
 

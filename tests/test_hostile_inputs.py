@@ -22,7 +22,7 @@ def fake_set(root: Path, bad_row=None) -> Path:
     mini target, metadata.jsonl, run.json), with `bad_row` (a line of text) appended."""
     from PIL import Image
 
-    from bridgelib.data import MINI_CLASSES
+    from bridgelib.datasets import MINI_CLASSES
     from bridgelib.manifest import class_folders_of
     lines = []
     for label, (name, folder) in enumerate(zip(MINI_CLASSES, class_folders_of(MINI_CLASSES))):
@@ -329,7 +329,8 @@ def test_a_subset_of_a_set_whose_manifest_leaves_it_is_refused(tmp_path):
 def test_export_image_folder_never_leaves_or_merges_folders(names, named, tmp_path):
     import torch
 
-    from bridgelib.data import ImageSet, export_image_folder
+    from bridgelib.data import ImageSet
+    from bridgelib.folders import export_image_folder
     images = ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), names)
     with pytest.raises(ValueError) as info:
         export_image_folder(images, tmp_path / "out" / "set")
@@ -372,8 +373,8 @@ def image_of_mode(path: Path, kind: str) -> Path:
                                          ("gray-alpha", 255)])
 def test_image_modes_decode_to_what_they_show(kind, value, tmp_path):
     """Both loaders (ImageFolder sets and datasets) decode through data.read_rgb."""
-    from bridgelib.data import load_image_folder
-    from bridgelib.datasets import decode_image
+    from bridgelib.data import decode_image
+    from bridgelib.folders import load_image_folder
     (tmp_path / "imgs" / "cat").mkdir(parents=True)
     path = image_of_mode(tmp_path / "imgs" / "cat" / "0.png", kind)
     assert set(decode_image(path, 4).flatten().tolist()) == {value}
@@ -404,8 +405,8 @@ def test_a_read_only_invert_out_is_found_before_the_pipeline_loads(tmp_path, cap
                                                                    monkeypatch):
     """`invert` writes its first checkpoint only after checkpoint_every steps."""
     ro = read_only_dir(tmp_path / "ro", monkeypatch)
-    import bridgelib.generate
-    monkeypatch.setattr(bridgelib.generate, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
+    import bridgelib.invert
+    monkeypatch.setattr(bridgelib.invert, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
     code, err = run_cli(invert(tmp_path) + ["--out", str(ro / "tok.safetensors")], capsys)
     assert code == 1 and err.startswith("bridge invert: error: Permission denied: ") \
         and "\n" not in err, err
@@ -526,7 +527,8 @@ def test_generated_export_names_stay_inside_the_export(tmp_path):
 
     import torch
 
-    from bridgelib.data import ImageSet, export_image_folder
+    from bridgelib.data import ImageSet
+    from bridgelib.folders import export_image_folder
     rng, written = random.Random(20), 0
     for i in range(300):
         names = [hostile_name(rng) for _ in range(2)]
@@ -566,8 +568,9 @@ def test_a_set_larger_than_memory_is_refused_before_decoding(tmp_path, capsys, m
     """Every image of a set is held decoded: a set the machine cannot hold is refused, with
     the estimate, before the first image is decoded (here the machine has 1 MiB available)."""
     import bridgelib.data
+    import bridgelib.folders
     monkeypatch.setattr(bridgelib.data, "available_memory", lambda: 2**20)
-    monkeypatch.setattr(bridgelib.data, "_read_folder", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(bridgelib.folders, "_read_folder", lambda *a, **k: pytest.fail("decoded"))
     syn = fake_set(tmp_path / "syn")
     before = snapshot(tmp_path)
     code, err = run_cli(train(tmp_path, "--recipe", "bridged", "--synthetic", str(syn),
@@ -587,3 +590,20 @@ def test_a_killed_train_runs_leftovers_do_not_block_its_rerun(tmp_path):
     (out / "history.csv").write_text("stage,epoch\n")
     (out / ".metrics.json.x1.tmp").write_text("")
     _refuse_foreign_files(str(out))  # not refused
+
+
+def test_a_set_larger_than_the_free_disk_is_refused_before_drawing(tmp_path, capsys, monkeypatch):
+    """The set's size on disk is estimated before the pipeline loads: a disk that cannot hold it
+    (here 1 MB free for 1,000 images) is refused in one line, and nothing is written."""
+    import collections
+    import bridgelib.files
+    import bridgelib.pipeline
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(bridgelib.files.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 10**6))
+    monkeypatch.setattr(bridgelib.pipeline, "load_pipeline", lambda *a, **k: pytest.fail("loaded"))
+    before = snapshot(tmp_path)
+    code, err = run_cli(["generate", "--per-class", "100", "--steps", "1",
+                         "--out", str(tmp_path / "set")], capsys)
+    assert_one_line(code, err, "generate", ["100 images per class at 32 px need about",
+                                            "0.001 GB free", "fewer images", "nothing was written"])
+    assert snapshot(tmp_path) == before

@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bridgelib.config import get_config
-from bridgelib.data import load_real
+from bridgelib.datasets import load_dataset
 from bridgelib.files import sha256_file
-from bridgelib.generate import generate_synthetic_set, load_pipeline, read_manifest
-from bridgelib.invert import (add_style_token, learn_style_token, load_style_token,
-                              nearest_words, token_loss)
+from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.invert import add_style_token, learn_style_token, token_loss
+from bridgelib.pipeline import load_pipeline, load_style_token, nearest_words
 
 TOKEN = "<s*>"
 
@@ -29,7 +29,7 @@ def cfg(tiny_model):
 
 @pytest.fixture(scope="module")
 def images():
-    return load_real("fashion-mnist", "train", shots=1).subset(range(5))  # five classes, one each
+    return load_dataset("fashion-mnist", "train", 1).subset(range(5))  # five classes, one each
 
 
 @pytest.fixture(scope="module")

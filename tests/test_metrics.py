@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bridgelib.config import get_config
-from bridgelib.data import load_real
+from bridgelib.datasets import load_dataset
 from bridgelib.metrics import leep_score, model_leep
 from bridgelib.models import create_classifier
 
@@ -73,7 +73,7 @@ def test_more_informative_source_scores_higher():
 def test_model_leep_is_finite_and_negative_on_the_shipped_backbone():
     cfg = get_config("mini")
     model = create_classifier(cfg, None)               # source labels: the pretraining glyphs
-    data = load_real("fashion-mnist", "train", shots=2)
+    data = load_dataset("fashion-mnist", "train", shots=2)
     score = model_leep(model, data, cfg)
     assert isinstance(score, float)
     assert math.isfinite(score) and score < 0

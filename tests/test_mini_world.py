@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bridgelib.cli import main
-from bridgelib.data import load_mini_part
+from bridgelib.mini.fashion import load_mini_part
 from bridgelib.mini.calibrate import BANDS, WORLD_FILE
 
 FIGURES = ("vanilla_full", "vanilla_4shot", "synthetic_only", "content", "domain_accuracy")

@@ -52,7 +52,8 @@ def test_paper_chain_check_invert_generate_train_on_a_stand_in_pipeline(stand_in
     """The paper profile's own generation and DSI settings (DPM-Solver++, its guidance, the DSI
     template, checkpoints) drive a random tiny SD pipeline through notebook 07's order on a
     folder of "your" classes: invert, generate with the token, train bridged++ on the set."""
-    from bridgelib.data import check_image_folder, real_data
+    from bridgelib.datasets import load_dataset
+    from bridgelib.folders import check_image_folder
     from bridgelib.generate import generate_synthetic_set, read_manifest
     from bridgelib.invert import learn_style_token
     _, root = stand_in
@@ -64,7 +65,7 @@ def test_paper_chain_check_invert_generate_train_on_a_stand_in_pipeline(stand_in
                                       "train.synthetic.epochs": 1, "train.real.batch_size": 4,
                                       "train.synthetic.batch_size": 4})
     assert check_image_folder(root / "data").classes == list(CLASSES)
-    real = real_data(cfg, "train", "full", 0, size=cfg.generation.resolution)
+    real = load_dataset(cfg, "train", "full", 0, size=cfg.generation.resolution)
     assert real.class_names == list(CLASSES)
     token = tmp_path / "token" / "learned_embeds.safetensors"
     record = learn_style_token(cfg, real, token, progress_bar=False)

@@ -122,7 +122,7 @@ def test_generate_survives_sigkill(tmp_path):
 
 
 def test_invert_resumes_after_sigkill_to_the_uninterrupted_token(tmp_path):
-    from bridgelib.data import real_data
+    from bridgelib.datasets import load_dataset
     from bridgelib.invert import learn_style_token
     overrides = {"invert.checkpoint_every": 4}
     out = tmp_path / "tok" / "learned_embeds.safetensors"
@@ -143,7 +143,7 @@ def test_invert_resumes_after_sigkill_to_the_uninterrupted_token(tmp_path):
 
     cfg = get_config("mini", **overrides)
     ref = tmp_path / "ref" / "learned_embeds.safetensors"
-    ref_record = learn_style_token(cfg, real_data(cfg, "train", "1", 0, size=32), ref, steps=24,
+    ref_record = learn_style_token(cfg, load_dataset(cfg, "train", "1", 0, size=32), ref, steps=24,
                                    batch_size=2, seed=0, progress_bar=False)
     assert torch.equal(load_file(ref)["<s*>"], got["<s*>"])  # the project's resume guarantee
     assert ref_record["loss_curve"] == record["loss_curve"]
@@ -197,7 +197,7 @@ def test_train_rerun_after_sigkill_is_complete(killed_train):
 
 
 def test_sweep_rerun_after_sigkill_has_every_cell(killed_sweep):
-    from bridgelib.experiments import collect_runs
+    from bridgelib.store import collect_runs
     root = killed_sweep["root"]
     assert assert_nothing_partial(root) == []
     runs = collect_runs(root)

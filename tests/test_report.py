@@ -13,6 +13,8 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
 from bridgelib import report
+from bridgelib.store import (aggregate, convergence_table, curve_table, histories_by_recipe,
+                             hold_fixed, radar_table, template_vs_dsi_table)
 
 SHOTS = (1, 2, 4, 8, 16, "full")
 BONUS = {"vanilla": 0.0, "mixed": -0.05, "bridged++": 0.06}
@@ -102,14 +104,14 @@ def test_aggregate_mean_std_count_in_paper_order():
     runs = pd.DataFrame({"recipe": ["bridged++", "vanilla"] * 3 + ["vanilla"],
                          "shots": ["full", "4", 4, "full", 4, 4, None],
                          "test_acc": [0.9, 0.5, 0.8, 0.6, 0.7, 0.7, 0.95]})
-    t = report.aggregate(runs, ["recipe", "shots"])
+    t = aggregate(runs, ["recipe", "shots"])
     assert list(zip(t["recipe"], t["shots"])) == [("vanilla", 4), ("vanilla", "full"),
                                                  ("bridged++", 4), ("bridged++", "full")]
     assert t["count"].tolist() == [2, 2, 2, 1]  # "4" and 4 are one group, None is "full"
     assert t["mean"].tolist() == pytest.approx([0.6, 0.775, 0.75, 0.9])
     assert t["std"].iloc[0] == pytest.approx(math.sqrt(0.02)) and math.isnan(t["std"].iloc[3])
     with pytest.raises(KeyError, match="guidance"):
-        report.aggregate(runs, "guidance")
+        aggregate(runs, "guidance")
 
 
 def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
@@ -129,7 +131,7 @@ def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
 
 
 def test_volume_holds_other_studies_fixed(store):
-    table = report.curve_table(store, "volume")
+    table = curve_table(store, "volume")
     assert set(table["at_shots"]) == {4} and set(table["at_dataset"]) == {"digits"}
     assert set(table["at_guidance"]) == {3.0} and set(table["at_template"]) == {"single"}
     row = table[(table.recipe == "bridged++") & (table.volume == 500)].iloc[0]
@@ -143,9 +145,9 @@ def test_volume_holds_other_studies_fixed(store):
 def test_a_curve_holds_the_slice_where_its_study_was_run(store):
     """The guidance study is at 500/class: most runs are at 1000/class, but only 500/class
     has more than one guidance scale, so that is the slice the figure holds."""
-    table = report.curve_table(store, "guidance")
+    table = curve_table(store, "guidance")
     assert set(table["at_volume"]) == {500}
-    runs, at = report.hold_fixed(store, ("guidance",), rows=store.guidance.notna())
+    runs, at = hold_fixed(store, ("guidance",), rows=store.guidance.notna())
     assert at["at_volume"] == 500 and at["at_shots"] == 4
     assert set(runs.dropna(subset=["guidance"]).guidance) == {1.5, 3.0, 7.5}
 
@@ -183,7 +185,7 @@ def test_radar_normalises_baseline_to_one(store):
     assert np.all(lines["bridged++"].get_ydata() > 1) and np.all(lines["mixed"].get_ydata() < 1)
     fig = report.radar(store, by="dataset")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["digits", "letters", "shapes"]
-    table = report.radar_table(store, by="dataset")
+    table = radar_table(store, by="dataset")
     assert (table[table.recipe == "vanilla"]["relative"] == 1.0).all()
 
 
@@ -193,7 +195,7 @@ def test_convergence_one_line_per_label_real_stage_only(histories):
     assert [l.get_label() for l in ax.lines] == ["vanilla", "bridged", "bridged++"]
     assert all(list(l.get_xdata()) == [0, 1, 2, 3, 4] for l in ax.lines)
     assert len(ax.collections) == 1  # a std band only where several seeds exist
-    table = report.convergence_table(histories)
+    table = convergence_table(histories)
     first = table[(table.label == "bridged++") & (table.epoch == 0)].iloc[0]
     assert first["mean"] == pytest.approx(0.45 + 0.01) and first["count"] == 3
 
@@ -203,11 +205,11 @@ def test_convergence_from_the_store_one_line_per_recipe(store, history_table):
     ax = fig.axes[0]
     assert [l.get_label() for l in ax.lines] == ["vanilla", "mixed", "bridged++"]
     assert "shots=16" in ax.get_title() and "mini world" in ax.get_title()
-    table = report.convergence_table(history_table, runs=store, shots=16)
+    table = convergence_table(history_table, runs=store, shots=16)
     assert set(table["count"]) == {3}  # three seeds per recipe and epoch
     first = table[table.epoch == 1].set_index("label")["mean"]
     assert first["bridged++"] == pytest.approx(0.9 * 0.8) and first["vanilla"] == pytest.approx(0.9 * 0.4)
-    groups, at = report.histories_by_recipe(history_table, store, recipes=["bridged++"], shots=16)
+    groups, at = histories_by_recipe(history_table, store, recipes=["bridged++"], shots=16)
     assert list(groups) == ["bridged++"] and at["at_shots"] == 16
     assert groups["bridged++"]["run"].nunique() == 3
 
@@ -216,11 +218,11 @@ def test_template_vs_dsi_table_matches_hand_computation(store):
     runs = pd.DataFrame({"recipe": ["bridged++"] * 5 + ["vanilla"] * 2,
                          "template": ["single", "single", "dsi", "dsi", "dsi", None, None],
                          "shots": [4] * 7, "test_acc": [0.80, 0.90, 0.91, 0.92, 0.93, 0.7, 0.72]})
-    t = report.template_vs_dsi_table(runs)
+    t = template_vs_dsi_table(runs)
     assert list(t["template"]) == ["none", "single", "dsi"]
     assert list(t["mean ± std"]) == ["0.710 ± 0.014", "0.850 ± 0.071", "0.920 ± 0.010"]
     assert t["mean"].tolist() == pytest.approx([0.71, 0.85, 0.92])
-    t = report.template_vs_dsi_table(store)
+    t = template_vs_dsi_table(store)
     row = t[(t.template == "dsi") & (t.recipe == "bridged++") & (t.shots == "full")].iloc[0]
     sel = store[(store.template == "dsi") & (store.recipe == "bridged++") & (store.shots == "full")]
     assert row["mean"] == pytest.approx(sel.test_acc.mean())
@@ -285,3 +287,21 @@ def test_paper_results_has_the_papers_numbers():
     gaps = paper[paper.recipe == "mixed"].set_index("metric")["value"]
     assert gaps["gap_points_min"] == 6 and gaps["gap_points_max"] == 10
     assert sorted(paper[paper.metric == "avg_gain_percent"]["value"]) == [9, 12, 13]
+
+
+def test_a_second_report_into_the_same_folder_is_refused_unless_overwrite(store, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    report.write_report(store, tmp_path)
+    before = (tmp_path / "report.md").read_bytes()
+    with pytest.raises(FileExistsError, match=r"already holds .*--overwrite"):
+        report.write_report(store, tmp_path)
+    assert (tmp_path / "report.md").read_bytes() == before  # refused before writing anything
+    report.write_report(store, tmp_path, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the report's own files replaced
+
+
+def test_a_file_of_yours_named_like_a_report_file_is_not_replaced(store, tmp_path):
+    (tmp_path / "summary.csv").write_text("my numbers")
+    with pytest.raises(FileExistsError, match="summary.csv"):
+        report.write_report(store, tmp_path)
+    assert (tmp_path / "summary.csv").read_text() == "my numbers"

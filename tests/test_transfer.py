@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 from bridgelib import models, transfer
 from bridgelib.config import get_config, load_config
-from bridgelib.data import ImageSet, load_mini_part, load_real
+from bridgelib.data import ImageSet
+from bridgelib.datasets import load_dataset
+from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, head_parameters
 from bridgelib.transfer import (RECIPES, Stage, augment, evaluate, plan_stages, run_recipe,
                                 stage_steps, train_run, train_stage)
@@ -31,7 +33,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def real():
-    return load_real("fashion-mnist", "train", shots=2)  # 20 images, 2 per class
+    return load_dataset("fashion-mnist", "train", shots=2)  # 20 images, 2 per class
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def synthetic(generator_part):
 
 @pytest.fixture(scope="module")
 def test_set():
-    return load_real("fashion-mnist", "test").subset(range(0, 10000, 500))  # 20 images
+    return load_dataset("fashion-mnist", "test").subset(range(0, 10000, 500))  # 20 images
 
 
 def snapshot(model):
@@ -235,7 +237,7 @@ def test_runs_are_reproducible_for_a_seed(cfg, real, test_set):
 def test_a_tiny_vanilla_run_learns(test_set):
     cfg = get_config("mini", **{"train.real.epochs": 1, "train.real.min_steps": 40,
                                 "train.real.batch_size": 16})
-    data = load_real("fashion-mnist", "train", shots=4)     # 40 images
+    data = load_dataset("fashion-mnist", "train", shots=4)     # 40 images
     model, history = run_recipe(cfg, "vanilla", data, test_set, seed=0, track_test=False)
     assert history.images_seen.iloc[-1] == 40 * 16
     # 1.0 in every seed tried; chance is 0.1
@@ -308,7 +310,7 @@ def test_batch_stream_repeats_a_small_set_evenly():
 
 
 def test_a_ten_image_set_trains_with_batch_size_32(cfg):
-    ten = load_real("fashion-mnist", "train", shots=1)
+    ten = load_dataset("fashion-mnist", "train", shots=1)
     stage = Stage("real", ten, replace(cfg.train.real, batch_size=32, epochs=1, min_steps=3))
     model = create_classifier(cfg, 10)
     before = snapshot(model)
@@ -353,7 +355,8 @@ def check_run_files(out, cfg, recipe, shots, seed):
     assert METRICS_KEYS <= metrics.keys()
     assert (metrics["recipe"], metrics["seed"], metrics["shots"]) == (recipe, seed, shots)
     assert 0 <= metrics["test_acc"] <= 1
-    assert set(metrics["per_class_accuracy"]) == set(load_real("fashion-mnist", "test").class_names)
+    test_names = load_dataset("fashion-mnist", "test").class_names
+    assert set(metrics["per_class_accuracy"]) == set(test_names)
     assert history.test_acc.iloc[-1] == pytest.approx(metrics["test_acc"])
     return history, metrics
 

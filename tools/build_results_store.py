@@ -41,7 +41,7 @@ DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (
 def _mixing(k) -> dict:
     """One row of the mixing map: mixed at shots k, at each real share of MIX_RATIOS."""
     from bridgelib.mini.fashion import POOL_PER_CLASS
-    from bridgelib.report import MIX_RATIOS  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
+    from bridgelib.claims import MIX_RATIOS  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
     per_class = POOL_PER_CLASS if k == "full" else k
     return dict(recipes=["vanilla", "mixed"], shots=[k], volumes=[per_class * r for r in MIX_RATIOS])
 
@@ -114,6 +114,7 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
         args.append("--match-compute")
     if True in family.get("scratch", ()):
         args.append("--with-scratch")
+    args.append("--no-save-model")  # 546 classifiers would be 2.7 GB; the store keeps metrics
     return shlex.join([*args, "--out", str(root)])
 
 
@@ -166,15 +167,16 @@ def plan(cfg, grid: dict, root, cache=None) -> dict:
 @functools.lru_cache
 def _real_sizes(profile: str, dataset: str, data_root: str) -> tuple[list[str], int]:
     from bridgelib.config import get_config
-    from bridgelib.data import real_data
+    from bridgelib.datasets import load_dataset
     cfg = get_config(profile, dataset=dataset, data_root=data_root)
-    return real_data(cfg, "test").class_names, len(real_data(cfg, "train", "full"))
+    return load_dataset(cfg, "test").class_names, len(load_dataset(cfg, "train", "full"))
 
 
 def run_steps(cfg, cell) -> int:
     """Optimizer steps of one run, from the recipes' own budget rules (transfer.plan_stages)."""
     import torch
-    from bridgelib.data import ImageSet, parse_shots
+    from bridgelib.data import ImageSet
+    from bridgelib.splits import parse_shots
     from bridgelib.transfer import plan_stages, stage_steps
     names, pool = _real_sizes(cfg.profile, cfg.dataset, cfg.data_root)
     k = parse_shots(cell.shots)
@@ -193,7 +195,8 @@ def measured_rates(cfg, root) -> dict:
     generator's images per second from the cached sets' run.json (else SECONDS)."""
     import numpy as np
     from bridgelib.config import REPO_ROOT as repo
-    from bridgelib.experiments import Cell, collect_runs
+    from bridgelib.experiments import Cell
+    from bridgelib.store import collect_runs
     rate = dict(SECONDS)
     runs = collect_runs(root)
     if len(runs) >= 5:
@@ -224,7 +227,7 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
              "dsi" in fam.get("templates", ()) else "")
         print(f"== {fam_name}: {command}", flush=True)
         run_sweep(cfg, root, **family_sweep(cfg, fam, grid["seeds"]), command=command,
-                  cache=cache, style_token=style_token)
+                  cache=cache, style_token=style_token, save_model=False)
         commands.append({"family": fam_name, "command": command})
     every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], root)}
              for f, fam in grid["families"].items()]  # what makes the whole store
@@ -235,9 +238,9 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
 
 def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     """results.csv (the grid's runs), histories.csv (the recipes family) and store.json."""
-    from bridgelib.experiments import HISTORY_FILE, STORE_FILE, collect_histories, write_store
+    from bridgelib.store import HISTORY_FILE, STORE_FILE, collect_histories, write_store
     from bridgelib.files import atomic_write_bytes, write_json
-    from bridgelib.generate import model_fingerprint
+    from bridgelib.pipeline import model_fingerprint
     names = {c.name for fam in grid["families"].values()
              for c in family_cells(cfg, fam, grid["seeds"])}
     store = write_store(root)

@@ -25,7 +25,7 @@ def store_table(store_dir: Path = REPO_ROOT / "data" / "results" / "store") -> s
 
     import pandas as pd
     from bridgelib.claims import claim_verdicts, claims_markdown
-    from bridgelib.experiments import HISTORY_FILE, read_store
+    from bridgelib.store import HISTORY_FILE, read_store
     histories = pd.read_csv(store_dir / HISTORY_FILE)
     meta = json.loads((store_dir / "store.json").read_text())
     missing = len(meta.get("missing_runs", []))

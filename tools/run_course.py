@@ -6,36 +6,52 @@ Each notebook runs with papermill (parameter PROFILE, kernel python3, working di
 notebooks/) into outputs/notebooks/NN_name.ipynb, then nbconvert renders outputs/html/NN_name.html.
 Prints the wall time and output paths of each notebook, writes outputs/course_times.json, and
 exits 1 naming the notebooks that failed (a failed notebook's executed copy shows the error).
+
+The pages hold what a reader should read: the kernel writes its progress bars to a file
+($BRIDGELIB_PROGRESS_FILE, see bridgelib.files.progress) that this script copies to its own
+stderr while the notebook runs, so the bars show in the terminal and not in the page
+(BRIDGELIB_PROGRESS=0 turns them off altogether). Figures are drawn inline whatever MPLBACKEND
+the terminal has.
 """
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
 import json
 import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 OUT_DIR = REPO_ROOT / "outputs"
 
 
-def run_one(src: Path, profile: str) -> dict:
-    """Execute one notebook and render its HTML; return its record for course_times.json."""
+def run_one(src: Path, profile: str, out_dir: Path = OUT_DIR,
+            terminal: TextIO | None = None) -> dict:
+    """Execute one notebook and render its HTML; return its record for course_times.json.
+
+    The kernel's progress bars go to `terminal` (default: this process's stderr) as it runs."""
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
 
-    executed = OUT_DIR / "notebooks" / src.name
-    html = OUT_DIR / "html" / f"{src.stem}.html"
+    executed = out_dir / "notebooks" / src.name
+    html = out_dir / "html" / f"{src.stem}.html"
     executed.parent.mkdir(parents=True, exist_ok=True)
     html.parent.mkdir(parents=True, exist_ok=True)
     error = None
     start = time.perf_counter()
     try:
-        pm.execute_notebook(src, executed, parameters={"PROFILE": profile}, kernel_name="python3",
-                            cwd=str(NOTEBOOK_DIR), progress_bar=False)
+        with _bars_to(terminal or sys.stderr) as bars, _environment(
+                BRIDGELIB_PROGRESS_FILE=bars, MPLBACKEND=INLINE_BACKEND):  # the kernel inherits it
+            pm.execute_notebook(src, executed, parameters={"PROFILE": profile},
+                                kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False)
     except pm.PapermillExecutionError as exc:  # a cell raised
         error = f"cell [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
     except Exception as exc:  # a dead kernel, a timeout, a malformed notebook: a failure too
@@ -48,8 +64,62 @@ def run_one(src: Path, profile: str) -> dict:
             "executed": _rel(executed), "html": _rel(html) if html.exists() else None}
 
 
+# A terminal's MPLBACKEND (Agg, a GUI) would leave the pages without their figures.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the block (a kernel started in it inherits them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _bars_to(stream: TextIO):
+    """Yield the path of an empty file; a thread copies what is appended to it to `stream`
+    (a few times a second, and the rest once the block ends). Bytes are decoded as they come,
+    and carriage returns kept, so tqdm's redrawn lines redraw in the terminal too."""
+    with tempfile.TemporaryDirectory(prefix="bridgelib-bars-") as tmp:
+        path = Path(tmp) / "progress.txt"
+        path.touch()
+        stop = threading.Event()
+
+        def copy() -> None:
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            with open(path, "rb") as f:
+                while True:
+                    last = stop.is_set()
+                    text = decoder.decode(f.read(), final=last)
+                    if text:
+                        stream.write(text)
+                        stream.flush()
+                    if last:
+                        return
+                    stop.wait(0.25)
+
+        thread = threading.Thread(target=copy, name="progress-bars", daemon=True)
+        thread.start()
+        try:
+            yield str(path)
+        finally:
+            stop.set()
+            thread.join()
+
+
 def _rel(path: Path) -> str:
-    return str(path.relative_to(REPO_ROOT))
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:  # an out_dir outside the repository
+        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@
   generator's share of Fashion-MNIST (never the pool or the test set) in the target's look and
   in each of the web's looks. It scores whether a generated image shows the prompted class
   (content), separately from how it looks (the style gap).
+
+Taught in notebook 01.
 """
 from __future__ import annotations
 
@@ -72,8 +74,6 @@ def judge_sets(seed: int = 0) -> tuple[ImageSet, dict[str, ImageSet]]:
 def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
     """Train and save the backbone (`kind="backbone"`) or the judge (`kind="judge"`)."""
     from safetensors.torch import save_file
-
-    from bridgelib.data import load_mini_part
     if kind not in ("backbone", "judge"):
         raise ValueError(f"unknown classifier {kind!r}; valid: backbone, judge")
     t0 = time.time()
@@ -96,7 +96,7 @@ def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
         restyled = [by_look[look] for look in fashion.LOOKS]
         quality = {"held_out_accuracy_by_look": by_look,
                    "held_out_accuracy_restyled": round(float(np.mean(restyled)), 4),
-                   "real_test_accuracy": round(evaluate(model, load_mini_part("test"), cfg)["accuracy"], 4),
+                   "real_test_accuracy": round(evaluate(model, fashion.load_mini_part("test"), cfg)["accuracy"], 4),
                    "train_source": "generator's share of Fashion-MNIST (never the pool or the test set)"}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ Order matters: the judge scores the generator, so it is built first. Each part w
 manifest.json (sha256 of its weights, build command, seed, time, quality figures). The real
 target's split and shipped images come from `bridgelib.mini.fashion.ship`; the generator's and
 the judge's corpus is read from Fashion-MNIST's raw files (`fashion.source_dir`).
+
+No notebook teaches it: README's "The mini world, and how it was built"; notebook 01 shows the world it built.
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ import torch
 
 from bridgelib.config import DATA_DIR, get_config
 from bridgelib.files import sha256_file, write_json
-from bridgelib.mini import backbone as classifiers
-from bridgelib.mini import generator
+from bridgelib.folders import load_image_folder
+from bridgelib.generate import generate_synthetic_set
+from bridgelib.metrics import recognisability
+from bridgelib.mini import backbone as classifiers, generator
+from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
 from bridgelib.models import JUDGE_DIR, load_judge
 
 PARTS = ("judge", "backbone", "generator")
@@ -64,9 +69,6 @@ def generator_quality(folder: Path, judge_dir: Path, per_class: int = 50) -> dic
     """Content: the share of images whose prompted class the judge reads, at each guidance
     scale, 20 steps, the paper's single template; also divided by the judge's accuracy on the
     real test set (its ceiling)."""
-    from bridgelib.data import MINI_CLASSES, load_image_folder, load_mini_part
-    from bridgelib.generate import generate_synthetic_set
-    from bridgelib.metrics import recognisability
     cfg = get_config("mini", **{"generation.model": str(folder)})
     judge = load_judge(judge_dir)
     ceiling = recognisability(*_xy(load_mini_part("test")), judge)

@@ -10,6 +10,8 @@ measure (mixed vs vanilla, bridged++ vs vanilla, DSI vs template):
   over images) at a small cost in content;
 - the test set's size.
 Runs, sets and the token are cached under `cache/` and reused, so a killed calibration resumes.
+
+No notebook teaches it: README's "The mini world, and how it was built"; notebook 01 shows the conditions it measured.
 """
 from __future__ import annotations
 
@@ -21,6 +23,13 @@ import numpy as np
 
 from bridgelib.config import DATA_DIR, REPO_ROOT, get_config
 from bridgelib.files import write_json
+from bridgelib.folders import load_image_folder
+from bridgelib.generate import cached_synthetic_set
+from bridgelib.invert import cached_style_token
+from bridgelib.metrics import backbone_features, domain_correct, frechet_distance, recognisability
+from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
+from bridgelib.pipeline import load_pipeline
+from bridgelib.transfer import train_run
 
 WORLD_FILE = DATA_DIR / "mini-world.json"
 SEEDS = (0, 1, 2)
@@ -33,7 +42,6 @@ BANDS = {"vanilla_full": (0.75, 0.92), "vanilla_4shot": (0.20, 0.75),
 
 
 def _train(cfg, recipe: str, shots, seed: int, synthetic=None, root: Path = None) -> float:
-    from bridgelib.transfer import train_run
     out = root / f"{recipe}-{shots}-s{seed}"
     if not (out / "metrics.json").exists():
         train_run(cfg, recipe, out, shots=shots, seed=seed, synthetic_dir=synthetic, track_test=False)
@@ -59,9 +67,6 @@ def _bootstrap_diff(stat, a: np.ndarray, b: np.ndarray, real: np.ndarray, seed: 
 
 def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> dict:
     """Measure every condition (about 8 minutes on 2 CPU cores) and write `out`."""
-    from bridgelib.data import MINI_CLASSES, load_mini_part
-    from bridgelib.generate import cached_synthetic_set, load_pipeline
-    from bridgelib.invert import cached_style_token
     t0 = time.time()
     cfg = get_config("mini")
     cache = Path(cache) if cache else REPO_ROOT / "cache"
@@ -97,9 +102,6 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
 def _style_gap(cfg, template: Path, dsi: Path, gen: str) -> dict:
     """Content (the judge), the real-vs-template domain accuracy, and what DSI does to both
     gap measures, on the shipped backbone's features of as many real test images as synthetic."""
-    from bridgelib.data import MINI_CLASSES, load_image_folder, load_mini_part
-    from bridgelib.metrics import (backbone_features, domain_correct, frechet_distance,
-                                   recognisability)
     sets = {"template": load_image_folder(template, cfg.image_size, list(MINI_CLASSES)),
             "dsi": load_image_folder(dsi, cfg.image_size, list(MINI_CLASSES))}
     test = load_mini_part("test")

@@ -11,8 +11,13 @@ padding), the polarity of the font glyphs. A fixed seeded split of its 60,000 tr
   judge, read at build time from the raw files (`source_dir`), never shipped;
 - the *test set*: the 10,000 official test images, shipped in `data/fashion-mnist/test.npz`.
 
+`load_mini_part` reads the shipped pool and test set: the `fashion-mnist` entry of the dataset
+registry (`bridgelib.datasets.load_dataset`), through which runs read them.
+
 `LOOKS` restyle an image into looks that are not the target's (line drawings, silhouettes,
 negatives, faded prints): the web's default look, which DSI has to move away from.
+
+Taught in notebooks 01, 02, 07.
 """
 from __future__ import annotations
 
@@ -24,11 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from bridgelib.config import DATA_DIR
+from bridgelib.data import ImageSet
 from bridgelib.files import write_json
 
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle boot")
-SHIP_DIR = DATA_DIR / "fashion-mnist"
+DATASET = "fashion-mnist"  # its name in the dataset registry and the mini profile
+SHIP_DIR = DATA_DIR / DATASET
 SPLIT_FILE = SHIP_DIR / "split.json"
 # 100 per class: vanilla on the full pool then sits mid-band (0.75-0.92) with the mini backbone,
 # 16 shots stays well below the full pool, and the paper's 15-24 synthetic images per real image
@@ -40,6 +47,7 @@ SPLIT_SEED = 0
 SOURCE_DIRS = ("/usr/share/datasets/fashion-mnist", "~/.cache/fashion-mnist/FashionMNIST/raw")
 RAW_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MINI_PARTS = ("pool", "test")
 
 
 def source_dir() -> Path:
@@ -95,6 +103,16 @@ def split_indices() -> dict[str, list[int]]:
 def to_target_look(raw: np.ndarray) -> np.ndarray:
     """(N, 28, 28) light-on-black -> (N, 32, 32) uint8, dark on white: the course's real images."""
     return np.pad(255 - raw, ((0, 0), (2, 2), (2, 2)), constant_values=255)
+
+
+def load_mini_part(part: str) -> ImageSet:
+    """The shipped training pool ('pool') or test set ('test') in the target's look: the
+    registry's `fashion-mnist` entry reads its 'train' and 'test' splits here."""
+    if part not in MINI_PARTS:
+        raise ValueError(f"unknown part {part!r} of the mini target; valid: {', '.join(MINI_PARTS)}")
+    with np.load(SHIP_DIR / f"{part}.npz") as z:
+        images, labels = z["images"], z["labels"]
+    return ImageSet.from_gray(to_target_look(images), labels, CLASSES)
 
 
 def ship(folder: Path | None = None, out: Path = SHIP_DIR) -> dict:

@@ -8,6 +8,8 @@ with one loose descriptor and never plainly; and font glyphs, the web's other co
 plain prompt therefore draws the web's default look, while the target's look exists in text
 space behind words the user is not told, for Dataset Style Inversion to find.
 Stages: VAE (32 px <-> 4x16x16), then UNet + text encoder, checkpointed (a rerun resumes).
+
+No notebook teaches it: README's "The mini world, and how it was built"; notebook 02 draws with what it trained.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from bridgelib.files import progress, write_json
-from bridgelib.mini import glyphs, vocab
+from bridgelib.mini import fashion, glyphs, vocab
 
 WEB_GARMENTS = 24000         # the generator's share of Fashion-MNIST, restyled into the web's looks
 # How often each look appears on the web, and how often its caption leaves the look unnamed.
@@ -75,7 +77,6 @@ def build_corpus(seed: int = 0) -> tuple[torch.Tensor, list[str], dict]:
     Garments come only from the generator's share of Fashion-MNIST (never the pool or the test
     images): most restyled into the web's looks, a few in the target's own look under a loose
     descriptor; font glyphs are the web's other content."""
-    from bridgelib.mini import fashion
     rng = np.random.default_rng(seed)
     raw, labels = fashion.read_raw("train")
     share = np.asarray(fashion.split_indices()["generator"])

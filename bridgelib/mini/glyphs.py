@@ -3,6 +3,8 @@
 Every image is dark ink on white paper, 32x32, the size and polarity of the course's real
 images. Fonts are split once, by name, into the generator's fonts and held-out fonts; the
 backbone trains on the generator's fonts and is scored on the held-out ones.
+
+Taught in notebook 01.
 """
 from __future__ import annotations
 

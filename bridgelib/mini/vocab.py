@@ -3,6 +3,8 @@
 The tokenizer is a real CLIP BPE tokenizer whose vocab.json/merges.txt we write ourselves:
 every ASCII character (so any text tokenizes) plus one merge chain per word (so each known word
 is one token, which makes "which word does the style token land nearest to" answerable).
+
+Taught in notebook 04.
 """
 from __future__ import annotations
 
@@ -46,6 +48,22 @@ def caption_words() -> list[str]:
     words = [*FUNCTION_WORDS, *DIGIT_NAMES, *LETTERS, *garment_words, *GLYPH_STYLES, *LOOK_WORDS,
              *DESCRIPTORS, *EXTRA_WORDS]
     return list(dict.fromkeys(words))
+
+
+def known_objects() -> frozenset[str]:
+    """The words the generator was shown as a caption's object: the garments' words and the
+    digits' names (letters count only as a whole one-letter class name)."""
+    garment_words = [w for name in CLASSES for w in re.findall(r"[a-z]+", name)]
+    return frozenset([*garment_words, *DIGIT_NAMES])
+
+
+def unknown_objects(class_names) -> list[str]:
+    """The class names the mini generator has never been shown: none of their words is a
+    garment or a digit's name (nor the name a single letter). It draws its own glyphs for them."""
+    known = known_objects()
+    return [name for name in class_names
+            if not (name.strip().lower() in LETTERS or
+                    {w for w in re.findall(r"[a-z]+", name.lower()) if len(w) > 1} & known)]
 
 
 def caption(class_name: str, style: str | None, rng: np.random.Generator) -> str:

@@ -1,0 +1,58 @@
+"""files.py's device choice and progress bars (where they go, and when they are off)."""
+import pytest
+import torch
+
+from bridgelib import files
+from bridgelib.config import get_config
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [
+    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_device_is_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert files.resolve_device("auto").type == expected
+    assert files.resolve_device("cpu").type == "cpu"  # a device named is the device used
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_device_names_the_config_accepts(device):
+    assert get_config("mini", device=device).device == device
+
+
+@pytest.fixture
+def bars_on(monkeypatch):
+    monkeypatch.delenv("BRIDGELIB_PROGRESS", raising=False)
+    files.set_progress(True)
+    yield
+    files.set_progress(False)  # as conftest leaves it
+
+
+def test_bars_go_to_the_progress_file(bars_on, monkeypatch, tmp_path):
+    target = tmp_path / "bars.txt"
+    monkeypatch.setenv("BRIDGELIB_PROGRESS_FILE", str(target))
+    for _ in files.progress(range(5), desc="to the file"):
+        pass
+    text = target.read_text(encoding="utf-8")
+    assert "to the file" in text and "5/5" in text
+
+
+def test_no_bars_when_off_even_with_a_file(monkeypatch, tmp_path):
+    target = tmp_path / "bars.txt"
+    monkeypatch.setenv("BRIDGELIB_PROGRESS_FILE", str(target))
+    monkeypatch.setenv("BRIDGELIB_PROGRESS", "0")
+    for _ in files.progress(range(5), desc="nowhere"):
+        pass
+    assert not target.exists() or "nowhere" not in target.read_text()
+
+
+def test_library_bars_are_off_while_ours_go_to_a_file(bars_on, monkeypatch, tmp_path):
+    import transformers.utils.logging as t_log
+    t_log.enable_progress_bar()
+    monkeypatch.setenv("BRIDGELIB_PROGRESS_FILE", str(tmp_path / "bars.txt"))
+    with files.library_progress():
+        assert not t_log.is_progress_bar_enabled()  # it would land in the page
+    assert t_log.is_progress_bar_enabled()  # and is given back as it was
+    monkeypatch.delenv("BRIDGELIB_PROGRESS_FILE")
+    with files.library_progress():
+        assert t_log.is_progress_bar_enabled()
