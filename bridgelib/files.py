@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -171,6 +172,51 @@ def resolve_device(device: str = "auto") -> "torch.device":
         else:
             device = "cpu"
     return torch.device(device)
+
+
+THREADS_ENV = "BRIDGELIB_THREADS"  # fixes the CPU threads of every stage (e.g. 1, or 16)
+
+
+def others_busy_cores(interval: float = 0.1) -> float:
+    """How many cores other processes keep busy right now: the machine's busy CPU time over
+    `interval` seconds (/proc/stat) minus this process's own (os.times). Linux only (OSError
+    elsewhere)."""
+    def machine() -> float:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
+    def own() -> float:
+        t = os.times()
+        return t.user + t.system
+    m0, o0, t0 = machine(), own(), time.perf_counter()
+    time.sleep(interval)
+    m1, o1, t1 = machine(), own(), time.perf_counter()
+    return max(0.0, ((m1 - m0) - (o1 - o0)) / (t1 - t0))
+
+
+def share_cpu(device) -> int:
+    """Set PyTorch's CPU threads for the stage about to run, and return them: the cores this
+    process may use minus those other processes keep busy now (at least one). Why: with a
+    second PyTorch process on the same cores (another notebook kernel, a sweep), threads that
+    cannot all get a core spin-wait for each other; on 2 cores a training loop ran 6-20x slower
+    with 2 threads than pinned to one. $BRIDGELIB_THREADS fixes the count; a GPU stage is left
+    as it is."""
+    import torch
+    if getattr(device, "type", str(device)) != "cpu":
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if os.environ.get(THREADS_ENV):
+        threads = os.environ[THREADS_ENV]
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"${THREADS_ENV}={threads!r} is invalid; expected a positive integer")
+        threads = int(threads)
+    else:
+        try:
+            threads = max(1, min(cores or 1, round((cores or 1) - others_busy_cores())))
+        except OSError:  # no /proc: PyTorch's own choice
+            return torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
 
 
 def process_state(device: str = "auto"):

@@ -28,7 +28,7 @@ import torch
 from bridgelib.config import MINI_GENERATOR, PER_CLASS, REPO_ROOT, Config, check_value
 from bridgelib.datasets import MINI_CLASSES, MINI_DATASET
 from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
-                             sha256_file, write_json)
+                             sha256_file, share_cpu, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
                                 write_manifest)
@@ -76,6 +76,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     state = process_state(cfg.device)
     main = state is None or state.is_main_process
     pipe = pipe if pipe is not None else load_pipeline(cfg, state and state.device)
+    share_cpu(pipe.device)  # threads for the cores free now (files.share_cpu)
     if style is not None:
         check_style_token(pipe, style)  # before the folder changes
     if state is not None:

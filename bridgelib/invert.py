@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from bridgelib.config import REPO_ROOT, Config, check_value
 from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
-from bridgelib.files import atomic_write_bytes, check_writable, progress, write_json
+from bridgelib.files import atomic_write_bytes, check_writable, progress, share_cpu, write_json
 from bridgelib.pipeline import (check_word, held_token_ids, load_pipeline, model_fingerprint,
                                 package_versions, save_style_token, single_token_id)
 from bridgelib.prompts import clean_class_names, make_prompt
@@ -102,6 +102,7 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     check_writable(out.parent)  # the first checkpoint comes only after checkpoint_every steps
     if pipe is None:
         pipe = load_pipeline(cfg)
+    share_cpu(pipe.device)  # threads for the cores free now (files.share_cpu)
     ids = held_token_ids(pipe.tokenizer, inv.token, inv.num_vectors, f"invert.token={inv.token!r}",
                          "choose a new word such as '<s*>'")
     if ids:  # an earlier run in this pipeline: start its rows afresh

@@ -41,7 +41,7 @@ from bridgelib.config import Config, StageConfig, load_config
 from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
 from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
-                             progress, resolve_device, write_json)
+                             progress, resolve_device, share_cpu, write_json)
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
@@ -159,6 +159,7 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
     """
     accel = _accelerator(cfg)
     device = accel.device if accel else resolve_device(cfg.device)
+    share_cpu(device)  # threads for the cores free now: a second busy process must not stall us
     model.to(device, memory_format=torch.channels_last).train()  # faster convs on CPU and GPU
     c = stage.cfg
     total = stage_steps(stage)

@@ -56,3 +56,45 @@ def test_library_bars_are_off_while_ours_go_to_a_file(bars_on, monkeypatch, tmp_
     monkeypatch.delenv("BRIDGELIB_PROGRESS_FILE")
     with files.library_progress():
         assert t_log.is_progress_bar_enabled()
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_env_fixes_the_cpu_threads(monkeypatch, threads):
+    monkeypatch.setenv(files.THREADS_ENV, "1")
+    assert files.share_cpu(torch.device("cpu")) == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv(files.THREADS_ENV, "two")
+    with pytest.raises(ValueError, match=r"BRIDGELIB_THREADS='two' is invalid; expected a positive"):
+        files.share_cpu(torch.device("cpu"))
+
+
+def test_a_gpu_stage_keeps_its_threads(monkeypatch, threads):
+    monkeypatch.setenv(files.THREADS_ENV, "1")
+    before = torch.get_num_threads()
+    assert files.share_cpu(torch.device("meta")) == before  # not the CPU: left as it is
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getaffinity"), reason="Linux only")
+def test_busy_neighbours_take_cores_away(monkeypatch, threads):
+    """Every core kept busy by other processes: the stage runs on one thread, not on threads
+    that would wait for cores they do not get."""
+    import os
+    import subprocess
+    import sys
+    monkeypatch.delenv(files.THREADS_ENV, raising=False)
+    cores = len(os.sched_getaffinity(0))
+    spin = [subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\n"
+                              "while time.time() - t < 20: pass"]) for _ in range(cores)]
+    try:
+        import time
+        time.sleep(0.5)  # let them start spinning
+        assert files.others_busy_cores(0.5) > cores - 0.6
+        assert files.share_cpu(torch.device("cpu")) == 1
+    finally:
+        for p in spin:
+            p.kill()

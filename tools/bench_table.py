@@ -2,9 +2,12 @@
 
     python tools/bench_table.py   (make bench runs it after benchmarks/bench_*.py)
 
-Reads outputs/bench_generate.json, bench_train.json, bench_invert.json and, if `make course` has
-run, outputs/course_times.json; writes outputs/bench_table.md and outputs/bench_table.json.
-A missing input is listed as "not run", never guessed.
+Reads outputs/bench_generate.json, bench_train.json, bench_invert.json, bench_contention.json
+and, if `make course` has run, outputs/course_times.json; writes outputs/bench_table.md and
+outputs/bench_table.json, which also holds {"generation": {...}, "inversion": {...},
+"training": {...}} with each stage's `items_per_s`, `baseline_ratio` and `contended_ratio`
+(time beside one busy PyTorch process / time alone). A missing input is listed as "not run",
+never guessed.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "outputs"
 # (file, what is measured, our key, baseline key, ratio key, target ratio from the issues,
 #  what the baseline is)
-BENCHES = (
+BENCHES = (  # the first word of `what` names the stage in bench_table.json
     ("bench_generate.json", "generation, images/s", "generate_images_per_s",
      "loop_images_per_s", "speedup", 3.0, "one pipeline call per image"),
     ("bench_train.json", "training, images/s", "package_images_per_s",
@@ -39,7 +42,7 @@ def machine() -> str:
 
 
 def collect(out: Path = OUT) -> dict:
-    rows = []
+    rows, stages = [], {}
     for file, what, ours, base, ratio, target, baseline in BENCHES:
         path = out / file
         if not path.exists():
@@ -49,9 +52,17 @@ def collect(out: Path = OUT) -> dict:
         rows.append({"benchmark": what, "ours": r[ours], "baseline": r[base],
                      "baseline_is": baseline, "ratio": r[ratio], "target": target,
                      "met": r[ratio] >= target, "status": "ok"})
+        stages[what.split(",")[0]] = {"items_per_s": r[ours], "baseline_ratio": r[ratio]}
+    contention = out / "bench_contention.json"
+    shared = json.loads(contention.read_text()) if contention.exists() else {}
+    for stage in ("generation", "inversion", "training"):
+        if stage in shared:
+            stages.setdefault(stage, {}).update(
+                contended_ratio=shared[stage]["contended_ratio"],
+                contended_ratio_default_threads=shared[stage]["contended_ratio_default_threads"])
     course = out / "course_times.json"
     notebooks = json.loads(course.read_text()) if course.exists() else None
-    return {"machine": machine(), "benchmarks": rows, "course": notebooks}
+    return {"machine": machine(), "benchmarks": rows, "course": notebooks, **stages}
 
 
 def markdown(table: dict) -> str:
@@ -64,6 +75,13 @@ def markdown(table: dict) -> str:
         lines.append(f"| {r['benchmark']} | {r['ours']:.2f} | {r['baseline']:.2f} "
                      f"({r['baseline_is']}) | {r['ratio']:.2f}x | {r['target']:g}x | "
                      f"{'yes' if r['met'] else 'no'} |")
+    lines += ["", "| stage | beside one busy PyTorch process / alone | with PyTorch's default threads |",
+              "|---|---|---|"]
+    for stage in ("training", "generation", "inversion"):
+        r = table.get(stage, {})
+        lines.append(f"| {stage} | {r['contended_ratio']:.2f}x (target <= 2.5x) | "
+                     f"{r['contended_ratio_default_threads']:.2f}x |" if "contended_ratio" in r
+                     else f"| {stage} | not run (bench_contention.json) | |")
     course = table["course"]
     lines += ["", "| notebook | seconds | ok |", "|---|---|---|"]
     if course is None:
