@@ -49,6 +49,9 @@ from bridgelib.mini import fashion
 from bridgelib.prompts import clean_class_names
 from bridgelib.splits import fixed_split, kshot_split, kshot_subset, parse_shots, split_file
 
+# Heavy third-party modules (scipy, torchvision) are imported inside the functions that use them,
+# so that `import bridgelib` and `bridge --help` do not load them.
+
 SPLITS = ("train", "test")
 MINI_DATASET = fashion.DATASET
 MINI_CLASSES = fashion.CLASSES

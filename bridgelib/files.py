@@ -17,6 +17,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+# Heavy third-party modules (tqdm, diffusers, transformers, accelerate, torch) are imported inside
+# the functions that use them, so that `import bridgelib` and `bridge --help` do not load them.
+
 _PROGRESS = {"enabled": True}
 
 

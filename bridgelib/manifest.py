@@ -17,6 +17,9 @@ from pathlib import Path
 
 from bridgelib.files import atomic_write_bytes, write_json
 
+# Heavy third-party modules (pandas, PIL) are imported inside the functions that use them, so that
+# `import bridgelib` and `bridge --help` do not load them.
+
 COLUMNS = ("file_name", "label", "class_name", "prompt", "negative_prompt", "seed",
            "guidance_scale", "num_inference_steps", "scheduler", "model", "style_token",
            "width", "height")

@@ -9,6 +9,9 @@ import torch
 
 from bridgelib.models import create_classifier, input_stats, load_judge, predict
 
+# Heavy third-party modules (scipy, scikit-learn) are imported inside the functions that use them,
+# so that `import bridgelib` and `bridge --help` do not load them.
+
 
 def leep_score(source_probs: np.ndarray | torch.Tensor, target_labels, num_target: int | None = None) -> float:
     """LEEP (Nguyen et al. 2020): how well a source model's predictions transfer to target labels.

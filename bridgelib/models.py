@@ -22,6 +22,9 @@ from torch import nn
 from bridgelib.config import DATA_DIR, Config, get_config
 from bridgelib.files import atomic_write_bytes, resolve_device, sha256_file
 
+# Heavy third-party modules (timm) are imported inside the functions that use them, so that
+# `import bridgelib` and `bridge --help` do not load them.
+
 if TYPE_CHECKING:
     from bridgelib.data import ImageSet
 

@@ -13,6 +13,10 @@ import torch
 
 from bridgelib.files import progress_file, seed_everything, set_progress
 
+# Heavy third-party modules (diffusers, transformers, timm, matplotlib, IPython, tqdm) are
+# imported inside the functions that use them, so that `import bridgelib` and `bridge --help` do
+# not load them.
+
 
 # The libraries underneath warn about their own internals (a deprecated argument inside
 # diffusers, a numpy protocol inside a scheduler, tqdm's "IProgress not found"): nothing a course

@@ -48,6 +48,9 @@ from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classif
                               input_stats, reinit_head, save_classifier)
 from bridgelib.splits import parse_shots
 
+# Heavy third-party modules (accelerate) are imported inside the functions that use them, so that
+# `import bridgelib` and `bridge --help` do not load them.
+
 RECIPES = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++", "synthetic-only")
 
 

@@ -25,6 +25,9 @@ from bridgelib.mini import fashion, glyphs
 from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE, create_classifier, evaluate
 from bridgelib.transfer import Stage, train_stage
 
+# Heavy third-party modules (safetensors) are imported inside the functions that use them, so that
+# `import bridgelib` and `bridge --help` do not load them.
+
 
 
 JUDGE_LOOKS = ("target", *fashion.LOOKS)

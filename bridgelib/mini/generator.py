@@ -14,6 +14,7 @@ No notebook teaches it: README's "The mini world, and how it was built"; noteboo
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ import torch.nn.functional as F
 
 from bridgelib.files import progress, write_json
 from bridgelib.mini import fashion, glyphs, vocab
+
+# Heavy third-party modules (diffusers, transformers) are imported inside the functions that use
+# them, so that `import bridgelib` and `bridge --help` do not load them.
 
 WEB_GARMENTS = 24000         # the generator's share of Fashion-MNIST, restyled into the web's looks
 # How often each look appears on the web, and how often its caption leaves the look unnamed.
@@ -212,7 +216,6 @@ def build_generator(out: str | Path, seed: int = 0, vae_steps: int = VAE_STEPS,
 
     Resumable: the VAE and the UNet's training state are checkpointed in `out/_checkpoint/`
     (removed once the pipeline is saved); rerunning the same command continues a killed build."""
-    import shutil
 
     from diffusers import AutoencoderKL, StableDiffusionPipeline
     out = Path(out)

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+# Heavy third-party modules (matplotlib) are imported inside the functions that use them, so that
+# `import bridgelib` and `bridge --help` do not load them.
+
 SIZE = 32
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 LETTERS = tuple("abcdefghijklmnopqrstuvwxyz")

@@ -17,6 +17,9 @@ import numpy as np
 from bridgelib.mini.fashion import CLASSES, LOOKS
 from bridgelib.mini.glyphs import DIGIT_NAMES, GLYPH_STYLES, LETTERS
 
+# Heavy third-party modules (transformers) are imported inside the functions that use them, so
+# that `import bridgelib` and `bridge --help` do not load them.
+
 # Loose words a web crawl might attach to product photos. Every caption of the few images in the
 # target's own look carries one (never a plain class caption); the plain prompt never does, and
 # DSI is not told them: it has to find the look from the real images alone.
