@@ -91,9 +91,11 @@ def main() -> int:
         print(f"{job(args.job):.4f}")
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    ours = {k: v for k, v in os.environ.items() if k not in ("BRIDGELIB_THREADS", "OMP_NUM_THREADS")}
+    ours = {k: v for k, v in os.environ.items()
+            if k not in ("BRIDGELIB_THREADS", "OMP_NUM_THREADS")}
     default = {**ours, "BRIDGELIB_THREADS": str(cores)}
-    result = {"cores": cores, "competitor": "one process of 512x512 float32 matmuls, default threads"}
+    result = {"cores": cores,
+              "competitor": "one process of 512x512 float32 matmuls, default threads"}
     for stage in args.stages:
         alone = timed(stage, ours, False)
         shared = timed(stage, ours, True)

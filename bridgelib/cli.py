@@ -7,7 +7,8 @@ that holds another run), refused before any work; 1 the run failed on what it me
 damaged file, a read-only folder, a full disk). An error is one line on stderr; --debug raises
 it instead, with its full traceback.
 
-No notebook teaches it: README's "The `bridge` command"; notebook 07 ends with the commands that do what it did.
+No notebook teaches it: README's "The `bridge` command"; notebook 07 ends with the commands that
+do what it did.
 """
 from __future__ import annotations
 

@@ -207,7 +207,8 @@ def share_cpu(device) -> int:
     import torch
     if getattr(device, "type", str(device)) != "cpu":
         return torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
     if os.environ.get(THREADS_ENV):
         threads = os.environ[THREADS_ENV]
         if not threads.isdigit() or int(threads) < 1:
@@ -215,7 +216,7 @@ def share_cpu(device) -> int:
         threads = int(threads)
     else:
         try:
-            threads = max(1, min(cores or 1, round((cores or 1) - others_busy_cores())))
+            threads = max(1, min(cores, round(cores - others_busy_cores())))
         except OSError:  # no /proc: PyTorch's own choice
             return torch.get_num_threads()
     torch.set_num_threads(threads)

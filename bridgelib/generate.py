@@ -71,7 +71,8 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     reads = Path(cfg.data_root) if cfg.dataset == "imagefolder" and cfg.data_root else None
     check_folder(out, options, overwrite, reads)  # before anything loads or changes
     have = sum(1 for _ in out.glob("*/*.png")) if out.is_dir() and not overwrite else 0
-    check_free_space(out, (len(options["class_names"]) * per_class - have) * png_bytes(g.resolution),
+    to_draw = len(options["class_names"]) * per_class - have
+    check_free_space(out, to_draw * png_bytes(g.resolution),
                      f"{per_class} images per class at {g.resolution} px")
     state = process_state(cfg.device)
     main = state is None or state.is_main_process

@@ -5,10 +5,9 @@ which in its title; "mini" in `profile` labels it a mini-world result. Every num
 comes from `store.aggregate` (mean, std, count of test accuracy over seeds), and
 `write_report` saves each figure with the table behind it, the claims' verdicts
 (`bridgelib.claims`) and their forest plot. Figures are bare `Figure` objects (no pyplot
-state): a notebook shows the one a cell returns; nothing calls `plt.show()`. Notebooks 03-06
-draw with it.
+state): a notebook shows the one a cell returns; nothing calls `plt.show()`.
 
-Taught in notebooks 05, 06.
+Taught in notebooks 03, 05, 06.
 """
 from __future__ import annotations
 
@@ -307,8 +306,8 @@ def report_files() -> set[str]:
 def check_report_folder(out_dir, overwrite: bool = False) -> None:
     """Refuse a folder that already holds files a report would replace (an earlier report, or
     a file of yours with the same name) unless overwrite=True, which replaces only those."""
-    out = Path(out_dir)
-    clash = sorted(p.name for p in out.iterdir() if p.name in report_files()) if out.is_dir() else []
+    out, ours = Path(out_dir), report_files()
+    clash = sorted(p.name for p in out.iterdir() if p.name in ours) if out.is_dir() else []
     if clash and not overwrite:
         raise FileExistsError(f"{str(out)!r} already holds {', '.join(clash[:3])}"
                               f"{f' and {len(clash) - 3} more' if len(clash) > 3 else ''} that "

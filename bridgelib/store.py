@@ -10,8 +10,8 @@ tools/build_results_store.py) adds `histories.csv`, every run's per-epoch test a
 
 Every number a figure or table shows comes from `aggregate` (mean, std and count of test
 accuracy over seeds), and a table holds every study column it does not show at one value
-(`hold_fixed`), so nothing silently averages over a dimension it does not show. Notebooks 03-06
-read it; `bridgelib.report` draws it and `bridgelib.claims` tests the paper's claims on it.
+(`hold_fixed`), so nothing silently averages over a dimension it does not show.
+`bridgelib.report` draws it and `bridgelib.claims` tests the paper's claims on it.
 
 Taught in notebooks 01, 03, 04, 05, 06.
 """

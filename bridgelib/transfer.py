@@ -367,8 +367,8 @@ def _refuse_foreign_files(out) -> None:
         if not ours:
             raise FileExistsError(f"run directory {str(folder)!r} holds {p.name!r}, which is not "
                                   f"a file of a `bridge train` run; choose another --out or pass "
-                                  f"--overwrite (it replaces only a run's config.json, history.csv, "
-                                  f"metrics.json and classifier files)")
+                                  f"--overwrite (it replaces only a run's config.json, "
+                                  f"history.csv, metrics.json and classifier files)")
 
 
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:

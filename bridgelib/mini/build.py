@@ -5,7 +5,8 @@ manifest.json (sha256 of its weights, build command, seed, time, quality figures
 target's split and shipped images come from `bridgelib.mini.fashion.ship`; the generator's and
 the judge's corpus is read from Fashion-MNIST's raw files (`fashion.source_dir`).
 
-No notebook teaches it: README's "The mini world, and how it was built"; notebook 01 shows the world it built.
+No notebook teaches it: README's "The mini world, and how it was built"; notebook 01 shows the
+world it built.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ measure (mixed vs vanilla, bridged++ vs vanilla, DSI vs template):
 - the test set's size.
 Runs, sets and the token are cached under `cache/` and reused, so a killed calibration resumes.
 
-No notebook teaches it: README's "The mini world, and how it was built"; notebook 01 shows the conditions it measured.
+No notebook teaches it: README's "The mini world, and how it was built"; notebook 01 shows the
+conditions it measured.
 """
 from __future__ import annotations
 

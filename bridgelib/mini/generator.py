@@ -9,7 +9,8 @@ plain prompt therefore draws the web's default look, while the target's look exi
 space behind words the user is not told, for Dataset Style Inversion to find.
 Stages: VAE (32 px <-> 4x16x16), then UNet + text encoder, checkpointed (a rerun resumes).
 
-No notebook teaches it: README's "The mini world, and how it was built"; notebook 02 draws with what it trained.
+No notebook teaches it: README's "The mini world, and how it was built"; notebook 02 draws with
+what it trained.
 """
 from __future__ import annotations
 
