@@ -152,6 +152,8 @@ def _add_sweep(sub) -> None:
                    help="guidance scales of the generated sets (default: the profile's)")
     s.add_argument("--templates", nargs="+", default=["single"], help="single, multi and/or dsi")
     s.add_argument("--style-token", help="DSI token file (default: the cached one, learned once)")
+    s.add_argument("--token", help="the word prompts use for --style-token, instead of the "
+                   "file's own (needed for kohya/A1111 emb_params files, which name none)")
     s.add_argument("--synthetic", help="use this synthetic set instead of generating (its "
                    "template and guidance; --volumes default to its size)")
     s.add_argument("--gen-seeds", nargs="+", type=int, default=[0],
@@ -319,7 +321,8 @@ def _sweep(args) -> None:
                       templates=args.templates, scratch=(False, True) if args.with_scratch
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
                       match_compute=args.match_compute, synthetic_dir=args.synthetic,
-                      style_token=args.style_token, save_model=not args.no_save_model)
+                      style_token=args.style_token, save_model=not args.no_save_model,
+                      token=args.token)
     by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
           "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))

@@ -35,7 +35,7 @@ from bridgelib.config import REPO_ROOT, Config, check_value
 from bridgelib.files import atomic_write_bytes, progress, write_json
 from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
 from bridgelib.invert import cached_style_token
-from bridgelib.pipeline import load_pipeline, model_fingerprint
+from bridgelib.pipeline import load_pipeline, model_fingerprint, read_style_token
 from bridgelib.prompts import TEMPLATES
 from bridgelib.splits import parse_shots
 from bridgelib.store import STORE_FILE, write_store
@@ -124,12 +124,14 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
               volumes=(), guidances=(None,), templates=("single",), scratch=(False,),
               gen_seeds=(0,), fixed_steps=0, match_compute=False,
               synthetic_dir=None, style_token=None, command: str | None = None,
-              cache: str | Path | None = None, save_model: bool = True) -> pd.DataFrame:
+              cache: str | Path | None = None, save_model: bool = True,
+              token: str | None = None) -> pd.DataFrame:
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
     guidance; volumes default to its size) instead of generating. `style_token`: the DSI token
-    (default: the package's cached one, learned once per generation seed). Generation and
+    (default: the package's cached one, learned once per generation seed); `token`: the word
+    prompts use for it, instead of the file's (as `generate_synthetic_set`). Generation and
     training seeds are apart: the synthetic sets and tokens are drawn with each seed of
     `gen_seeds`, and every training seed trains on the same images of a generation seed. `cache`:
     where generated sets and the token are cached (default: the repository's cache/, shared
@@ -144,11 +146,13 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch, gen_seeds,
                        fixed_steps, match_compute)
     check_sweep_folder(cfg, root)
+    read_style_token(style_token, token)  # a bad token file: refused before the first run trains
     todo = [c for c in cells if not (root / c.name / "metrics.json").exists()]
     with open(root / "sweeps.jsonl", "a") as log:  # provenance: which command asked for what
         log.write(json.dumps({"command": command or _command(), "time": time.strftime("%F %T"),
                               "cells": len(cells), "todo": len(todo)}) + "\n")
-    sets = SyntheticSets(cfg, root / "synthetic", synthetic_dir, style_token, todo, cache)
+    sets = SyntheticSets(cfg, root / "synthetic", synthetic_dir, style_token, todo, cache,
+                         token)
     for cell in progress(todo, desc="runs"):
         data = sets.folder(cell) if cell.volume else None
         train_run(cell.config(cfg), cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
@@ -214,8 +218,9 @@ class SyntheticSets:
     """
 
     def __init__(self, cfg: Config, subsets: Path, given=None, style_token=None, todo=(),
-                 cache: str | Path | None = None):
+                 cache: str | Path | None = None, token: str | None = None):
         self.cfg, self.subsets, self.given, self.token = cfg, Path(subsets), given, style_token
+        self.word = token  # the word prompts use for a given token file (None: the file's)
         self.cache = Path(cache) if cache else REPO_ROOT / "cache"
         self.need: dict[tuple, int] = {}
         for c in todo:
@@ -248,11 +253,13 @@ class SyntheticSets:
                 self.sources[key] = Path(self.given)
             else:
                 token = self.style_token(gen_seed) if template == "dsi" else None
+                word = self.word if token is not None and token == self.token else None
                 n, cache = self.need[key], self.cache / "synthetic"
                 self.sources[key] = find_synthetic_set(self.cfg, n, template, guidance, token,
-                                                       cache, seed=gen_seed) \
+                                                       cache, seed=gen_seed, token=word) \
                     or cached_synthetic_set(self.cfg, n, template, token, guidance,
-                                            seed=gen_seed, pipe=self.pipe(), root=cache)
+                                            seed=gen_seed, pipe=self.pipe(), root=cache,
+                                            token=word)
         return self.sources[key]
 
     def folder(self, cell: Cell) -> Path:
@@ -269,13 +276,13 @@ class SyntheticSets:
 
 def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: float,
                        style_token=None, root: str | Path | None = None,
-                       seed: int | None = None) -> Path | None:
+                       seed: int | None = None, token: str | None = None) -> Path | None:
     """The smallest complete set under `root` (default cache/synthetic/) drawn with exactly
     these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
     `per_class` images per class; None if there is none."""
     seed = cfg.seed if seed is None else seed
     want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
-                                                    None, seed, None)[0], default=str))
+                                                    None, seed, None, token)[0], default=str))
     root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
     found = []
     for run in root.glob("*/run.json"):

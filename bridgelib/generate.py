@@ -17,6 +17,7 @@ Taught in notebooks 02, 03, 04, 07.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -120,18 +121,24 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
 
 def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = None,
                          style_token: str | Path | None = None, guidance: float | None = None,
-                         seed: int = 0, pipe=None, root: str | Path | None = None) -> Path:
+                         seed: int = 0, pipe=None, root: str | Path | None = None,
+                         token: str | None = None) -> Path:
     """A synthetic set under `cache/synthetic/`, generated once and shared by the notebooks,
-    so each notebook can run on its own without regenerating what another already made."""
+    so each notebook can run on its own without regenerating what another already made.
+    `token`: the word prompts use for a token file (as in generate_synthetic_set)."""
     template = template or ("dsi" if style_token else cfg.generation.template)
     guidance = guidance if guidance is not None else cfg.generation.guidance
-    token = (f"-{sha256_file(style_token)[:8]}" if style_token and Path(style_token).is_file()
-             else f"-{style_token}" if style_token else "")
+    tag = (f"-{sha256_file(style_token)[:8]}" if style_token and Path(style_token).is_file()
+           else f"-{style_token}" if style_token else "")
+    if token is not None:  # another word in the prompts is another set
+        tag += f"-w{hashlib.sha256(token.encode()).hexdigest()[:6]}"
     model = model_fingerprint(cfg.generation.model) or "hub"
-    name = f"{cfg.profile}-{cfg.dataset}-{model[:8]}-{template}{token}-g{guidance:g}-n{per_class}-s{seed}"
+    name = (f"{cfg.profile}-{cfg.dataset}-{model[:8]}-{template}{tag}-g{guidance:g}-n{per_class}"
+            f"-s{seed}")
     root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
     return generate_synthetic_set(cfg, root / name, per_class, template=template,
-                                  style_token=style_token, guidance=guidance, seed=seed, pipe=pipe)
+                                  style_token=style_token, guidance=guidance, seed=seed, pipe=pipe,
+                                  token=token)
 
 
 def _draw_all(pipe, out: Path, work: list[tuple[int, int]], batch_size: int, o: dict,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -343,6 +344,11 @@ def nearest_words(token_vector, tokenizer, text_encoder, k: int = 10, words=None
     """
     import pandas as pd  # a second to import, for this one table: loaded when it is asked for
     vec = torch.as_tensor(token_vector).float().reshape(-1, text_encoder.config.hidden_size)
+    norm = vec.mean(0).norm().item()
+    if not math.isfinite(norm) or norm == 0:  # cosine would be 0 or NaN for every word: no hint
+        raise ValueError(f"the style token's vector has norm {norm}: it is "
+                         f"{'not finite' if not math.isfinite(norm) else 'zero'}, so no word is "
+                         f"nearer to it than another; relearn it with `bridge invert`")
     vocab = tokenizer.get_vocab()
     if words is None:
         pairs = [(w[:-4], i) for w, i in vocab.items()

@@ -163,3 +163,42 @@ def test_a_bad_token_file_is_refused_in_one_line(setup, named, tmp_path, capsys)
     for text in named:
         assert text in err, f"{text!r} not in: {err}"
     assert not (tmp_path / "set").exists()
+
+
+def test_bridge_sweep_takes_token_for_a_file_that_names_none(tmp_path, monkeypatch, capsys):
+    """`bridge sweep --style-token` reads the same formats as generate: an emb_params file
+    without --token is refused in one line before any run trains; with --token its DSI set
+    prompts with that word."""
+    import bridgelib.experiments as experiments
+    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path)  # its cache/, not the repository's
+    path = emb_params_file(tmp_path)
+    argv = ["sweep", "--recipes", "bridged", "--shots", "1", "--volumes", "1", "--templates",
+            "dsi", "--style-token", str(path), "--out", str(tmp_path / "runs"),
+            "--set", "train.real.epochs=1", "--set", "train.real.min_steps=0",
+            "--set", "train.synthetic.epochs=1", "--no-save-model"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bridge sweep: error: ") and "\n" not in err, err
+    assert "names no token" in err and "--token '<name>'" in err
+    assert not list((tmp_path / "runs").glob("*/metrics.json"))
+
+    assert cli.main(argv + ["--token", "<k*>"]) == 0, capsys.readouterr().err
+    sets = list((tmp_path / "cache" / "synthetic").glob("*/metadata.jsonl"))
+    assert len(sets) == 1
+    rows = [json.loads(line) for line in sets[0].open()]
+    assert len(rows) == 10 and all(r["prompt"].endswith("in the style of <k*>") for r in rows)
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 1
+
+
+@pytest.mark.parametrize("vector, named", [(torch.zeros(WIDTH), "zero"),
+                                           (torch.full((WIDTH,), float("nan")), "not finite")])
+def test_nearest_words_refuses_a_vector_with_no_direction(vector, named):
+    """Every cosine to a zero (or NaN) vector is 0 (or NaN): a table of 'nearest' words would
+    be arbitrary, so it is refused in one line instead."""
+    from bridgelib.pipeline import nearest_words
+    pipe = load_pipeline(get_config("mini"))
+    with pytest.raises(ValueError, match=named) as err:
+        nearest_words(vector, pipe.tokenizer, pipe.text_encoder)
+    assert "\n" not in str(err.value) and "bridge invert" in str(err.value)
+    table = nearest_words(VEC[0], pipe.tokenizer, pipe.text_encoder, k=3)  # a real vector: works
+    assert len(table) == 3 and table.cosine.is_monotonic_decreasing
