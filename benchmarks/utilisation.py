@@ -38,11 +38,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def attainable_flops(device="cpu", n: int = MATMUL_N, repeats: int = 3) -> dict:
+def attainable_flops(device="cpu", n: int = MATMUL_N, repeats: int = 5) -> dict:
     """GFLOP/s of an n x n x n matmul in fp32 and in bf16 (best of `repeats` after one warm-up),
     and the faster of the two as `max`: what this process can attain now, with its threads.
 
-    Best of a few, not the mean: a repeat slowed by another job says nothing about the chip.
+    Best of a few, not the mean: a repeat slowed by another job says nothing about the chip
+    (one run on a shared machine measured 84 GFLOP/s on one thread at best of 3 where 160 is
+    usual, and training then showed 110% of fp32).
     """
     device = torch.device(device)
     out = {}

@@ -124,6 +124,6 @@ def test_bench_table_shows_utilisation_and_not_measured_where_it_is_missing(tmp_
 def test_bench_table_with_no_utilisation_anywhere(tmp_path):
     _write_benches(tmp_path, utilisation=False)
     text = TABLE.markdown(TABLE.collect(tmp_path))
-    assert "Attainable GFLOP/s (a 2048^3 matmul, best of 3, in each benchmark's run): " \
+    assert "Attainable GFLOP/s (a 2048^3 matmul, best of 5, in each benchmark's run): " \
            "not measured" in text
     assert "Kernels: not measured" in text

@@ -82,7 +82,7 @@ def attainable_lines(rows: list[dict]) -> list[str]:
             if r["status"] == "ok"]
     measured = [f"{stage} fp32 {a['fp32']:.0f}, bf16 {a['bf16']:.0f}" for stage, a in runs
                 if a and a.get("fp32") is not None and a.get("bf16") is not None]
-    lines = ["Attainable GFLOP/s (a 2048^3 matmul, best of 3, in each benchmark's run): "
+    lines = ["Attainable GFLOP/s (a 2048^3 matmul, best of 5, in each benchmark's run): "
              + ("; ".join(measured) if measured else "not measured")]
     k = next((r["kernels"] for r in rows if r["status"] == "ok" and r.get("kernels")), None)
     if k is None:
