@@ -24,6 +24,8 @@ from bridgelib.files import set_progress, write_json
 from bridgelib.generate import generate_synthetic_set, image_seed, read_manifest
 from bridgelib.pipeline import load_pipeline, package_versions
 
+import utilisation  # benchmarks/utilisation.py: this script's folder is on sys.path
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -84,10 +86,15 @@ def main(argv: list[str] | None = None) -> dict:
         "loop_seconds": round(t_loop, 3), "generate_images_per_s": round(n / t_set, 3),
         "loop_images_per_s": round(n / t_loop, 3), "speedup": round(t_loop / t_set, 3),
         "versions": package_versions()}
+    # FLOPs counted after the timing (the counter slows what it watches), attainable measured now
+    result.update(utilisation.measure(
+        utilisation.generation_flops_per_image(cfg, pipe, args.batch_size),
+        result["generate_images_per_s"], pipe.device, threads=result["torch_threads"]))
     print(f"generate_synthetic_set: {result['generate_images_per_s']:.2f} img/s "
           f"(batch {result['batch_size']}, {n} images, files included)")
     print(f"plain loop:             {result['loop_images_per_s']:.2f} img/s (1 image per call)")
     print(f"ratio:                  {result['speedup']:.2f}x")
+    print(utilisation.summary(result, "image"))
     if args.out_json:
         write_json(args.out_json, result)
         print(f"wrote {args.out_json}")

@@ -29,6 +29,8 @@ from bridgelib.pipeline import load_pipeline, package_versions
 from bridgelib.invert import add_style_token, learn_style_token
 from bridgelib.prompts import make_prompt
 
+import utilisation  # benchmarks/utilisation.py: this script's folder is on sys.path
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -118,10 +120,15 @@ def main(argv: list[str] | None = None) -> dict:
         "ours_latent_seconds": rec["latent_seconds"],
         "ratio_loop": round(rec["steps_per_s"] / ref_sps, 3),
         "ratio_total": round(args.steps / t_ours / ref_sps, 3), "versions": package_versions()}
+    # FLOPs counted after the timing (the counter slows what it watches), attainable measured now
+    result.update(utilisation.measure(
+        utilisation.inversion_flops_per_step(cfg, pipe, images, batch),
+        rec["steps_per_s"], pipe.device, threads=result["torch_threads"]))
     print(f"reference loop (diffusers example): {ref_sps:.2f} steps/s")
     print(f"learn_style_token: {rec['steps_per_s']:.2f} steps/s in the loop, "
           f"{result['ours_total_steps_per_s']:.2f} steps/s with latents, checkpoints and files")
     print(f"ratio: {result['ratio_loop']:.2f}x (loop), {result['ratio_total']:.2f}x (total)")
+    print(utilisation.summary(result, f"step of {batch} images"))
     if args.out_json:
         write_json(args.out_json, result)
         print(f"wrote {args.out_json}")

@@ -40,6 +40,8 @@ from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, input_stats
 from bridgelib.transfer import Stage, train_stage
 
+import utilisation  # benchmarks/utilisation.py: this script's folder is on sys.path
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -170,11 +172,16 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__, "python": sys.version.split()[0],
         "machine": platform.machine(),
     }
+    # FLOPs counted after the timing (the counter slows what it watches), attainable measured now
+    result.update(utilisation.measure(
+        utilisation.training_flops_per_image(cfg, initial, data, stage_cfg),
+        rate["package"], resolve_device(cfg.device), threads=result["threads"]))
     print(f"(a) train_stage on decoded uint8 tensors: {result['package_images_per_s']:.1f} images/s")
     print(f"(b) torchvision ImageFolder + DataLoader: {result['torchvision_images_per_s']:.1f} images/s")
     print(f"ratio (a)/(b): {result['ratio']:.2f}  "
           f"({args.steps} steps x {args.batch_size} images, {result['threads']} thread(s), "
           f"{result['device']})")
+    print(utilisation.summary(result, "image"))
     assert math.isfinite(result["ratio"])
     write_json(args.out_json, result)
     return result

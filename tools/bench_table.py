@@ -5,9 +5,11 @@
 Reads outputs/bench_generate.json, bench_train.json, bench_invert.json, bench_contention.json
 and, if `make course` has run, outputs/course_times.json; writes outputs/bench_table.md and
 outputs/bench_table.json, which also holds {"generation": {...}, "inversion": {...},
-"training": {...}} with each stage's `items_per_s`, `baseline_ratio` and `contended_ratio`
-(time beside one busy PyTorch process / time alone). A missing input is listed as "not run",
-never guessed.
+"training": {...}} with each stage's `items_per_s`, `baseline_ratio`, `utilisation` (the
+fraction of the attainable FLOP/s of the machine, measured in the benchmark's own run:
+benchmarks/utilisation.py) and `contended_ratio` (time beside one busy PyTorch process / time
+alone). A missing input is listed as "not run", a missing figure as "not measured" (null in the
+JSON), never guessed.
 """
 from __future__ import annotations
 
@@ -49,10 +51,15 @@ def collect(out: Path = OUT) -> dict:
             rows.append({"benchmark": what, "status": f"not run ({file} missing)"})
             continue
         r = json.loads(path.read_text())
+        # .get: a JSON written before utilisation was measured has none of these keys
         rows.append({"benchmark": what, "ours": r[ours], "baseline": r[base],
                      "baseline_is": baseline, "ratio": r[ratio], "target": target,
-                     "met": r[ratio] >= target, "status": "ok"})
-        stages[what.split(",")[0]] = {"items_per_s": r[ours], "baseline_ratio": r[ratio]}
+                     "met": r[ratio] >= target, "utilisation": r.get("utilisation"),
+                     "attainable_gflops": r.get("attainable_gflops"),
+                     "kernels": r.get("kernels"), "status": "ok"})
+        stages[what.split(",")[0]] = {"items_per_s": r[ours], "baseline_ratio": r[ratio],
+                                      "utilisation": r.get("utilisation"),
+                                      "flops_per_item": r.get("flops_per_item")}
     contention = out / "bench_contention.json"
     shared = json.loads(contention.read_text()) if contention.exists() else {}
     for stage in ("generation", "inversion", "training"):
@@ -65,16 +72,43 @@ def collect(out: Path = OUT) -> dict:
     return {"machine": machine(), "benchmarks": rows, "course": notebooks, **stages}
 
 
+def percent(fraction) -> str:
+    return "not measured" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def attainable_lines(rows: list[dict]) -> list[str]:
+    """The attainable FLOP/s each benchmark measured in its own run, and the kernels behind them."""
+    runs = [(r["benchmark"].split(",")[0], r.get("attainable_gflops")) for r in rows
+            if r["status"] == "ok"]
+    measured = [f"{stage} fp32 {a['fp32']:.0f}, bf16 {a['bf16']:.0f}" for stage, a in runs
+                if a and a.get("fp32") is not None and a.get("bf16") is not None]
+    lines = ["Attainable GFLOP/s (a 2048^3 matmul, best of 5, in each benchmark's run): "
+             + ("; ".join(measured) if measured else "not measured")]
+    k = next((r["kernels"] for r in rows if r["status"] == "ok" and r.get("kernels")), None)
+    if k is None:
+        return lines + ["Kernels: not measured"]
+    flags = k.get("cpu_flags") or {}
+    native = {True: "native", False: "emulated", None: "unknown"}[k.get("bf16_native")]
+    return lines + [
+        f"Kernels: oneDNN {k.get('onednn_version') if k.get('onednn') else 'absent'}, "
+        f"MKL {k.get('mkl_version') if k.get('mkl') else 'absent'}, BLAS {k.get('blas')}, "
+        f"bf16 {native}, CPU capability {k.get('cpu_capability')}, "
+        f"flags: {', '.join(f for f, on in flags.items() if on) or 'unknown'}"]
+
+
 def markdown(table: dict) -> str:
-    lines = [f"Machine: {table['machine']}", "",
-             "| benchmark | ours | baseline | ratio | target | met |", "|---|---|---|---|---|---|"]
+    lines = [f"Machine: {table['machine']}", *attainable_lines(table["benchmarks"]), "",
+             "| benchmark | ours | baseline | ratio | % of attainable | target | met |",
+             "|---|---|---|---|---|---|---|"]
     for r in table["benchmarks"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['benchmark']} | {r['status']} | | | | |")
+            lines.append(f"| {r['benchmark']} | {r['status']} | | | | | |")
             continue
         lines.append(f"| {r['benchmark']} | {r['ours']:.2f} | {r['baseline']:.2f} "
-                     f"({r['baseline_is']}) | {r['ratio']:.2f}x | {r['target']:g}x | "
-                     f"{'yes' if r['met'] else 'no'} |")
+                     f"({r['baseline_is']}) | {r['ratio']:.2f}x | {percent(r.get('utilisation'))} "
+                     f"| {r['target']:g}x | {'yes' if r['met'] else 'no'} |")
+    lines += ["", "% of attainable: FLOPs per item (torch.utils.flop_counter on the real modules) "
+              "x items/s / the faster of the fp32 and bf16 matmuls above."]
     lines += ["", "| stage | beside one busy PyTorch process / alone | with PyTorch's default threads |",
               "|---|---|---|"]
     for stage in ("training", "generation", "inversion"):
