@@ -170,7 +170,8 @@ def sweep_identity(cfg: Config) -> dict:
     d["backbone_weights"] = model_fingerprint(cfg.backbone_weights) or cfg.backbone_weights
     for key in ("device", "num_workers", "data_root", "download"):  # where and how, not what
         d.pop(key, None)
-    d["generation"].pop("batch_size", None)
+    for key in ("batch_size", "compile"):  # the same images up to float rounding
+        d["generation"].pop(key, None)
     return d
 
 

@@ -29,13 +29,14 @@ import torch
 from bridgelib.config import MINI_GENERATOR, PER_CLASS, REPO_ROOT, Config, check_value
 from bridgelib.datasets import MINI_CLASSES, MINI_DATASET
 from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
-                             sha256_file, share_cpu, write_json)
+                             resolve_device, sha256_file, share_cpu, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
                                 write_manifest)
 from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token, load_pipeline,
-                                model_fingerprint, package_versions, read_style_token)
+                                model_fingerprint, package_versions, pipeline_autocast,
+                                pipeline_precision, read_style_token)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
                                validate_class_names)
 
@@ -85,7 +86,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
         state.wait_for_everyone()  # all have read the folder before rank 0 changes it
     run = {"config": cfg.to_dict(), "options": options, "versions": package_versions(),
            "request": {"per_class": per_class, "batch_size": batch_size, "dtype": str(pipe.dtype),
-                       "device": str(pipe.device),
+                       "device": str(pipe.device), "compiled": cfg.generation.compile,
                        "processes": state.num_processes if state is not None else 1}}
     names = options["class_names"]
     slugs = class_folders_of(names)
@@ -167,10 +168,11 @@ def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[st
                for (c, _), s in zip(batch, seeds)]
     device = pipe.device if pipe.device.type == "cuda" else "cpu"  # cuda:R on process R
     neg, res = o["negative_prompt"], o["resolution"]
-    images = pipe(prompt=prompts, negative_prompt=[neg] * len(batch) if neg else None,
-                  num_inference_steps=o["num_inference_steps"], guidance_scale=o["guidance_scale"],
-                  height=res, width=res, output_type="pil",
-                  generator=[torch.Generator(device).manual_seed(s) for s in seeds]).images
+    with pipeline_autocast(o["precision"]):
+        images = pipe(prompt=prompts, negative_prompt=[neg] * len(batch) if neg else None,
+                      num_inference_steps=o["num_inference_steps"],
+                      guidance_scale=o["guidance_scale"], height=res, width=res, output_type="pil",
+                      generator=[torch.Generator(device).manual_seed(s) for s in seeds]).images
     meta = {"negative_prompt": neg, "guidance_scale": o["guidance_scale"],
             "num_inference_steps": o["num_inference_steps"],
             "scheduler": type(pipe.scheduler).__name__, "model": o["model"],
@@ -214,6 +216,7 @@ def generation_options(cfg: Config, class_names, template, style_token, guidance
             "style_token": style and {"name": style.name, "sha256": style.sha256},
             "guidance_scale": float(guidance), "num_inference_steps": steps,
             "resolution": g.resolution, "scheduler": g.scheduler,
+            "precision": pipeline_precision(cfg, resolve_device(cfg.device)),
             "negative_prompt": g.negative_prompt if negative_prompt is None else negative_prompt,
             "templates": templates, "prompt_names": clean_class_names(names, cfg.dataset)}, style
 

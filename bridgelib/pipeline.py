@@ -22,6 +22,7 @@ Taught in notebooks 02, 04, 05, 06, 07.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -35,8 +36,8 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from bridgelib.config import MINI_GENERATOR, Config
-from bridgelib.files import (atomic_write_bytes, keep_freed_memory, library_progress,
-                             resolve_device, sha256_file)
+from bridgelib.files import (atomic_write_bytes, bf16_autocast, keep_freed_memory,
+                             library_progress, resolve_device, sha256_file)
 from bridgelib.models import WeightsError
 
 __all__ = ["StyleToken", "apply_style_token", "check_style_token", "check_word", "held_token_ids",
@@ -88,7 +89,48 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
                            f"{first}); {hint}") from None
     pipe.scheduler = _scheduler(g.scheduler, pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    if g.compile:
+        pipe.unet = compile_unet(pipe.unet, device)
+    return pipe
+
+
+def compile_unet(unet, device: torch.device):
+    """`torch.compile(unet)`, or the UNet as it is, with one warning, where it cannot compile:
+    inductor builds C++ on the CPU, so a machine without a C++ compiler runs eager. A compiled
+    UNet draws the same images up to float rounding (as another batch size does), so sets and
+    their resume do not depend on it."""
+    import shutil
+    import warnings
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        warnings.warn("generation.compile: no C++ compiler (g++, c++, clang++) on PATH, which "
+                      "torch.compile needs on the CPU; the UNet runs uncompiled", stacklevel=3)
+        return unet
+    return torch.compile(unet)
+
+
+# How a pipeline draws images, as run.json names it (a resume never mixes two).
+# On a CPU with native bf16 the UNet, VAE and text encoder keep fp32 weights and compute in bf16
+# under autocast (norms and softmax stay fp32); measured on this project's 2-core AMX CPU: about
+# 2x the images/s, images bit-identical between batch 1 and 16, and as recognisable and as far
+# from an fp32 set as a second fp32 draw (benchmarks/bench_quality.py, 1,000 images).
+# On CUDA the pipeline's own dtype (generation.dtype); on MPS fp32.
+BF16_AUTOCAST = "bfloat16 autocast"
+
+
+def pipeline_precision(cfg: Config, device: torch.device) -> str:
+    """'float16'/'bfloat16'/'float32' (CUDA: generation.dtype), BF16_AUTOCAST or 'float32'."""
+    if device.type == "cuda":
+        return cfg.generation.dtype
+    return BF16_AUTOCAST if device.type == "cpu" and bf16_autocast(device, cfg.precision) \
+        else "float32"
+
+
+def pipeline_autocast(precision: str):
+    """The context a pipeline call runs in for `pipeline_precision`."""
+    if precision == BF16_AUTOCAST:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _scheduler(name: str, current):

@@ -161,6 +161,35 @@ def test_refuses_a_folder_holding_another_run(cfg, pipe, tmp_path):
         generate_synthetic_set(cfg, other, **kw)
 
 
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason="bf16 autocast is used only on a CPU with native bf16")
+def test_precision_is_part_of_a_set_and_a_resume_never_mixes_two(cfg, tiny_model, tmp_path):
+    """precision 'auto' computes in bf16 on this CPU and fp32 computes in fp32: different pixels,
+    named in run.json, and a folder drawn one way is refused the other way."""
+    from bridgelib.pipeline import BF16_AUTOCAST
+    fp32 = get_config("mini", precision="fp32", **{"generation.model": str(tiny_model),
+                                                    "generation.steps": 2})
+    kw = dict(per_class=2, class_names=CLASSES[:2], progress_bar=False)
+    a = generate_synthetic_set(cfg, tmp_path / "auto", **kw)
+    b = generate_synthetic_set(fp32, tmp_path / "fp32", **kw)
+    assert json.loads((a / "run.json").read_text())["options"]["precision"] == BF16_AUTOCAST
+    assert json.loads((b / "run.json").read_text())["options"]["precision"] == "float32"
+    pa, pb = pixels(a), pixels(b)
+    assert any((pa[k] != pb[k]).any() for k in pa)  # the knob changes the computation
+    assert max(np.abs(pa[k] - pb[k]).mean() for k in pa) < 8  # ... not what is drawn
+    with pytest.raises(ValueError, match=r"precision: 'bfloat16 autocast', requested 'float32'"):
+        generate_synthetic_set(fp32, a, **kw)
+
+
+def test_compile_without_a_compiler_runs_uncompiled_with_one_warning(tiny_model, monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    cfg = get_config("mini", **{"generation.model": str(tiny_model), "generation.compile": True})
+    with pytest.warns(UserWarning, match="no C.. compiler .* runs uncompiled"):
+        pipe = load_pipeline(cfg)
+    assert not hasattr(pipe.unet, "_orig_mod")  # what torch.compile wraps a module in
+
+
 # Unknown template, duplicate names, '/' in a name, names sharing a folder: the one table of
 # bad inputs, tests/test_bad_inputs.py.
 @pytest.mark.parametrize("change, message", [
