@@ -7,8 +7,8 @@ once per batch, checkpoints and files included); (b) a plain loop written here t
 `examples/textual_inversion/textual_inversion.py` of diffusers: every step tokenizes the batch's
 captions, VAE-encodes the batch and samples its latent, adds noise, predicts it with the UNet,
 back-propagates into the whole embedding matrix, steps AdamW on that matrix and restores every
-other row. Same pipeline, token, images, batch size and resolution, in one process, each after
-two warm-up steps. Prints both and their ratio, and writes them as JSON.
+other row. Same pipeline, token, images, batch size, resolution and threads, in one process,
+each after two warm-up steps. Prints both and their ratio, and writes them as JSON.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from bridgelib.config import get_config
 from bridgelib.datasets import load_dataset
-from bridgelib.files import set_progress, write_json
+from bridgelib.files import set_progress, share_cpu, write_json
 from bridgelib.pipeline import load_pipeline, package_versions
 from bridgelib.invert import add_style_token, learn_style_token
 from bridgelib.prompts import make_prompt
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     images = load_dataset(cfg, "train", args.shots, size=res)  # as `bridge invert` reads them
     pipe = load_pipeline(cfg)
     add_style_token(pipe.tokenizer, pipe.text_encoder, inv.token, inv.initializer, 1)
+    share_cpu(pipe.device)  # the threads learn_style_token will pick: both loops get the same
     t_ref = reference_loop(pipe, images, inv.token, args.steps, batch, res, inv.lr)
     with tempfile.TemporaryDirectory() as tmp:  # learn_style_token re-initialises the token
         out = Path(tmp) / "learned_embeds.safetensors"
