@@ -88,7 +88,7 @@ class Config:
     dataset: str
     image_size: int                # classifier input size
     backbone: str                  # timm model name
-    backbone_weights: str          # "timm" (hub ImageNet weights) or a shipped folder
+    backbone_weights: str          # "timm" (hub weights), a shipped folder or a state-dict .safetensors
     generation: GenerationConfig
     train: TrainConfig
     invert: InvertConfig
