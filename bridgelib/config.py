@@ -31,6 +31,12 @@ DATA_DIR = REPO_ROOT / "data"
 MINI_GENERATOR = DATA_DIR / "mini-generator"  # the shipped tiny generator (bridge mini build)
 PROFILES = ("mini", "workshop", "paper")
 PROFILE_ENV = "BRIDGELIB_PROFILE"
+CACHE_ENV = "BRIDGELIB_CACHE"  # where caches go instead of cache/ (the rehearsal: a tmp folder)
+
+
+def cache_root() -> Path:
+    """The cache folder: $BRIDGELIB_CACHE, else cache/ of the repository."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "cache").expanduser()
 
 
 class ConfigError(ValueError):
