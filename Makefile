@@ -1,6 +1,7 @@
 # Entry points of the course. Every target installs the package first (once per pyproject change).
 #   make course   run every notebook headlessly (mini profile) -> outputs/notebooks, outputs/html
-#   make test     unit tests, then every notebook under nbval (what CI runs: .ci/run)
+#   make test     unit tests (the rehearsal among them), then every notebook under nbval (CI: .ci/run)
+#   make rehearse every notebook in the workshop and paper profiles on offline stand-ins (papermill)
 #   make lab      open the notebooks in JupyterLab
 #   make bench    run benchmarks/bench_*.py, then one table: outputs/bench_table.md (+ .json)
 #   make strip    remove outputs and execution counts from notebooks before committing
@@ -17,7 +18,7 @@ PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
 
-.PHONY: install course test lab bench strip results
+.PHONY: install course test rehearse lab bench strip results
 
 install: $(VENV)/.installed
 
@@ -47,6 +48,11 @@ else
 	$(HEADLESS) BRIDGELIB_PROGRESS=0 $(PY) -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout 300 -p no:cacheprovider $(NOTEBOOKS) || [ $$? -eq 5 ]
 endif
+
+# tests/test_rehearsal.py: random-weight stand-ins with the real classes and layouts, tiny sizes.
+# `make test` runs it too (it is one of tests/); this target runs it alone.
+rehearse: install
+	$(PY) -m pytest -m rehearsal tests/test_rehearsal.py
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/

@@ -19,7 +19,8 @@ from bridgelib.folders import load_image_folder
 from bridgelib.metrics import leep_score, model_leep, recognisability
 from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, reinit_head
-from bridgelib.notebook import image_grid, per_class_examples, setup_notebook
+from bridgelib.notebook import (image_grid, mini_only, notebook_config, per_class_examples,
+                                setup_notebook, shipped_store_config)
 from bridgelib.splits import kshot_subset
 from bridgelib.transfer import RECIPES, evaluate, run_recipe, train_run
 

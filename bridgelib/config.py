@@ -31,6 +31,12 @@ DATA_DIR = REPO_ROOT / "data"
 MINI_GENERATOR = DATA_DIR / "mini-generator"  # the shipped tiny generator (bridge mini build)
 PROFILES = ("mini", "workshop", "paper")
 PROFILE_ENV = "BRIDGELIB_PROFILE"
+CACHE_ENV = "BRIDGELIB_CACHE"  # where caches go instead of cache/ (the rehearsal: a tmp folder)
+
+
+def cache_root() -> Path:
+    """The cache folder: $BRIDGELIB_CACHE, else cache/ of the repository."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "cache").expanduser()
 
 
 class ConfigError(ValueError):
@@ -91,7 +97,7 @@ class Config:
     dataset: str
     image_size: int                # classifier input size
     backbone: str                  # timm model name
-    backbone_weights: str          # "timm" (hub ImageNet weights) or a shipped folder
+    backbone_weights: str          # "timm" (hub weights), a shipped folder or a state-dict .safetensors
     generation: GenerationConfig
     train: TrainConfig
     invert: InvertConfig

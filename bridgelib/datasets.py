@@ -309,12 +309,45 @@ def _first_of(n: int, max_images: int | None) -> np.ndarray | None:
     return np.sort(np.random.default_rng(0).permutation(n)[:max_images])
 
 
+def dataset_class_names(cfg: Config) -> list[str]:
+    """The cleaned class names of `cfg.dataset` in label order, read from its annotations or
+    folders (no image is decoded): what a synthetic set of that dataset is drawn for."""
+    spec = DATASETS.get(cfg.dataset)
+    if spec is None or spec.shipped is not None or not cfg.data_root:
+        return load_dataset(cfg, "test", max_images=1).class_names  # its own one-line errors
+    _, raw_names = _read_pairs(spec, "train", Path(cfg.data_root).expanduser(), cfg.download,
+                               0, 0.2, None)
+    return _clean_names(spec, raw_names)
+
+
+def _clean_names(spec: DatasetSpec, raw_names: list[str]) -> list[str]:
+    return clean_class_names([n.replace("/", " ") for n in raw_names],
+                             dataset=spec.prompt_key or spec.name)
+
+
 def _decode_split(spec: DatasetSpec, split: str, root: Path, size, download: bool,
                   max_images: int | None, split_seed: int, test_fraction: float,
                   split_dir, workers: int) -> ImageSet:
     """One split of a dataset read from disk: its reader's (file, label) pairs, decoded."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ValueError(f"size={size!r} is invalid; expected a positive integer")
+    pairs, raw_names = _read_pairs(spec, split, root, download, split_seed, test_fraction,
+                                   split_dir)
+    pick = _first_of(len(pairs), max_images)
+    if pick is not None:
+        pairs = [pairs[i] for i in pick]
+    images, labels = decode_images(pairs, size, "crop", workers=workers,
+                                   desc=f"{spec.name} {split}")
+    if not len(labels):
+        raise FileNotFoundError(f"{spec.name}: no readable images for split {split!r} in {root}; "
+                                f"expected {spec.layout}")
+    return ImageSet(images, labels, _clean_names(spec, raw_names))
+
+
+def _read_pairs(spec: DatasetSpec, split: str, root: Path, download: bool, split_seed: int,
+                test_fraction: float, split_dir) -> tuple[Pairs, list[str]]:
+    """The (file, label) pairs of one split and the raw class names, from the reader of its
+    layout, after the layout's required paths are checked (or downloaded)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction={test_fraction!r} is invalid; expected 0 < x < 1")
     missing = [r for r in spec.required if not (root / r).exists()]
@@ -330,18 +363,7 @@ def _decode_split(spec: DatasetSpec, split: str, root: Path, size, download: boo
         raise FileNotFoundError(f"{spec.name}: {root} not found; expected {spec.layout}")
     ctx = _Ctx(spec, root, split, download, split_seed, test_fraction,
                Path(split_dir) if split_dir else None)
-    pairs, raw_names = spec.reader(ctx)
-    pick = _first_of(len(pairs), max_images)
-    if pick is not None:
-        pairs = [pairs[i] for i in pick]
-    images, labels = decode_images(pairs, size, "crop", workers=workers,
-                                   desc=f"{spec.name} {split}")
-    if not len(labels):
-        raise FileNotFoundError(f"{spec.name}: no readable images for split {split!r} in {root}; "
-                                f"expected {spec.layout}")
-    names = clean_class_names([n.replace("/", " ") for n in raw_names],
-                              dataset=spec.prompt_key or spec.name)
-    return ImageSet(images, labels, names)
+    return spec.reader(ctx)
 
 
 # ---------------------------------------------------------------- GPU cost of generation

@@ -8,8 +8,9 @@ so one vanilla run serves every volume, guidance and template of its (shots, see
 compute-matched twin (`match_compute`) trains as many steps as bridged would at each volume.
 
 Synthetic sets are never recomputed either: one set per (template, guidance, generation seed) at
-the largest volume still needed (the package's cached set, `cache/synthetic/`, reused when one with the same
-options is big enough), and every smaller volume is the first N images per class of it.
+the largest volume still needed (the package's cached set, `cache/synthetic/` or
+`$BRIDGELIB_CACHE/synthetic/`, reused when one with the same options is big enough), and every
+smaller volume is the first N images per class of it.
 
 After every run `root/results.csv` (the store: one row per run, config then metrics columns,
 `bridgelib.store`) is rewritten atomically; `pd.read_csv` reads it as is.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bridgelib.config import REPO_ROOT, Config, check_value
+from bridgelib.config import Config, cache_root, check_value
 from bridgelib.files import atomic_write_bytes, progress, write_json
 from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
 from bridgelib.invert import cached_style_token
@@ -222,7 +223,7 @@ class SyntheticSets:
                  cache: str | Path | None = None, token: str | None = None):
         self.cfg, self.subsets, self.given, self.token = cfg, Path(subsets), given, style_token
         self.word = token  # the word prompts use for a given token file (None: the file's)
-        self.cache = Path(cache) if cache else REPO_ROOT / "cache"
+        self.cache = Path(cache) if cache else cache_root()
         self.need: dict[tuple, int] = {}
         for c in todo:
             if c.volume:
@@ -284,7 +285,7 @@ def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: flo
     seed = cfg.seed if seed is None else seed
     want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
                                                     None, seed, None, token)[0], default=str))
-    root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
+    root = Path(root) if root else cache_root() / "synthetic"
     found = []
     for run in root.glob("*/run.json"):
         try:

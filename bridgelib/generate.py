@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from bridgelib.config import MINI_GENERATOR, PER_CLASS, REPO_ROOT, Config, check_value
-from bridgelib.datasets import MINI_CLASSES, MINI_DATASET
+from bridgelib.config import MINI_GENERATOR, PER_CLASS, Config, cache_root, check_value
+from bridgelib.datasets import MINI_CLASSES, MINI_DATASET, dataset_class_names
 from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
                              resolve_device, sha256_file, share_cpu, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
@@ -59,6 +59,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     place of its own (needed by kohya/A1111 emb_params files, which name none). A folder
     holding a run with other options is refused unless `overwrite=True`. A larger `per_class`
     extends a set with the same seeds. `pipe`: an already loaded pipeline of cfg.generation.model.
+    `class_names` None: the dataset's own (datasets.dataset_class_names).
     Reproducibility: batch sizes 1, 7 and 16 give the same uint8 pixels up to rounding; measured
     on CPU (2 and 20 steps): at most 1 of 255, on 0.002-0.004% of the values.
     """
@@ -124,8 +125,9 @@ def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = Non
                          style_token: str | Path | None = None, guidance: float | None = None,
                          seed: int = 0, pipe=None, root: str | Path | None = None,
                          token: str | None = None) -> Path:
-    """A synthetic set under `cache/synthetic/`, generated once and shared by the notebooks,
-    so each notebook can run on its own without regenerating what another already made.
+    """A synthetic set under `cache/synthetic/` (config.cache_root), generated once and shared
+    by the notebooks, so each notebook can run on its own without regenerating what another
+    already made.
     `token`: the word prompts use for a token file (as in generate_synthetic_set)."""
     template = template or ("dsi" if style_token else cfg.generation.template)
     guidance = guidance if guidance is not None else cfg.generation.guidance
@@ -136,7 +138,7 @@ def cached_synthetic_set(cfg: Config, per_class: int, template: str | None = Non
     model = model_fingerprint(cfg.generation.model) or "hub"
     name = (f"{cfg.profile}-{cfg.dataset}-{model[:8]}-{template}{tag}-g{guidance:g}-n{per_class}"
             f"-s{seed}")
-    root = Path(root) if root else REPO_ROOT / "cache" / "synthetic"
+    root = Path(root) if root else cache_root() / "synthetic"
     return generate_synthetic_set(cfg, root / name, per_class, template=template,
                                   style_token=style_token, guidance=guidance, seed=seed, pipe=pipe,
                                   token=token)
@@ -242,11 +244,9 @@ def warn_unknown_classes(cfg: Config, prompt_names: list[str]) -> list[str]:
 
 
 def _class_names(cfg: Config, class_names: list[str] | None) -> list[str]:
-    if class_names is None:
-        if cfg.dataset != MINI_DATASET:
-            raise ValueError(f"class_names is required for dataset {cfg.dataset!r}; only "
-                             f"{MINI_DATASET!r} has built-in class names")
-        class_names = list(MINI_CLASSES)
+    if class_names is None:  # the dataset's own, read from its annotations or folders
+        class_names = list(MINI_CLASSES) if cfg.dataset == MINI_DATASET \
+            else dataset_class_names(cfg)
     names = validate_class_names(list(class_names))
     class_folders_of(names)  # two classes in one folder: refused, naming both
     return names

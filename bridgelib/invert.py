@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bridgelib.config import REPO_ROOT, Config, check_value
+from bridgelib.config import Config, cache_root, check_value
 from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
 from bridgelib.files import atomic_write_bytes, check_writable, progress, share_cpu, write_json
@@ -373,9 +373,9 @@ def token_loss(pipe, images: ImageSet, prompts, seed: int = 0,
 
 def cached_style_token(cfg: Config, shots="full", seed: int = 0, pipe=None,
                        root: str | Path | None = None) -> Path:
-    """A style token learned once under `cache/dsi/` and shared by the notebooks; the folder
+    """A style token learned once under `cache/dsi/` (config.cache_root) and shared by the notebooks; the folder
     name carries the generator's fingerprint, so a rebuilt generator never reuses an old token."""
-    root = Path(root) if root else REPO_ROOT / "cache" / "dsi"
+    root = Path(root) if root else cache_root() / "dsi"
     model = (model_fingerprint(cfg.generation.model) or "hub")[:8]
     name = f"{cfg.profile}-{cfg.dataset}-{model}-k{shots}-n{cfg.invert.steps}-s{seed}"
     path = root / name / "learned_embeds.safetensors"

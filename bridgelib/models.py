@@ -4,7 +4,9 @@ content judge.
 
 The `paper` profile loads timm's ImageNet weights. The `mini` profile loads the small backbone
 this project pretrains on font glyphs of letters and symbols (`bridge mini build --only
-backbone`), verified against the sha256 in its manifest before use.
+backbone`), verified against the sha256 in its manifest before use. `backbone_weights` may also
+name a local safetensors file of a timm model's state dict (`safetensors.torch.save_file(
+timm.create_model(name).state_dict(), path)`): your own copy of the hub's weights, offline.
 
 Used through transfer (notebooks 01, 03, 07) and metrics (the judge, notebook 02).
 """
@@ -34,6 +36,8 @@ CLASSIFIER_FILE = "classifier.safetensors"  # a run's fine-tuned classifier (tra
 CLASSIFIER_CONFIG = "classifier.json"       # how plain timm rebuilds it, in timm's convention
 JUDGE_DIR = "mini-judge"         # data/mini-judge: reads the garment in any look (mini/backbone.py)
 REBUILD_HINT = "rebuild it with `bridge mini build --only backbone`"
+FILE_HINT = ("expected a safetensors file of timm.create_model({arch!r}).state_dict() "
+             "(safetensors.torch.save_file)")
 
 
 class WeightsError(RuntimeError):
@@ -45,7 +49,8 @@ def create_classifier(cfg: Config, num_classes: int | None, pretrained: bool = T
     baseline; num_classes=None keeps the pretraining head (e.g. for LEEP on source labels)."""
     import timm
     from_hub = pretrained and cfg.backbone_weights == "timm"
-    state = load_shipped_weights(cfg.backbone_weights) if pretrained and not from_hub else None
+    state = load_backbone_weights(cfg.backbone_weights, cfg.backbone) \
+        if pretrained and not from_hub else None
     if num_classes is None:
         num_classes = len(state["fc.bias"]) if state is not None and "fc.bias" in state else 1000
         keep_head = True
@@ -56,15 +61,34 @@ def create_classifier(cfg: Config, num_classes: int | None, pretrained: bool = T
     if state is not None:
         head = model.default_cfg.get("classifier", "fc")
         body = state if keep_head else {k: v for k, v in state.items() if not k.startswith(head + ".")}
+        hint = FILE_HINT.format(arch=cfg.backbone) if Path(cfg.backbone_weights).is_file() \
+            else REBUILD_HINT
         try:
             missing, unexpected = model.load_state_dict(body, strict=False)
         except RuntimeError as e:  # shape mismatches raise even with strict=False
             raise WeightsError(f"weights in {cfg.backbone_weights!r} do not fit {cfg.backbone} "
-                               f"({str(e).splitlines()[-1].strip()}); {REBUILD_HINT}") from None
+                               f"({str(e).splitlines()[-1].strip()}); {hint}") from None
         if unexpected or any(not k.startswith(head + ".") for k in missing):
             raise WeightsError(f"weights in {cfg.backbone_weights!r} do not fit {cfg.backbone} "
-                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); {REBUILD_HINT}")
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]}); {hint}")
     return model
+
+
+def load_backbone_weights(where: str | Path, architecture: str) -> dict[str, torch.Tensor]:
+    """The state dict `backbone_weights` names: a safetensors file of a timm model's state dict,
+    read as it is, or a shipped folder (model.safetensors + manifest.json, checksum-verified)."""
+    path = Path(where).expanduser()
+    if not path.is_file():
+        return load_shipped_weights(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"backbone_weights={str(where)!r} is not a .safetensors file; "
+                           f"{FILE_HINT.format(arch=architecture)}, 'timm' or a shipped folder")
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise WeightsError(f"backbone_weights={str(where)!r} cannot be read ({why}); "
+                           f"{FILE_HINT.format(arch=architecture)}") from None
 
 
 def load_shipped_weights(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -1,17 +1,24 @@
-"""One-call notebook setup and the small plots every notebook uses.
+"""One-call notebook setup, the config a notebook's parameters ask for, and the small plots
+every notebook uses.
 
 Taught in notebooks 01, 02, 03, 04, 05, 06, 07.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from bridgelib.files import progress_file, seed_everything, set_progress
+
+if TYPE_CHECKING:
+    from bridgelib.config import Config
 
 # Heavy third-party modules (diffusers, transformers, timm, matplotlib, IPython, tqdm) are
 # imported inside the functions that use them, so that `import bridgelib` and `bridge --help` do
@@ -66,6 +73,49 @@ def setup_notebook(seed: int = 0, progress: bool | None = None) -> dict:
     return {"torch": torch.__version__, "diffusers": diffusers.__version__,
             "transformers": transformers.__version__, "timm": timm.__version__,
             "threads": torch.get_num_threads()}
+
+
+def notebook_config(profile: str | None, data_root: str | None = None,
+                    generator: str | None = None, backbone_weights: str | None = None,
+                    download: bool = False, overrides: dict[str, Any] | None = None,
+                    **fixed: Any) -> Config:
+    """The config a notebook's parameters cell asks for, the one mapping every notebook uses:
+    the profile's, then `fixed` (the notebook's own settings), then DATA_ROOT -> data_root,
+    GENERATOR -> generation.model, BACKBONE_WEIGHTS -> backbone_weights (None: the profile's
+    default), DOWNLOAD -> download, then OVERRIDES: any other fields by dotted name (e.g. small
+    sizes for a rehearsal: {"image_size": 32, "train.real.epochs": 1}). A bad key or value is
+    the config's one-line ConfigError."""
+    from bridgelib.config import ConfigError, get_config
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f"OVERRIDES={overrides!r} is invalid; expected a dict of dotted config "
+                          f'fields, e.g. {{"image_size": 64}}')
+    named = {"data_root": data_root, "generation.model": generator,
+             "backbone_weights": backbone_weights, "download": download or None}
+    chosen = {k: str(v) if k != "download" else v for k, v in named.items() if v is not None}
+    return get_config(profile, **{**fixed, **chosen, **(overrides or {})})
+
+
+def shipped_store_config(cfg: Config, store_dir) -> Config:
+    """The config of the profile the results store in `store_dir` was built in (its store.json);
+    when that is not `cfg`'s profile, one line says so: the notebook then shows that store beside
+    live runs of its own profile."""
+    from bridgelib.config import get_config
+    meta = json.loads((Path(store_dir) / "store.json").read_text())
+    if meta["profile"] != cfg.profile:
+        print(f"note: the results store {str(store_dir)!r} was built in the {meta['profile']!r} "
+              f"profile ({meta['dataset']}); the live runs here are {cfg.profile!r} "
+              f"({cfg.dataset})")
+    return get_config(meta["profile"])
+
+
+def mini_only(cfg: Config, what: str) -> bool:
+    """True in the mini profile; elsewhere prints one line saying what is skipped and why, for a
+    cell that reads the mini world's own files (its split, its judge, its backbone's glyphs) or
+    checks a threshold calibrated on it."""
+    if cfg.profile == "mini":
+        return True
+    print(f"skipped in profile {cfg.profile!r}: {what} (the mini world's only)")
+    return False
 
 
 def _show_bare_figures() -> None:

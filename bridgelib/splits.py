@@ -20,13 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from bridgelib.config import REPO_ROOT
+from bridgelib.config import cache_root
 from bridgelib.data import ImageSet, Pairs
 from bridgelib.files import write_json
 
@@ -102,7 +101,7 @@ def split_file(name: str, root: str | Path, what: str, split_dir: str | Path | N
 def user_split_dir(root: str | Path) -> Path:
     """The cache folder of the split files of your own folder `root` (one per resolved path)."""
     root = Path(root).expanduser().resolve()
-    cache = Path(os.environ.get("BRIDGELIB_CACHE") or REPO_ROOT / "cache").expanduser()
+    cache = cache_root()
     return cache / "splits" / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 

@@ -188,3 +188,45 @@ def test_reinit_head_gives_a_usual_linear_init(model):
     bound = 1 / fc.in_features ** 0.5                    # nn.Linear's default init range
     assert fc.weight.abs().max() <= bound and fc.bias.abs().max() <= bound
     assert fc.weight.std() > bound / 4                   # not zeros
+
+
+# -- a local safetensors file of a timm state dict (the hub's weights, copied) -----------------
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    import timm
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    state = timm.create_model("resnet18").state_dict()
+    path = tmp_path_factory.mktemp("weights") / "resnet18.safetensors"
+    save_file(state, path)
+    return path, state
+
+
+def test_a_state_dict_file_loads_as_backbone_weights(resnet18_file):
+    path, state = resnet18_file
+    cfg = get_config("paper", backbone_weights=str(path), device="cpu")
+    model = create_classifier(cfg, 5)
+    assert torch.equal(model.state_dict()["conv1.weight"], state["conv1.weight"])
+    assert model.get_classifier().out_features == 5  # a fresh head
+    source = create_classifier(cfg, None)  # keeps the file's 1000-class head
+    assert torch.equal(source.state_dict()["fc.weight"], state["fc.weight"])
+
+
+def test_a_state_dict_file_of_another_model_is_one_line(resnet18_file):
+    path, _ = resnet18_file
+    cfg = get_config("paper", backbone="resnet50", backbone_weights=str(path), device="cpu")
+    with pytest.raises(WeightsError) as err:
+        create_classifier(cfg, 5)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "resnet50" in message
+    assert "state_dict()" in message
+
+
+@pytest.mark.parametrize("content, name", [(b"not weights", "w.safetensors"), (b"{}", "w.pt")])
+def test_a_file_that_is_no_safetensors_state_dict_is_one_line(tmp_path, content, name):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(WeightsError) as err:
+        create_classifier(get_config("paper", backbone_weights=str(path), device="cpu"), 5)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

@@ -169,8 +169,7 @@ def test_bridge_sweep_takes_token_for_a_file_that_names_none(tmp_path, monkeypat
     """`bridge sweep --style-token` reads the same formats as generate: an emb_params file
     without --token is refused in one line before any run trains; with --token its DSI set
     prompts with that word."""
-    import bridgelib.experiments as experiments
-    monkeypatch.setattr(experiments, "REPO_ROOT", tmp_path)  # its cache/, not the repository's
+    monkeypatch.setenv("BRIDGELIB_CACHE", str(tmp_path / "cache"))  # not the repository's
     path = emb_params_file(tmp_path)
     argv = ["sweep", "--recipes", "bridged", "--shots", "1", "--volumes", "1", "--templates",
             "dsi", "--style-token", str(path), "--out", str(tmp_path / "runs"),

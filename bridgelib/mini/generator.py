@@ -48,14 +48,16 @@ SECONDS_PER_STEP = 0.3       # UNet step on 2 CPU cores (6,000 steps: 35 min wit
 CHECKPOINT_DIR = "_checkpoint"
 
 
-def components(tokenizer_dir: str | Path):
-    """Fresh (vae, unet, text_encoder, tokenizer, scheduler) with the mini configs."""
+def components(tokenizer_dir: str | Path, max_length: int = vocab.MAX_LENGTH):
+    """Fresh (vae, unet, text_encoder, tokenizer, scheduler) with the mini configs; `max_length`
+    tokens per prompt (Stable Diffusion's is 77: the rehearsal's stand-in takes its length)."""
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
     tokenizer = vocab.build_tokenizer(tokenizer_dir)
+    tokenizer.model_max_length = max_length
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=vocab.MAX_LENGTH,
+        num_attention_heads=4, max_position_embeddings=max_length,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id))
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, sample_size=32,
