@@ -280,6 +280,31 @@ def claims_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def difference_text(mean: float, low: float, high: float, n: int | None = None, *,
+                    scale: float = 100.0, unit: str = "points", digits: int = 2,
+                    n_test: int | None = None) -> str:
+    """One comparison in words, for a notebook's rendered prose: "+3.41 points [+1.20, +5.62],
+    n = 5", then ", within noise" when the interval contains 0 (for a paired interval with `n`,
+    by `verdict`'s rule, so under NOISE_IMAGES of `n_test` test images too); "(n = 1: too few
+    pairs for an interval)" without one. `scale` turns fractions into points (1.0: as is)."""
+    unit = f" {unit}" if unit else ""
+    head = f"{mean * scale:+.{digits}f}{unit}"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{head} (n = {n}: too few pairs for an interval)" if n is not None else head
+    text = f"{head} [{low * scale:+.{digits}f}, {high * scale:+.{digits}f}]"
+    if n is not None:
+        text += f", n = {n}"
+        noisy = verdict(mean, low, high, n, 1 if mean >= 0 else -1, n_test) == "within noise"
+    else:
+        noisy = low <= 0 <= high
+    return text + (", within noise" if noisy else "")
+
+
+def paired_text(diffs, **kwargs) -> str:
+    """`difference_text` of paired differences a − b (their mean, 95% t interval and n)."""
+    return difference_text(*paired_interval(diffs), **kwargs)
+
+
 def verdict_summary(table: pd.DataFrame) -> str:
     """A few markdown lines that say what the verdicts say: the count of each, then every row
     that is not within noise, with its numbers (notebooks render this instead of typed prose)."""

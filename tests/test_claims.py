@@ -152,3 +152,19 @@ def test_readme_claims_table_is_the_shipped_stores():
     readme = (REPO_ROOT / "README.md").read_text()
     assert tool.readme_table(readme) == tool.store_table(), \
         "README's claims table is stale: run python tools/readme_claims.py"
+
+
+def test_difference_text_says_within_noise_exactly_when_the_interval_contains_zero():
+    clear = claims.paired_text([0.03, 0.04, 0.05])
+    mean, low, high, n = paired_interval([0.03, 0.04, 0.05])
+    assert clear == f"{100 * mean:+.2f} points [{100 * low:+.2f}, {100 * high:+.2f}], n = 3"
+    assert claims.paired_text([0.03, -0.02, 0.01]).endswith(", within noise")
+    assert claims.paired_text([-0.05, -0.04, -0.03]).startswith("-4.00 points")
+    assert "within noise" not in claims.paired_text([-0.05, -0.04, -0.03])
+    # under NOISE_IMAGES test images is noise whatever the interval (verdict's rule)
+    assert claims.paired_text([0.0001, 0.0001001, 0.0001002], n_test=10000).endswith("within noise")
+    assert claims.paired_text([0.02]) == "+2.00 points (n = 1: too few pairs for an interval)"
+    # an interval from elsewhere (a bootstrap), in its own unit
+    assert claims.difference_text(237.6, 228.1, 246.9, scale=1, unit="", digits=1) == \
+        "+237.6 [+228.1, +246.9]"
+    assert claims.difference_text(0.5, -0.1, 1.2, scale=1, unit="LEEP").endswith("within noise")
