@@ -152,7 +152,9 @@ def _paper() -> Config:
         profile="paper", dataset="aircraft",
         image_size=224,                 # ours: the backbones' ImageNet input size
         augment="crop-flip",            # ours: random-resized crop + flip, as peers use
-        backbone="resnet18", backbone_weights="timm",
+        # torchvision's ImageNet weights, pinned by timm tag: what transfer papers of the paper's
+        # time mean by a pretrained ResNet-18 (timm's bare "resnet18" is its own a1_in1k recipe)
+        backbone="resnet18.tv_in1k", backbone_weights="timm",
         generation=GenerationConfig(
             model="stable-diffusion-v1-5/stable-diffusion-v1-5",
             resolution=512,             # ours: SD v1.5's native size, resized to image_size for training
@@ -221,8 +223,9 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
     if profile not in _BUILDERS:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     cfg = _BUILDERS[profile]()
-    if profile != "mini" and overrides.get("backbone") in PAPER_BACKBONES:
-        overrides = {**PAPER_BACKBONES[overrides["backbone"]], **overrides}
+    architecture = str(overrides.get("backbone", "")).split(".")[0]  # "resnet50.tv_in1k" too
+    if profile != "mini" and architecture in PAPER_BACKBONES:
+        overrides = {**PAPER_BACKBONES[architecture], **overrides}
     for key, value in overrides.items():
         _set(cfg, key, value)
     _validate(cfg)

@@ -35,8 +35,8 @@ from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_s
                                 write_manifest)
 from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token, load_pipeline,
-                                model_fingerprint, package_versions, pipeline_autocast,
-                                pipeline_precision, read_style_token)
+                                hub_revision, model_fingerprint, package_versions,
+                                pipeline_autocast, pipeline_precision, read_style_token)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
                                validate_class_names)
 
@@ -88,6 +88,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     run = {"config": cfg.to_dict(), "options": options, "versions": package_versions(),
            "request": {"per_class": per_class, "batch_size": batch_size, "dtype": str(pipe.dtype),
                        "device": str(pipe.device), "compiled": cfg.generation.compile,
+                       "model_revision": hub_revision(cfg.generation.model),
                        "processes": state.num_processes if state is not None else 1}}
     names = options["class_names"]
     slugs = class_folders_of(names)

@@ -74,6 +74,15 @@ def create_classifier(cfg: Config, num_classes: int | None, pretrained: bool = T
     return model
 
 
+def weights_source(cfg: Config, model: nn.Module) -> dict:
+    """Which pretrained weights a run started from, for metrics.json: timm's resolved tag and hub
+    id (timm resolves a bare "resnet18" to "resnet18.a1_in1k"), or the local file or folder."""
+    pc = getattr(model, "pretrained_cfg", {}) or {}
+    return {"backbone_weights": cfg.backbone_weights, "architecture": pc.get("architecture"),
+            "tag": pc.get("tag"), "hf_hub_id": pc.get("hf_hub_id") if
+            cfg.backbone_weights == "timm" else None}
+
+
 def load_backbone_weights(where: str | Path, architecture: str) -> dict[str, torch.Tensor]:
     """The state dict `backbone_weights` names: a safetensors file of a timm model's state dict,
     read as it is, or a shipped folder (model.safetensors + manifest.json, checksum-verified)."""

@@ -76,11 +76,12 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
         dtype_kw = {"dtype": dtype}
     except ImportError:
         dtype_kw = {"torch_dtype": dtype}
+    variant = fp16_variant(g.model, dtype)
     try:
         with library_progress():
             pipe = StableDiffusionPipeline.from_pretrained(
                 str(model) if model.exists() else g.model, safety_checker=None,
-                requires_safety_checker=False, **dtype_kw)
+                requires_safety_checker=False, variant=variant, **dtype_kw)
     except (OSError, ValueError, RuntimeError) as err:  # damaged weights, a wrong folder
         hint = "rebuild it with `bridge mini build --only generator`" if mini \
             else "check the id or folder"
@@ -93,6 +94,29 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
     if g.compile:
         pipe.unet = compile_unet(pipe.unet, device)
     return pipe
+
+
+def fp16_variant(model: str, dtype: torch.dtype) -> str | None:
+    """'fp16' when the pipeline runs in float16 and the model has fp16 weight files (SD v1.5 on
+    the hub does: 2 GB to download instead of 4 GB of fp32 weights cast after loading); else None.
+    A local folder has them when any file is named `*.fp16.*`, as `save_pretrained(...,
+    variant="fp16")` writes them."""
+    if dtype != torch.float16:
+        return None
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        return "fp16"  # a hub id: the repository lists its variants
+    return "fp16" if any(".fp16." in p.name for p in folder.rglob("*")) else None
+
+
+def hub_revision(model: str) -> str | None:
+    """The commit of a hub model's cached snapshot (what was actually loaded), None for a local
+    folder (model_fingerprint names that) or a model not in the cache."""
+    if Path(model).expanduser().exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+    found = try_to_load_from_cache(model, "model_index.json")
+    return Path(found).parent.name if isinstance(found, str) else None
 
 
 def compile_unet(unet, device: torch.device):

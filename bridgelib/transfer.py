@@ -45,7 +45,7 @@ from bridgelib.files import (atomic_write_bytes, autocast, check_writable, proce
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
-                              input_stats, reinit_head, save_classifier)
+                              input_stats, reinit_head, save_classifier, weights_source)
 from bridgelib.splits import parse_shots
 
 # Heavy third-party modules (accelerate) are imported inside the functions that use them, so that
@@ -305,7 +305,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     warn_small_test_split(test, data_folder or cfg.dataset)  # before minutes of training
     if data_folder and synthetic is not None and not budget_only:
         warn_polarity_gap(real, synthetic, data_folder)
-    leep = {"pretrained": model_leep(create_classifier(cfg, None, pretrained), real, cfg)}
+    source = create_classifier(cfg, None, pretrained)
+    leep = {"pretrained": model_leep(source, real, cfg)}
 
     def leep_after_synthetic(stage: Stage, model: nn.Module) -> None:
         if stage.name == "synthetic":
@@ -323,7 +324,7 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
                "train_images": 0 if recipe == "synthetic-only" else len(real),
                "n_test": len(test), "n_classes": len(test.class_names),
-               "pretrained": pretrained, "leep": leep,
+               "pretrained": pretrained, "leep": leep, "weights": weights_source(cfg, source),
                "profile": cfg.profile, "dataset": cfg.dataset, "data_folder": data_folder,
                # a compute-matched vanilla records the set it is matched to, not as trained on
                **_synthetic_facts(synthetic_dir, synthetic),

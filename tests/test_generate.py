@@ -254,3 +254,27 @@ def test_style_token_with_dsi_template(cfg, tmp_path):
     assert np.abs(c["digit_one/00000.png"] - first["digit_one/00000.png"]).max() <= 1
     with pytest.raises(ValueError, match="only used by template 'dsi'"):
         generate_synthetic_set(cfg, tmp_path / "other", template="single", **kw)
+
+
+def test_fp16_weights_are_loaded_as_the_fp16_variant_when_a_model_has_them(tiny_model, tmp_path):
+    """On CUDA the paper profile runs SD v1.5 in float16: its fp16 files are downloaded and
+    loaded (variant="fp16"), not the fp32 files cast after loading; a folder without them
+    loads its fp32 files."""
+    import shutil
+    from diffusers import StableDiffusionPipeline
+    from bridgelib.pipeline import fp16_variant, hub_revision
+    assert fp16_variant(str(tiny_model), torch.float16) == "fp16"  # saved with variant="fp16"
+    assert fp16_variant(str(tiny_model), torch.float32) is None
+    assert fp16_variant("stable-diffusion-v1-5/stable-diffusion-v1-5", torch.float16) == "fp16"
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model, plain, ignore=shutil.ignore_patterns("*.fp16.*"))
+    assert fp16_variant(str(plain), torch.float16) is None
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_model), variant="fp16",
+                                                   safety_checker=None)
+    fp16_file = next(tiny_model.glob("unet/*.fp16.*"))
+    from safetensors.torch import load_file
+    saved = load_file(fp16_file)
+    name, tensor = next(iter(saved.items()))
+    assert tensor.dtype == torch.float16
+    assert torch.equal(pipe.unet.state_dict()[name].half(), tensor)  # the fp16 file's values
+    assert hub_revision(str(tiny_model)) is None  # a folder is named by its fingerprint

@@ -41,7 +41,10 @@ def test_every_recipe_runs_in_the_paper_profile(recipe, stand_in, tmp_path):
     real_images = 0 if recipe == "synthetic-only" else 2 * len(CLASSES)  # it sees no real image
     assert 0 <= metrics["test_acc"] <= 1 and metrics["train_images"] == real_images
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["profile"] == "paper" and saved["backbone"] == "resnet18"
+    assert saved["profile"] == "paper" and saved["backbone"] == "resnet18.tv_in1k"
+    # the pinned torchvision weights, by timm tag (a bare "resnet18" resolves to a1_in1k)
+    assert metrics["weights"]["architecture"] == "resnet18"
+    assert metrics["weights"]["tag"] == "tv_in1k"
     stages = [s["stage"] for s in metrics["stages"]]
     assert stages == {"vanilla": ["real"], "mixed": ["mixed"],
                       "synthetic-only": ["synthetic"]}.get(recipe, ["synthetic", "real"])
