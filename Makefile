@@ -1,9 +1,11 @@
-# Entry points of the course. Every target installs the package first (once per pyproject change).
+# Entry points of the course. Every target installs the package first (once per pyproject or lock
+# change), at the versions of requirements.lock (LOCK=0: the newest pyproject.toml allows).
 #   make course   run every notebook headlessly (mini profile) -> outputs/notebooks, outputs/html
 #   make test     unit tests (the rehearsal among them), then every notebook under nbval (CI: .ci/run)
 #   make rehearse every notebook in the workshop and paper profiles on offline stand-ins (papermill)
 #   make lab      open the notebooks in JupyterLab
 #   make bench    run benchmarks/bench_*.py, then one table: outputs/bench_table.md (+ .json)
+#   make lock     write requirements.lock from .venv (after a dependency change)
 #   make strip    remove outputs and execution counts from notebooks before committing
 #   make results  rebuild the shipped results store data/results/store (hours on a CPU; resumable)
 SHELL := /bin/bash
@@ -18,7 +20,7 @@ PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
 
-.PHONY: install course test rehearse lab bench strip results
+.PHONY: install lock course test rehearse lab bench strip results
 
 install: $(VENV)/.installed
 
@@ -31,10 +33,21 @@ $(PY):
 		"$$("$$py" -V 2>&1), not Python 3.11 or newer" >&2; exit 1; fi; \
 	echo "$$py -m venv $(VENV)"; "$$py" -m venv $(VENV)
 
-# The stamp is newer than pyproject.toml until pyproject.toml changes: then pip runs again.
-$(VENV)/.installed: pyproject.toml | $(PY)
+# The stamp is newer than pyproject.toml and the lock until either changes: then pip runs again.
+# LOCK=1 (default): the exact versions of requirements.lock, which the course was tested with;
+# LOCK=0: the newest versions pyproject.toml allows.
+LOCK ?= 1
+$(VENV)/.installed: pyproject.toml requirements.lock | $(PY)
+	@if [ "$(LOCK)" = 1 ]; then echo "$(VENV)/bin/pip install -r requirements.lock"; \
+		$(VENV)/bin/pip install -r requirements.lock; fi
 	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@
+
+# Write requirements.lock from what .venv holds now (after a dependency change and a test run).
+lock: install
+	@{ sed -n '1,3p' requirements.lock; $(VENV)/bin/pip freeze --exclude-editable | \
+		grep -viE '^(bridgelib|nvidia[-_]|triton==|cuda[-_])'; } > requirements.lock.tmp && \
+		mv requirements.lock.tmp requirements.lock
 
 course: install
 	$(HEADLESS) $(PY) tools/run_course.py --profile mini

@@ -27,3 +27,28 @@ def test_an_installed_copy_without_its_repository_refuses_in_one_line(tmp_path):
     assert "runs from a clone of its repository" in line and "git clone" in line
     assert sorted(p.relative_to(site) for p in site.rglob("*")) == before  # nothing written there
     assert not (tmp_path / "run").exists()
+
+
+def test_the_lock_pins_every_declared_dependency_within_its_bounds():
+    """requirements.lock (what `make install` installs) holds one exact pin for each dependency
+    pyproject.toml declares, dev extras included, and each pin is a version pyproject allows:
+    a bound raised or a dependency added without `make lock` fails here."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    root = Path(bridgelib.__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in
+                project["dependencies"] + project["optional-dependencies"]["dev"]]
+    pins = {}
+    for line in (root / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    for req in declared:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is declared but not in requirements.lock (make lock)"
+        assert req.specifier.contains(pins[name], prereleases=True), \
+            f"requirements.lock pins {req.name}=={pins[name]}, outside {req} (make lock)"
+    assert pins["torch"] == "2.14.1" and "bridgelib" not in pins
