@@ -127,3 +127,20 @@ def test_bench_table_with_no_utilisation_anywhere(tmp_path):
     assert "Attainable GFLOP/s (a 2048^3 matmul, best of 5, in each benchmark's run): " \
            "not measured" in text
     assert "Kernels: not measured" in text
+
+
+def test_bench_table_carries_the_quality_check_of_the_default_generation(tmp_path):
+    _write_benches(tmp_path)
+    text = TABLE.markdown(TABLE.collect(tmp_path))
+    assert "Default generation against the 20-step fp32 settings" in text and "not run" in text
+    default = {"recognisability_diff_points": 0.1, "recognisability_diff_ci": [-0.4, 0.6],
+               "fd_minus_second_draw": 0.005, "fd_minus_second_draw_ci": [-0.05, 0.06]}
+    (tmp_path / "bench_quality.json").write_text(json.dumps(
+        {"speedup_vs_20step_fp32": 4.26, "quality_ok": True, "settings": {"default": default}}))
+    table = TABLE.collect(tmp_path)
+    assert table["generation"]["speedup_vs_20step_fp32"] == 4.26
+    assert table["generation"]["quality_ok"] is True
+    assert table["generation"]["items_per_s"] == 16.0  # bench_generate's figures kept
+    text = TABLE.markdown(table)
+    assert "4.26x the images/s (target >= 2x); judge +0.10 points [-0.40, +0.60]" in text
+    assert "quality ok" in text

@@ -2,14 +2,15 @@
 
     python tools/bench_table.py   (make bench runs it after benchmarks/bench_*.py)
 
-Reads outputs/bench_generate.json, bench_train.json, bench_invert.json, bench_contention.json
-and, if `make course` has run, outputs/course_times.json; writes outputs/bench_table.md and
-outputs/bench_table.json, which also holds {"generation": {...}, "inversion": {...},
+Reads outputs/bench_generate.json, bench_train.json, bench_invert.json, bench_contention.json,
+bench_quality.json and, if `make course` has run, outputs/course_times.json; writes
+outputs/bench_table.md and outputs/bench_table.json, which also holds {"generation": {...}, "inversion": {...},
 "training": {...}} with each stage's `items_per_s`, `baseline_ratio`, `utilisation` (the
 fraction of the attainable FLOP/s of the machine, measured in the benchmark's own run:
 benchmarks/utilisation.py) and `contended_ratio` (time beside one busy PyTorch process / time
-alone). A missing input is listed as "not run", a missing figure as "not measured" (null in the
-JSON), never guessed.
+alone); generation also has `speedup_vs_20step_fp32` and `quality_ok` (bench_quality.json). A
+missing input is listed as "not run", a missing figure as "not measured" (null in the JSON),
+never guessed.
 """
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ def collect(out: Path = OUT) -> dict:
             stages.setdefault(stage, {}).update(
                 contended_ratio=shared[stage]["contended_ratio"],
                 contended_ratio_default_threads=shared[stage]["contended_ratio_default_threads"])
+    quality = out / "bench_quality.json"  # the default sampler settings against 20 fp32 steps
+    q = json.loads(quality.read_text()) if quality.exists() else {}
+    stages.setdefault("generation", {}).update(
+        speedup_vs_20step_fp32=q.get("speedup_vs_20step_fp32"), quality_ok=q.get("quality_ok"),
+        quality=q.get("settings", {}).get("default"))
     course = out / "course_times.json"
     notebooks = json.loads(course.read_text()) if course.exists() else None
     return {"machine": machine(), "benchmarks": rows, "course": notebooks, **stages}
@@ -109,6 +115,16 @@ def markdown(table: dict) -> str:
                      f"| {r['target']:g}x | {'yes' if r['met'] else 'no'} |")
     lines += ["", "% of attainable: FLOPs per item (torch.utils.flop_counter on the real modules) "
               "x items/s / the faster of the fp32 and bf16 matmuls above."]
+    g = table.get("generation", {})
+    q = g.get("quality")
+    lines += ["", "Default generation against the 20-step fp32 settings (benchmarks/bench_quality.py): "
+              + ("not run (bench_quality.json)" if q is None else
+                 f"{g['speedup_vs_20step_fp32']:.2f}x the images/s (target >= 2x); judge "
+                 f"{q['recognisability_diff_points']:+.2f} points "
+                 f"[{q['recognisability_diff_ci'][0]:+.2f}, {q['recognisability_diff_ci'][1]:+.2f}]"
+                 f", Fréchet distance {q['fd_minus_second_draw']:+.3f} "
+                 f"[{q['fd_minus_second_draw_ci'][0]:+.3f}, {q['fd_minus_second_draw_ci'][1]:+.3f}]"
+                 f" vs a second 20-step draw: quality {'ok' if g['quality_ok'] else 'NOT equal'}")]
     lines += ["", "| stage | beside one busy PyTorch process / alone | with PyTorch's default threads |",
               "|---|---|---|"]
     for stage in ("training", "generation", "inversion"):

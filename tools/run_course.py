@@ -1,6 +1,6 @@
 """Execute every course notebook headlessly, in order, and keep executed and HTML copies.
 
-    python tools/run_course.py [--profile mini] [NOTEBOOK ...]   (default: notebooks/NN_*.ipynb)
+    python tools/run_course.py [--profile mini] [--download] [NOTEBOOK ...]   (default: notebooks/NN_*.ipynb)
 
 Each notebook runs with papermill (parameter PROFILE, kernel python3, working directory
 notebooks/) into outputs/notebooks/NN_name.ipynb, then nbconvert renders outputs/html/NN_name.html.
@@ -33,7 +33,7 @@ OUT_DIR = REPO_ROOT / "outputs"
 
 
 def run_one(src: Path, profile: str, out_dir: Path = OUT_DIR,
-            terminal: TextIO | None = None) -> dict:
+            terminal: TextIO | None = None, download: bool = False) -> dict:
     """Execute one notebook and render its HTML; return its record for course_times.json.
 
     The kernel's progress bars go to `terminal` (default: this process's stderr) as it runs."""
@@ -50,7 +50,8 @@ def run_one(src: Path, profile: str, out_dir: Path = OUT_DIR,
     try:
         with _bars_to(terminal or sys.stderr) as bars, _environment(
                 BRIDGELIB_PROGRESS_FILE=bars, MPLBACKEND=INLINE_BACKEND):  # the kernel inherits it
-            pm.execute_notebook(src, executed, parameters={"PROFILE": profile},
+            pm.execute_notebook(src, executed,
+                                parameters={"PROFILE": profile, "DOWNLOAD": download},
                                 kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False)
     except pm.PapermillExecutionError as exc:  # a cell raised
         error = f"cell [{exc.exec_count}] raised {exc.ename}: {exc.evalue}"
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to run (default: every notebooks/NN_*.ipynb, in order)")
     parser.add_argument("--profile", default="mini", help="mini | workshop | paper (default: mini)")
+    parser.add_argument("--download", action="store_true", help="let the notebooks fetch a "
+                        "missing dataset (their DOWNLOAD parameter; torchvision's download=True)")
     args = parser.parse_args(argv)
     os.environ["BRIDGELIB_PROFILE"] = args.profile  # the kernel inherits the environment
     if args.profile == "mini":
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for src in paths:
         print(f"running {src.name} ...", flush=True)
-        rec = run_one(src, args.profile)
+        rec = run_one(src, args.profile, download=args.download)
         records.append(rec)
         status = "ok" if rec["ok"] else f"FAILED ({rec['error']})"
         print(f"  {status} in {rec['seconds']:.1f} s", flush=True)
