@@ -168,3 +168,28 @@ def test_without_augmentation_streaming_trains_exactly_as_in_ram(small, tmp_path
     hist = [(tmp_path / n / "history.csv").read_text().splitlines()[1].split(",")[2]
             for n in ("stream", "ram")]  # the first epoch's train_loss
     assert float(hist[0]) == pytest.approx(float(hist[1]), rel=1e-6)
+
+
+def test_streaming_matches_the_in_ram_path_within_seed_noise(tmp_path, monkeypatch):
+    """The paper profile's crop-flip, trained in RAM (translate + flip on batches) and streamed
+    (random-resized crop + flip in a worker), seeds 0-2, 60 training and 60 test images of three
+    overlapping classes (hard enough not to saturate). Tolerance: the mean accuracies differ by
+    at most two standard errors of their difference estimated from the seeds' spread
+    (sqrt(s_ram^2/3 + s_stream^2/3)), and never less than two test images; both learn (> 0.5,
+    chance 1/3)."""
+    write_folder(tmp_path / "d" / "train", 20, 0, spread=230, step=15)
+    write_folder(tmp_path / "d" / "test", 20, 1, spread=230, step=15)
+    cfg = paper_cfg(tmp_path / "d", num_workers=1,
+                    **{"train.real.epochs": 2, "train.real.batch_size": 8})
+    acc = {}
+    for name, threshold in (("ram", 2**40), ("stream", 0)):
+        monkeypatch.setattr(data, "STREAM_ABOVE_BYTES", threshold)
+        acc[name] = np.array([train_run(cfg, "vanilla", tmp_path / f"{name}{seed}", seed=seed,
+                                        pretrained=False, save_model=False,
+                                        track_test=False)["test_acc"] for seed in range(3)])
+    diff = abs(acc["stream"].mean() - acc["ram"].mean())
+    se = np.sqrt(acc["ram"].var(ddof=1) / 3 + acc["stream"].var(ddof=1) / 3)
+    tolerance = max(2 * se, 2 / 60)
+    print(f"in RAM {acc['ram'].round(3).tolist()}, streamed {acc['stream'].round(3).tolist()}; "
+          f"|mean difference| {diff:.3f} <= tolerance {tolerance:.3f}")
+    assert diff <= tolerance and acc["ram"].mean() > 0.5 and acc["stream"].mean() > 0.5
