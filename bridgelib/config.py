@@ -107,7 +107,7 @@ class Config:
     data_root: str = ""            # where registry datasets live (paper); $BRIDGELIB_DATA overrides
     download: bool = False         # let torchvision fetch a missing registry dataset into data_root
     device: str = "auto"           # auto (CUDA, else MPS, else CPU) | cpu | cuda[:N] | mps
-    num_workers: int = 0
+    num_workers: int = 0           # DataLoader workers of a streamed set (data.STREAM_ABOVE_BYTES)
     seed: int = 0
     # The per-epoch test accuracy of history.csv is read on a fixed, class-balanced subset of
     # this many test images (None: all); the final test_acc always uses the whole test set.

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from bridgelib.files import progress
@@ -193,3 +194,197 @@ def decode_images(pairs: Pairs, size: int, resize: str = "crop", workers: int = 
         keep = torch.from_numpy(ok)
         return out[keep], labels[keep]
     return out, labels
+
+
+# ---------------------------------------------------------------- sets that stream from disk
+# ours: a set whose decoded images (n x 3 x size x size uint8) exceed this many bytes is not
+# decoded into RAM but streams from disk (`StreamSet`): the paper's 1,000 synthetic images per
+# class at 224 px are 15 GB for Aircraft. Every mini set is far below it (tests lower it).
+STREAM_ABOVE_BYTES = 2 * 2**30
+
+
+def decoded_bytes(n_images: int, size: int) -> int:
+    return n_images * 3 * size * size
+
+
+def streams(n_images: int, size: int) -> bool:
+    """Whether a set of n images at `size` px streams from disk instead of being decoded."""
+    return decoded_bytes(n_images, size) > STREAM_ABOVE_BYTES
+
+
+def opens(path: Path) -> bool:
+    """Whether PIL reads the file's header (not the pixels): the cheap check a streamed set
+    makes before training, where the in-RAM path decodes every file."""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
+def readable(pairs: Pairs, desc: str, workers: int = 8) -> Pairs:
+    """The pairs whose files open, in threads; the others skipped with one warning naming them."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        ok = list(pool.map(lambda p: opens(p[0]), pairs))
+    if not all(ok):
+        bad = [str(p) for (p, _), good in zip(pairs, ok) if not good]
+        warnings.warn(f"{desc}: skipped {len(bad)} unreadable image(s): {', '.join(bad)}",
+                      stacklevel=2)
+    return [p for p, good in zip(pairs, ok) if good]
+
+
+@dataclass
+class StreamSet:
+    """A set too large to hold decoded (`streams`): only what each image is, decoded when a
+    batch needs it, in DataLoader workers (`loader`). It has an ImageSet's `labels`,
+    `class_names`, `len` and `subset`, and no `images`.
+
+    An item is a (file, resize) pair, decoded as the in-RAM path decodes it (`decode_image`),
+    or a uint8 (3, size, size) tensor (an in-RAM set joined to a streamed one, `join_sets`).
+    """
+    items: list
+    labels: torch.Tensor        # (N,) int64
+    class_names: list[str]
+    size: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx) -> "StreamSet":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return StreamSet([self.items[i] for i in idx.tolist()], self.labels[idx],
+                         self.class_names, self.size)
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image i as (3, size, size) uint8, decoded now; a file that no longer decodes is
+        refused in one line naming it (the header check found it readable)."""
+        item = self.items[i]
+        if isinstance(item, torch.Tensor):
+            return item
+        path, resize = item
+        try:
+            arr = decode_image(path, self.size, resize)
+        except ImageTooLarge:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise ValueError(f"image {str(path)!r} does not decode ({err}); remove it") from None
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+    def decode(self, idx=None) -> ImageSet:
+        """Some of its images (all: idx None) decoded into an ImageSet, e.g. a few to look at."""
+        part = self if idx is None else self.subset(idx)
+        check_memory(len(part), self.size, "stream subset")
+        images = torch.stack([part.image(i) for i in range(len(part))]) if len(part) else \
+            torch.empty((0, 3, self.size, self.size), dtype=torch.uint8)
+        return ImageSet(images, part.labels, self.class_names)
+
+    def loader(self, batches, augment_kind: str = "none", seed: int = 0, workers: int = 0,
+               pin_memory: bool = False):
+        """A DataLoader of (uint8 images (B, 3, size, size), labels) over `batches` (an
+        iterable of index lists, its order kept), decoded and augmented in `workers` worker
+        processes (0: in this one). Each image's augmentation is drawn from a generator seeded
+        by (seed, its position in the stream), so a run is the same for any number of workers."""
+        from torch.utils.data import DataLoader
+        keyed = _Keyed(batches)
+        return DataLoader(_Decoded(self, augment_kind, seed), batch_sampler=keyed,
+                          num_workers=workers, pin_memory=pin_memory,
+                          generator=torch.Generator().manual_seed(seed))  # not the global one
+
+
+class _Keyed:
+    """A batch sampler: each index list of `batches` as (position in the stream, index) keys."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        k = 0
+        for idx in self.batches:
+            idx = [int(i) for i in idx]
+            yield [(k + j, i) for j, i in enumerate(idx)]
+            k += len(idx)
+
+
+class _Decoded:
+    """The map-style dataset a streamed set's DataLoader reads: key (position, index) -> one
+    decoded, augmented image and its label (what runs in the workers)."""
+
+    def __init__(self, data: StreamSet, augment_kind: str, seed: int):
+        if augment_kind not in ("none", "shift", "crop-flip"):
+            raise ValueError(f"augment={augment_kind!r} is invalid; valid: shift, crop-flip, none")
+        self.data, self.kind, self.seed = data, augment_kind, seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key):
+        k, i = key
+        x = self.data.image(i)
+        if self.kind != "none":
+            s = int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0])
+            gen = torch.Generator().manual_seed(s)
+            x = augment_one(x, self.kind, gen)
+        return x, self.data.labels[i]
+
+
+def augment_one(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """One uint8 (3, H, W) image augmented as a streamed set augments it: crop-flip as
+    torchvision's RandomResizedCrop (its default scale and ratio) back to H x W + a horizontal
+    flip; shift and none as `augment` does on a batch of one."""
+    if kind == "crop-flip":
+        from torchvision.transforms import v2
+        _, h, w = x.shape
+        with torch.random.fork_rng(devices=[]):  # torchvision draws from the global generator
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+            return v2.Compose([v2.RandomResizedCrop((h, w), antialias=True),
+                               v2.RandomHorizontalFlip()])(x)
+    out = augment(x[None].float() / 255, kind, gen)[0]
+    return (out * 255).round().to(torch.uint8)
+
+
+def join_sets(a, b):
+    """Two sets as one (the mixed recipe's real + synthetic): an ImageSet when both are, else a
+    StreamSet (the in-RAM one's images kept as tensor items)."""
+    if isinstance(a, ImageSet) and isinstance(b, ImageSet):
+        return ImageSet(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels]),
+                        a.class_names)
+    size = a.size if isinstance(a, StreamSet) else b.size
+    items = [it for s in (a, b) for it in (s.items if isinstance(s, StreamSet) else list(s.images))]
+    return StreamSet(items, torch.cat([a.labels, b.labels]), a.class_names, size)
+
+
+def stream_pairs(pairs: Pairs, size: int, resize: str, class_names: list[str], desc: str,
+                 workers: int = 8) -> StreamSet:
+    """A streamed set of (file, label) pairs: files that do not open skipped with a warning."""
+    pairs = readable(pairs, desc, workers)
+    return StreamSet([(p, resize) for p, _ in pairs],
+                     torch.tensor([y for _, y in pairs], dtype=torch.int64), list(class_names),
+                     size)
+
+
+def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """Whole-batch augmentation on tensors in [0, 1] (no per-image PIL work): the in-RAM path's
+    (`transfer.train_stage`); a streamed set applies it per image in the workers, except
+    crop-flip, which streams as a random-resized crop + flip (`StreamSet`).
+
+    shift: random translation of up to 1/8 of the side, white fill (glyphs must not be flipped);
+    crop-flip: random translation with reflection and horizontal flips (natural images).
+    """
+    if kind == "none":
+        return x
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    fill = {"mode": "reflect"} if kind == "crop-flip" else {"mode": "constant", "value": 1.0}
+    padded = F.pad(x, (pad,) * 4, **fill)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if kind == "crop-flip":
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+    return out
+
+

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from bridgelib.config import Config
-from bridgelib.data import ImageSet, Pairs, decode_images
+from bridgelib.data import ImageSet, Pairs, StreamSet, decode_images, stream_pairs, streams
 from bridgelib.folders import FOLDER_PREFIX, IMAGE_SUFFIXES, ClassFolder, class_files
 from bridgelib.mini import fashion
 from bridgelib.prompts import clean_class_names
@@ -336,11 +336,17 @@ def _decode_split(spec: DatasetSpec, split: str, root: Path, size, download: boo
     pick = _first_of(len(pairs), max_images)
     if pick is not None:
         pairs = [pairs[i] for i in pick]
-    images, labels = decode_images(pairs, size, "crop", workers=workers,
-                                   desc=f"{spec.name} {split}")
+    desc = f"{spec.name} {split}"
+    if streams(len(pairs), size):  # too large to hold decoded: read from disk as batches need it
+        images = stream_pairs(pairs, size, "crop", _clean_names(spec, raw_names), desc, workers)
+        labels = images.labels
+    else:
+        images, labels = decode_images(pairs, size, "crop", workers=workers, desc=desc)
     if not len(labels):
         raise FileNotFoundError(f"{spec.name}: no readable images for split {split!r} in {root}; "
                                 f"expected {spec.layout}")
+    if isinstance(images, StreamSet):
+        return images
     return ImageSet(images, labels, _clean_names(spec, raw_names))
 
 

@@ -25,11 +25,12 @@ from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 
-from bridgelib.data import ImageSet, check_memory, read_image
+from bridgelib.data import ImageSet, StreamSet, check_memory, read_image, streams
 from bridgelib.files import atomic_write_bytes
 from bridgelib.manifest import read_manifest
 from bridgelib.prompts import clean_class_names, validate_class_names
@@ -156,10 +157,12 @@ def load_image_folder(root: str | Path, size: int, class_names: list[str] | None
         _check_run_record(root / "run.json")
     names = _folder_class_names(root) if root.is_dir() else {}
     only = set(names) if (root / "metadata.jsonl").exists() else None
-    if root.is_dir():  # every image is held decoded: refuse a set this machine cannot hold
-        n = sum(len(c.images) for c in class_files(root) if only is None or c.path.name in only)
+    n = sum(len(c.images) for c in class_files(root) if only is None or c.path.name in only) \
+        if root.is_dir() else 0
+    stream = streams(n, size)  # too large to hold decoded: checked now, decoded as batches need it
+    if not stream:  # every image is held decoded: refuse a set this machine cannot hold
         check_memory(n, size, str(root), copies=2)  # the images, then their stack
-    report, decoded = _read_folder(root, size, 1, 0, splits=False, only=only)
+    report, decoded = _read_folder(root, None if stream else size, 1, 0, splits=False, only=only)
     found = sorted(names[r["class"]] for r in report.rows)
     if class_names is not None and found != sorted(class_names):
         raise ValueError(f"classes of {str(root)!r} ({', '.join(found)}) do not "
@@ -169,6 +172,9 @@ def load_image_folder(root: str | Path, size: int, class_names: list[str] | None
         warnings.warn(f"{root}: skipped {len(report.broken)} unreadable image(s): "
                       f"{', '.join(report.broken)}", stacklevel=2)
     labels = [order.index(names[folder]) for folder, _ in decoded]
+    if stream:  # `decoded` holds the readable files
+        return StreamSet([(path, "stretch") for _, path in decoded], torch.tensor(labels), order,
+                         size)
     return ImageSet(torch.stack([img for _, img in decoded]), torch.tensor(labels), order)
 
 
@@ -231,7 +237,7 @@ def walk_image_folder(root: Path, splits: bool,
 def _read_folder(root: Path, size: int | None, min_per_class: int, min_side: int, splits: bool,
                  only: set[str] | None = None):
     """Walk and read (decode, when `size` is given) an ImageFolder: (FolderReport,
-    [(class folder name, image (3, size, size) uint8)])."""
+    [(class folder name, image (3, size, size) uint8, or its file when size is None)])."""
     if isinstance(min_per_class, bool) or not isinstance(min_per_class, int) or min_per_class < 0:
         raise ValueError(f"min_per_class={min_per_class!r} is invalid; expected an integer >= 0")
     report, decoded = FolderReport(root, [], {}, [], {}), []
@@ -266,8 +272,8 @@ def _read_class(folder: ClassFolder, split: str, report: FolderReport, size: int
         if min(wh) < min_side or max(wh) > 4 * min(wh):
             report.odd[rel] = f"{key} px, {'tiny' if min(wh) < min_side else 'elongated'}"
             row["odd_files"].append(path.name)
-        if img is not None:
-            decoded.append((name, torch.from_numpy(img.copy()).permute(2, 0, 1)))
+        decoded.append((name, path if img is None else  # size None: the readable files
+                        torch.from_numpy(img.copy()).permute(2, 0, 1)))
     return row
 
 
@@ -330,6 +336,9 @@ def warn_small_test_split(test: ImageSet, where: str) -> bool:
 def background(images: ImageSet) -> float:
     """The typical background brightness in [0, 1]: the median over images of each image's
     median pixel (most of an object photo is background)."""
+    if isinstance(images, StreamSet):  # a streamed set: a seeded sample of 256, decoded
+        pick = np.random.default_rng(0).permutation(len(images))[:256]
+        images = images.decode(np.sort(pick))
     pixels = images.images.flatten(1).float() / 255
     return float(pixels.median(dim=1).values.median())
 

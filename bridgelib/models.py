@@ -147,10 +147,18 @@ def input_stats(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageSet, cfg: Config, batch_size: int = 512) -> torch.Tensor:
-    """Logits for every image of `data`, shape (N, classes)."""
+    """Logits for every image of `data`, shape (N, classes). A streamed set (`data.StreamSet`)
+    is read from disk in batches by `cfg.num_workers` workers, unaugmented."""
+    from bridgelib.data import StreamSet
     device = resolve_device(cfg.device)
     model.to(device).eval()
     mean, std = (t.to(device) for t in input_stats(model))
+    if isinstance(data, StreamSet):
+        batches = [range(i, min(i + batch_size, len(data))) for i in range(0, len(data), batch_size)]
+        loader = data.loader(batches, "none", workers=cfg.num_workers,
+                             pin_memory=device.type == "cuda")
+        out = [model((x.to(device).float() / 255 - mean) / std).cpu() for x, _ in loader]
+        return torch.cat(out) if out else torch.empty(0, 0)
     out = [model((data.images[i:i + batch_size].to(device).float() / 255 - mean) / std).cpu()
            for i in range(0, len(data), batch_size)]
     return torch.cat(out)

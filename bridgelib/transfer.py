@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridgelib.config import Config, StageConfig, load_config
-from bridgelib.data import ImageSet
+from bridgelib.data import ImageSet, StreamSet, augment, join_sets
 from bridgelib.datasets import load_dataset
 from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
                              progress, resolve_device, share_cpu, write_json)
@@ -95,8 +95,7 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
             n_syn = min(len(synthetic), max(1, round(len(real) * (1 - frac) / frac)))
             keep = torch.randperm(len(synthetic), generator=torch.Generator().manual_seed(0))
             synthetic = synthetic.subset(keep[:n_syn].sort().values)
-        both = ImageSet(torch.cat([real.images, synthetic.images]),
-                        torch.cat([real.labels, synthetic.labels]), real.class_names)
+        both = join_sets(real, synthetic)
         mixed_cfg = replace(cfg.train.real, batch_size=cfg.train.synthetic.batch_size)
         return [Stage("mixed", both, mixed_cfg, steps=budget)]
     real_stage.reinit_head = recipe in ("bridged-reinit", "bridged++")
@@ -174,23 +173,34 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
     part = slice(accel.process_index, None, accel.num_processes) if accel else slice(None)
     mean, std = (t.to(device) for t in input_stats(model))
     gen = torch.Generator().manual_seed(seed)  # same on every process: same batches, same Mixup
-    batches = _batch_stream(len(stage.data), c.batch_size, gen)
+    streamed = isinstance(stage.data, StreamSet)  # too large to hold decoded: read from disk
+    if streamed:  # decoded and augmented in cfg.num_workers workers; Mixup keeps `gen`
+        batches = iter(stage.data.loader(_Steps(len(stage.data), c.batch_size, total, seed),
+                                         cfg.augment, seed, cfg.num_workers,
+                                         pin_memory=device.type == "cuda"))
+    else:
+        batches = _batch_stream(len(stage.data), c.batch_size, gen)
     rows, seen, loss_sum, correct, count, t0 = [], 0, 0.0, 0, 0, time.time()
     steps = range(total)
     if accel is None or accel.is_main_process:  # one progress bar, not one per process
         steps = progress(steps, desc=f"{stage.name} stage", leave=False)
     for step in steps:
-        idx = next(batches)
-        x = (augment(stage.data.images[idx].to(device).float() / 255, cfg.augment, gen) - mean) / std
+        if streamed:
+            images, y = next(batches)
+            x = (images.to(device, non_blocking=True).float() / 255 - mean) / std
+            y = y.to(device)
+        else:
+            idx = next(batches)
+            x = (augment(stage.data.images[idx].to(device).float() / 255, cfg.augment, gen) - mean) / std
+            y = stage.data.labels[idx].to(device)
         x = x.contiguous(memory_format=torch.channels_last)
-        y = stage.data.labels[idx].to(device)
         with autocast(device, cfg.precision):
             logits, loss = _forward(net, x, y, stage.mixup_alpha, gen, part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        seen += len(idx)
+        seen += len(y)
         loss_sum += loss.item() * len(logits)
         correct += (logits.argmax(1) == y[part]).sum().item()
         count += len(logits)
@@ -243,24 +253,20 @@ def _accelerator(cfg: Config):
     return Accelerator(cpu=state.device.type == "cpu", mixed_precision="no")
 
 
-def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """Whole-batch augmentation on tensors in [0, 1] (no per-image PIL work).
+class _Steps:
+    """The index batches of `steps` optimizer steps (`_batch_stream` from a generator seeded
+    with `seed`), drawn as they are read: a streamed stage's batch order."""
 
-    shift: random translation of up to 1/8 of the side, white fill (glyphs must not be flipped);
-    crop-flip: random translation with reflection and horizontal flips (natural images).
-    """
-    if kind == "none":
-        return x
-    n, _, h, w = x.shape
-    pad = max(1, h // 8)
-    fill = {"mode": "reflect"} if kind == "crop-flip" else {"mode": "constant", "value": 1.0}
-    padded = F.pad(x, (pad,) * 4, **fill)
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    if kind == "crop-flip":
-        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
-    return out
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int):
+        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        stream = _batch_stream(self.n, self.batch_size, torch.Generator().manual_seed(self.seed))
+        for _ in range(self.steps):
+            yield next(stream)
 
 
 def _batch_stream(n: int, batch_size: int, gen: torch.Generator):
