@@ -84,7 +84,11 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
                 requires_safety_checker=False, variant=variant, **dtype_kw)
     except (OSError, ValueError, RuntimeError) as err:  # damaged weights, a wrong folder
         hint = "rebuild it with `bridge mini build --only generator`" if mini \
-            else "check the id or folder"
+            else "check the id or folder" if model.exists() else (
+                f"it is a hub id, fetched into the Hugging Face cache on first use (SD v1.5: "
+                f"about {'2 GB in fp16' if variant else '4 GB in fp32'}), which needs the "
+                f"network (HF_HUB_OFFLINE unset); or point --set generation.model=DIR "
+                f"(notebooks: GENERATOR) at a local diffusers folder")
         first = (str(err).strip().splitlines() or [""])[0][:300]
         raise WeightsError(f"generator {g.model!r} cannot be loaded ({type(err).__name__}: "
                            f"{first}); {hint}") from None

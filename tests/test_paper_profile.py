@@ -85,3 +85,14 @@ def test_paper_chain_check_invert_generate_train_on_a_stand_in_pipeline(stand_in
     metrics = train_run(cfg, "bridged++", tmp_path / "run", shots=2, seed=0, pretrained=False,
                         synthetic_dir=out)
     assert metrics["synthetic_images"] == 2 * len(CLASSES) and 0 <= metrics["test_acc"] <= 1
+
+
+def test_a_hub_generator_offline_says_what_it_would_fetch_and_how_to_use_a_copy(monkeypatch):
+    from bridgelib.models import WeightsError
+    from bridgelib.pipeline import load_pipeline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError) as err:
+        load_pipeline(get_config("paper", device="cpu"))
+    message = str(err.value)
+    assert "\n" not in message and "'stable-diffusion-v1-5/stable-diffusion-v1-5'" in message
+    assert "about 4 GB in fp32" in message and "--set generation.model=DIR" in message

@@ -20,6 +20,7 @@ import codecs
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to run (default: every notebooks/NN_*.ipynb, in order)")
     parser.add_argument("--profile", default="mini", help="mini | workshop | paper (default: mini)")
+    parser.add_argument("--beside-busy-kernel", action="store_true", help="run a second "
+                        "PyTorch process busy beside the notebooks (a workshop laptop with two "
+                        "kernels running), to time them that way; writes course_times_busy.json")
     parser.add_argument("--download", action="store_true", help="let the notebooks fetch a "
                         "missing dataset (their DOWNLOAD parameter; torchvision's download=True)")
     args = parser.parse_args(argv)
@@ -139,18 +143,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no notebooks matching {_rel(NOTEBOOK_DIR)}/[0-9][0-9]_*.ipynb")
 
     records = []
-    for src in paths:
-        print(f"running {src.name} ...", flush=True)
-        rec = run_one(src, args.profile, download=args.download)
-        records.append(rec)
-        status = "ok" if rec["ok"] else f"FAILED ({rec['error']})"
-        print(f"  {status} in {rec['seconds']:.1f} s", flush=True)
-        print(f"  executed: {rec['executed']}\n  html:     {rec['html']}", flush=True)
-
+    # the competitor of benchmarks/bench_contention.py: matmuls with PyTorch's default threads
+    busy = subprocess.Popen([sys.executable, "-c", "import torch\nx = torch.randn(512, 512)\n"
+                             "while True:\n    x = torch.tanh(x @ x)\n"]) \
+        if args.beside_busy_kernel else None
+    try:
+        for src in paths:
+            print(f"running {src.name} ...", flush=True)
+            rec = run_one(src, args.profile, download=args.download)
+            records.append(rec)
+            status = "ok" if rec["ok"] else f"FAILED ({rec['error']})"
+            print(f"  {status} in {rec['seconds']:.1f} s", flush=True)
+            print(f"  executed: {rec['executed']}\n  html:     {rec['html']}", flush=True)
+    finally:
+        if busy is not None:
+            busy.kill()
     total = round(sum(r["seconds"] for r in records), 1)
     OUT_DIR.mkdir(exist_ok=True)
-    times = OUT_DIR / "course_times.json"
+    times = OUT_DIR / ("course_times_busy.json" if busy else "course_times.json")
     times.write_text(json.dumps({"profile": args.profile, "total_seconds": total,
+                                 "beside_busy_kernel": busy is not None,
                                  "notebooks": records}, indent=2) + "\n")
     print(f"total {total:.1f} s; times: {_rel(times)}")
     failed = [r["notebook"] for r in records if not r["ok"]]
