@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bridgelib.config import DATA_DIR, REPO_ROOT, get_config
+from bridgelib.config import REPO_ROOT, get_config
 from bridgelib.files import set_progress, write_json
 
 CLASSES = ("Boeing 737-800", "Airbus A320")  # two of FGVC-Aircraft's variants
@@ -61,7 +61,7 @@ def build_pipeline(folder: Path) -> tuple[Path, dict]:
     from transformers import CLIPTextConfig, CLIPTextModel
     from bridgelib.mini import vocab
     torch.manual_seed(0)
-    tokenizer = vocab.build_tokenizer(DATA_DIR / "mini-generator" / "tokenizer")
+    tokenizer = vocab.build_tokenizer(folder.parent / "tokenizer")  # it writes its files there
     tokenizer.model_max_length = 77
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
