@@ -77,11 +77,19 @@ def load_pipeline(cfg: Config, device: str | torch.device | None = None):
     except ImportError:
         dtype_kw = {"torch_dtype": dtype}
     variant = fp16_variant(g.model, dtype)
-    try:
+
+    def load(variant):
         with library_progress():
-            pipe = StableDiffusionPipeline.from_pretrained(
+            return StableDiffusionPipeline.from_pretrained(
                 str(model) if model.exists() else g.model, safety_checker=None,
                 requires_safety_checker=False, variant=variant, **dtype_kw)
+    try:
+        try:
+            pipe = load(variant)
+        except (OSError, ValueError) as err:  # a hub model without fp16 files: its fp32 ones
+            if variant is None or "variant" not in str(err):
+                raise
+            variant, pipe = None, load(None)
     except (OSError, ValueError, RuntimeError) as err:  # damaged weights, a wrong folder
         hint = "rebuild it with `bridge mini build --only generator`" if mini \
             else "check the id or folder" if model.exists() else (

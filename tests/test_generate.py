@@ -278,3 +278,16 @@ def test_fp16_weights_are_loaded_as_the_fp16_variant_when_a_model_has_them(tiny_
     assert tensor.dtype == torch.float16
     assert torch.equal(pipe.unet.state_dict()[name].half(), tensor)  # the fp16 file's values
     assert hub_revision(str(tiny_model)) is None  # a folder is named by its fingerprint
+
+
+def test_a_model_without_fp16_files_loads_its_fp32_files_when_fp16_is_asked(tiny_model, tmp_path,
+                                                                             monkeypatch):
+    """A hub model is asked for its fp16 files (fp16_variant cannot list a repository offline);
+    one that has none loads its fp32 files instead of failing (diffusers raises for them)."""
+    import shutil
+    import bridgelib.pipeline as pipeline
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model, plain, ignore=shutil.ignore_patterns("*.fp16.*"))
+    monkeypatch.setattr(pipeline, "fp16_variant", lambda model, dtype: "fp16")
+    pipe = load_pipeline(get_config("mini", **{"generation.model": str(plain)}))
+    assert pipe.unet.dtype == torch.float32 and pipe.unet.config.in_channels == 4
