@@ -1,9 +1,13 @@
-"""Shared by the bad-input tests (test_bad_inputs, test_hostile_inputs): the `bridge` command
-lines they vary, and a folder nobody may write into."""
+"""Shared by the tests: the `bridge` command lines the bad-input tests vary, a folder nobody may
+write into, and a small three-class image folder (the paper-profile, streaming and
+distributed tests' stand-in)."""
 import errno
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 
 def generate(t, *extra):
@@ -36,3 +40,15 @@ def read_only_dir(path: Path, mp) -> Path:
         return real(*args, dir=dir, **kwargs)
     mp.setattr(tempfile, "mkstemp", mkstemp)
     return path
+
+
+def write_folder(root: Path, per_class: int, seed: int, side: int = 40, spread: int = 60,
+                 step: int = 80, classes=("cat", "dog", "fox")) -> None:
+    """root/<class>/<i>.png: class c is noise in [0, spread) plus step * c, side x side+8 px
+    (`spread` against `step` sets how hard the classes are to tell apart)."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, spread, (side, side + 8, 3), dtype=np.uint8) + np.uint8(step * c)
+            Image.fromarray(img).save(root / name / f"{i}.png")

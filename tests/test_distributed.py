@@ -18,6 +18,7 @@ from PIL import Image
 from bridgelib.config import get_config
 from bridgelib.generate import generate_synthetic_set, read_manifest
 from bridgelib.transfer import train_run
+from cli_helpers import write_folder
 
 pytestmark = pytest.mark.slow  # two Python processes start per test; `-m "not slow"` skips
 
@@ -95,15 +96,6 @@ def test_two_processes_generate_the_one_process_set_and_resume(tiny_model, tmp_p
     assert sorted(a) == sorted(b) == sorted(ref.file_name)
     diff = np.stack([np.abs(a[k] - b[k]) for k in a])
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
-
-
-def write_folder(root: Path, per_class: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(("cat", "dog", "fox")):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            img = rng.integers(0, 60, (40, 48, 3), dtype=np.uint8) + np.uint8(80 * c)
-            Image.fromarray(img).save(root / name / f"{i}.png")
 
 
 def test_two_process_training_keeps_the_steps_and_rank_0_writes(tmp_path):

@@ -2,23 +2,13 @@
 small on-disk ImageFolder (no downloads), for every recipe."""
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from bridgelib.config import get_config
 from bridgelib.transfer import RECIPES, train_run
+from cli_helpers import write_folder
 
 CLASSES = ("cat", "dog", "fox")
-
-
-def write_folder(root, per_class, seed):
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            img = rng.integers(0, 60, (40, 48, 3), dtype=np.uint8) + np.uint8(80 * c)
-            Image.fromarray(img).save(root / name / f"{i}.png")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from bridgelib import data
 from bridgelib.config import get_config
@@ -15,21 +14,12 @@ from bridgelib.data import ImageSet, StreamSet, decoded_bytes
 from bridgelib.datasets import load_dataset
 from bridgelib.folders import load_image_folder
 from bridgelib.transfer import train_run
+from cli_helpers import write_folder
 
 CLASSES = ("cat", "dog", "fox")
 # torch's note when a test asks for more workers than the cores it is pinned to; our tiny splits
 pytestmark = [pytest.mark.filterwarnings("ignore:This DataLoader will create"),
               pytest.mark.filterwarnings("ignore:.*the test split has")]
-
-
-def write_folder(root, per_class, seed, side=40, spread=60, step=80):
-    """Class c: noise in [0, spread) plus step * c, so `spread` against `step` sets how hard."""
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            img = rng.integers(0, spread, (side, side + 8, 3), dtype=np.uint8) + np.uint8(step * c)
-            Image.fromarray(img).save(root / name / f"{i}.png")
 
 
 def paper_cfg(root, **overrides):
