@@ -19,6 +19,7 @@ Every notebook's images are ImageSets; notebook 01 shows the first ones.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,6 +86,10 @@ def check_memory(n_images: int, size: int, what: str, copies: int = 1) -> None:
 # ours: far above any photo a run needs (it is resized to at most a few hundred px), low enough
 # that 8 decoding threads stay near 1 GB; JPEGs count at the reduced scale they decode at.
 MAX_PIXELS = 50_000_000
+# PIL warns from 89 M pixels at open; MAX_PIXELS refuses such an image in one line of its own (or
+# a JPEG decodes it reduced), so the warning says nothing. Set once, for PIL's module only:
+# setting a filter at each decode would also reset every module's record of warnings shown once.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning, module="PIL")
 
 
 class ImageTooLarge(ValueError):
@@ -105,8 +110,6 @@ def read_rgb(path: str | Path, size: int):
 
 def _decode(path: Path, size: int):
     """read_rgb's (image, (width, height) in the file)."""
-    # PIL warns from 89 M pixels; MAX_PIXELS refuses them all with its own one line
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         im = Image.open(path)
     except Image.DecompressionBombError as err:
@@ -215,7 +218,6 @@ def streams(n_images: int, size: int) -> bool:
 def opens(path: Path) -> bool:
     """Whether PIL reads the file's header (not the pixels): the cheap check a streamed set
     makes before training, where the in-RAM path decodes every file."""
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         with Image.open(path):
             return True
@@ -332,16 +334,8 @@ class _Decoded:
 
 
 def augment_one(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """One uint8 (3, H, W) image augmented as a streamed set augments it: crop-flip as
-    torchvision's RandomResizedCrop (its default scale and ratio) back to H x W + a horizontal
-    flip; shift and none as `augment` does on a batch of one."""
-    if kind == "crop-flip":
-        from torchvision.transforms import v2
-        _, h, w = x.shape
-        with torch.random.fork_rng(devices=[]):  # torchvision draws from the global generator
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
-            return v2.Compose([v2.RandomResizedCrop((h, w), antialias=True),
-                               v2.RandomHorizontalFlip()])(x)
+    """One uint8 (3, H, W) image augmented as `augment` augments a batch of one (what a streamed
+    set's workers run, so that a set augments the same way in RAM and streamed)."""
     out = augment(x[None].float() / 255, kind, gen)[0]
     return (out * 255).round().to(torch.uint8)
 
@@ -367,24 +361,49 @@ def stream_pairs(pairs: Pairs, size: int, resize: str, class_names: list[str], d
 
 
 def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """Whole-batch augmentation on tensors in [0, 1] (no per-image PIL work): the in-RAM path's
-    (`transfer.train_stage`); a streamed set applies it per image in the workers, except
-    crop-flip, which streams as a random-resized crop + flip (`StreamSet`).
+    """Batch augmentation on tensors in [0, 1], every draw from `gen`: the in-RAM path's
+    (`transfer.train_stage`); a streamed set runs it per image in its workers (`augment_one`).
 
     shift: random translation of up to 1/8 of the side, white fill (glyphs must not be flipped);
-    crop-flip: random translation with reflection and horizontal flips (natural images).
+    crop-flip: random-resized crop back to H x W + horizontal flip (natural images).
     """
     if kind == "none":
         return x
     n, _, h, w = x.shape
-    pad = max(1, h // 8)
-    fill = {"mode": "reflect"} if kind == "crop-flip" else {"mode": "constant", "value": 1.0}
-    padded = F.pad(x, (pad,) * 4, **fill)
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
     if kind == "crop-flip":
+        out = torch.cat([F.interpolate(x[k:k + 1, :, t:t + ch, l:l + cw], size=(h, w),
+                                       mode="bilinear", align_corners=False, antialias=True)
+                         for k, (t, l, ch, cw) in enumerate(crop_boxes(n, h, w, gen))])
         flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        out = torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
-    return out
+        return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out).clamp(0, 1)
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad,) * 4, mode="constant", value=1.0)
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen).tolist()
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
+def crop_boxes(n: int, h: int, w: int, gen: torch.Generator, scale=(0.08, 1.0),
+               ratio=(3 / 4, 4 / 3)) -> list[tuple[int, int, int, int]]:
+    """n (top, left, height, width) boxes as torchvision's `RandomResizedCrop.get_params` draws
+    them (a box of 8-100% of the area, aspect 3/4-4/3, ten tries, then the central crop), from
+    `gen` instead of the global generator so that a seeded run repeats."""
+    boxes, log_ratio = [], (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(n):
+        for _ in range(10):
+            area = h * w * (scale[0] + (scale[1] - scale[0]) * float(torch.rand(1, generator=gen)))
+            aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0])
+                              * float(torch.rand(1, generator=gen)))
+            cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if 0 < cw <= w and 0 < ch <= h:
+                top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+                left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+                boxes.append((top, left, ch, cw))
+                break
+        else:
+            cw, ch = w, h
+            if w / h < ratio[0]:
+                ch = round(w / ratio[0])
+            elif w / h > ratio[1]:
+                cw = round(h * ratio[1])
+            boxes.append(((h - ch) // 2, (w - cw) // 2, ch, cw))
+    return boxes

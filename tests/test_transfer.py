@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bridgelib import models, transfer
 from bridgelib.config import get_config, load_config
-from bridgelib.data import ImageSet
+from bridgelib.data import ImageSet, crop_boxes
 from bridgelib.datasets import load_dataset
 from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, head_parameters
@@ -268,11 +268,10 @@ def test_evaluate_reports_overall_and_per_class_accuracy(cfg, real):
 
 # -- augmentation and batching -----------------------------------------------------------------
 
-def is_translation(out, img, pad, mode="constant"):
-    """Whether `out` is `img` moved by at most `pad` pixels (white or reflection coming in)."""
+def is_translation(out, img, pad):
+    """Whether `out` is `img` moved by at most `pad` pixels (white coming in)."""
     h, w = img.shape[-2:]
-    padded = (F.pad(img, (pad,) * 4, value=1.0) if mode == "constant"
-              else F.pad(img[None], (pad,) * 4, mode=mode)[0])
+    padded = F.pad(img, (pad,) * 4, value=1.0)
     return any(torch.equal(out, padded[:, dy:dy + h, dx:dx + w])
                for dy in range(2 * pad + 1) for dx in range(2 * pad + 1))
 
@@ -291,13 +290,49 @@ def test_shift_keeps_shape_and_range_and_never_flips():
     assert torch.equal(augment(white, "shift", torch.Generator().manual_seed(0)), white)
 
 
-def test_the_flip_check_would_catch_a_flip():
-    x = torch.rand(24, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+def ramps(n, h, w):
+    """n images whose channel 0 rises left to right (0 -> 1) and channel 1 top to bottom."""
+    x = torch.zeros(n, 3, h, w)
+    x[:, 0] = torch.linspace(0, 1, w).view(1, 1, w)
+    x[:, 1] = torch.linspace(0, 1, h).view(1, h, 1)
+    return x
+
+
+def test_crop_flip_is_a_resized_crop_of_a_drawn_box_and_sometimes_flipped():
+    """Each output spans the columns and rows of its drawn box (the ramps say where it came
+    from), back at full size; about half are mirrored (channel 0 then falls)."""
+    n, h, w = 32, 48, 64
+    x = ramps(n, h, w)
     out = augment(x, "crop-flip", torch.Generator().manual_seed(0))
-    assert out.shape == x.shape
-    flipped = [not is_translation(o, i, 4, mode="reflect") for o, i in zip(out, x)]
-    assert any(flipped) and not all(flipped)
+    boxes = crop_boxes(n, h, w, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    flipped = []
+    for o, (top, left, ch, cw) in zip(out, boxes):
+        cols, rows = o[0].mean(0), o[1].mean(1)
+        flipped.append(bool(cols[0] > cols[-1]))
+        ends = sorted([cols[0].item(), cols[-1].item()])
+        assert ends == pytest.approx([left / (w - 1), (left + cw - 1) / (w - 1)], abs=1.5 / w)
+        assert [rows[0].item(), rows[-1].item()] == pytest.approx(
+            [top / (h - 1), (top + ch - 1) / (h - 1)], abs=1.5 / h)
+    assert 0.25 < np.mean(flipped) < 0.75
+    assert torch.equal(out, augment(x, "crop-flip", torch.Generator().manual_seed(0)))
     assert torch.equal(augment(x, "none", torch.Generator()), x)
+
+
+def test_crop_boxes_keep_torchvisions_scale_and_ratio():
+    boxes = crop_boxes(2000, 96, 128, torch.Generator().manual_seed(0))
+    top, left, ch, cw = (np.array(c) for c in zip(*boxes))
+    assert (top >= 0).all() and (left >= 0).all()
+    assert (top + ch <= 96).all() and (left + cw <= 128).all()
+    area, aspect = ch * cw / (96 * 128), cw / ch
+    assert area.min() > 0.07 and area.max() <= 1 and np.ptp(area) > 0.8     # 8-100% of the area
+    assert aspect.min() > 0.7 and aspect.max() < 1.4                        # 3/4-4/3, rounded
+    assert len(set(boxes)) > 1900
+    # a box that can never fit (twice the area) falls back to torchvision's central crop
+    from torchvision.transforms import RandomResizedCrop
+    for h, w in ((10, 40), (40, 10), (30, 32)):
+        central = RandomResizedCrop.get_params(torch.zeros(1, h, w), [2, 2], [3 / 4, 4 / 3])
+        assert crop_boxes(1, h, w, torch.Generator(), scale=(2, 2)) == [tuple(central)]
 
 
 def test_batch_stream_repeats_a_small_set_evenly():
