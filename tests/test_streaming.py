@@ -1,6 +1,8 @@
 """Paper-scale data: a set whose decoded size is above `data.STREAM_ABOVE_BYTES` streams from disk
 through a DataLoader (decode + augmentation in the workers) instead of one in-RAM tensor. Each
 test lowers the threshold for itself, so that small folders stream."""
+import ctypes
+import gc
 import threading
 import time
 
@@ -44,9 +46,21 @@ def rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
+def release_free_memory():
+    """Hand the pages that earlier tests freed back to the kernel. glibc keeps freed heap pages
+    resident (its trim threshold grows after each large free), and a later allocation reuses them
+    without raising RSS: a CI run measured the in-RAM set at 76% of its decoded size that way."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def peak_growth(fn):
     """(fn's result, the most this process's resident memory rose above its start while fn ran),
-    sampled every millisecond."""
+    sampled every millisecond, from a heap whose free pages were first returned to the kernel."""
+    release_free_memory()
     start, peak, done = rss(), [0], threading.Event()
 
     def watch():
@@ -64,16 +78,18 @@ def peak_growth(fn):
 
 
 def test_the_streaming_path_holds_less_than_the_decoded_set(tmp_path, monkeypatch):
-    """400 images at 128 px are 19.7 MB decoded; above a 1 MB threshold the set streams: loading
+    """1,200 images at 128 px are 59 MB decoded; above a 1 MB threshold the set streams: loading
     it and reading every image of it once through its DataLoader (decoded in this process, to be
-    measured) raise resident memory by less than half of that, where the in-RAM path, the
-    probe's control, holds at least 80% of it."""
-    write_folder(tmp_path / "big" / "train", 134, 0, side=120, spread=255, step=0)
+    measured) raise resident memory by less than a third of that, where the in-RAM path, the
+    probe's control, holds at least 80% of it. The set is large against the streaming path's
+    fixed working memory (a batch, decoder buffers, thread arenas: 7-13 MB measured), which a
+    20 MB set left too little margin to."""
+    write_folder(tmp_path / "big" / "train", 400, 0, side=120, spread=255, step=0)
     write_folder(tmp_path / "big" / "test", 2, 1)
     cfg = get_config("paper", dataset="imagefolder", data_root=str(tmp_path / "big"),
                      image_size=128, device="cpu", num_workers=0)
-    decoded = decoded_bytes(3 * 134, 128)
-    assert decoded > 19e6
+    decoded = decoded_bytes(3 * 400, 128)
+    assert decoded > 58e6
     monkeypatch.setattr(data, "STREAM_ABOVE_BYTES", 2**20)
     # warm up: torchvision's transforms and the DataLoader are imported at first use (~150 MB),
     # and the first batches' buffers stay with the allocator: a first batch, before measuring
@@ -87,9 +103,9 @@ def test_the_streaming_path_holds_less_than_the_decoded_set(tmp_path, monkeypatc
         n = sum(len(y) for _, y in train.loader(batches, "crop-flip", seed=0))
         return train, n
     (train, n), streamed = peak_growth(load_and_read)
-    assert isinstance(train, StreamSet) and not hasattr(train, "images") and n == len(train) == 402
+    assert isinstance(train, StreamSet) and not hasattr(train, "images") and n == len(train) == 1200
     assert not any(isinstance(it, torch.Tensor) for it in train.items)  # files only
-    assert streamed < decoded / 2, (streamed, decoded)
+    assert streamed < decoded / 3, (streamed, decoded)
 
     monkeypatch.setattr(data, "STREAM_ABOVE_BYTES", 2**40)
     in_ram, held = peak_growth(lambda: load_dataset(cfg, "train"))
@@ -161,12 +177,13 @@ def test_without_augmentation_streaming_trains_exactly_as_in_ram(small, tmp_path
 
 
 def test_streaming_matches_the_in_ram_path_within_seed_noise(tmp_path, monkeypatch):
-    """The paper profile's crop-flip, trained in RAM (translate + flip on batches) and streamed
-    (random-resized crop + flip in a worker), seeds 0-2, 60 training and 60 test images of three
-    overlapping classes (hard enough not to saturate). Tolerance: the mean accuracies differ by
-    at most two standard errors of their difference estimated from the seeds' spread
-    (sqrt(s_ram^2/3 + s_stream^2/3)), and never less than two test images; both learn (> 0.5,
-    chance 1/3)."""
+    """The paper profile's crop-flip, trained in RAM (on batches) and streamed (per image in a
+    worker): the same augmentation from other random draws, seeds 0-5, 60 training and 60 test
+    images of three overlapping classes (hard enough not to saturate). Within noise: Welch's t
+    test cannot tell the two paths' accuracies apart at the 1% level (6 seeds each: three gave
+    too little to estimate the seeds' spread; measured once, 0.61 +- 0.05 in RAM, 0.65 +- 0.06
+    streamed, p = 0.28); both learn (> 0.5, chance 1/3)."""
+    from scipy import stats
     write_folder(tmp_path / "d" / "train", 20, 0, spread=230, step=15)
     write_folder(tmp_path / "d" / "test", 20, 1, spread=230, step=15)
     cfg = paper_cfg(tmp_path / "d", num_workers=1,
@@ -176,10 +193,8 @@ def test_streaming_matches_the_in_ram_path_within_seed_noise(tmp_path, monkeypat
         monkeypatch.setattr(data, "STREAM_ABOVE_BYTES", threshold)
         acc[name] = np.array([train_run(cfg, "vanilla", tmp_path / f"{name}{seed}", seed=seed,
                                         pretrained=False, save_model=False,
-                                        track_test=False)["test_acc"] for seed in range(3)])
-    diff = abs(acc["stream"].mean() - acc["ram"].mean())
-    se = np.sqrt(acc["ram"].var(ddof=1) / 3 + acc["stream"].var(ddof=1) / 3)
-    tolerance = max(2 * se, 2 / 60)
+                                        track_test=False)["test_acc"] for seed in range(6)])
+    p = stats.ttest_ind(acc["ram"], acc["stream"], equal_var=False).pvalue
     print(f"in RAM {acc['ram'].round(3).tolist()}, streamed {acc['stream'].round(3).tolist()}; "
-          f"|mean difference| {diff:.3f} <= tolerance {tolerance:.3f}")
-    assert diff <= tolerance and acc["ram"].mean() > 0.5 and acc["stream"].mean() > 0.5
+          f"Welch p = {p:.2f}")
+    assert p > 0.01 and acc["ram"].mean() > 0.5 and acc["stream"].mean() > 0.5
