@@ -98,3 +98,19 @@ def test_busy_neighbours_take_cores_away(monkeypatch, threads):
     finally:
         for p in spin:
             p.kill()
+
+
+def test_bf16_autocast_only_where_bf16_is_faster(monkeypatch):
+    """CUDA and AMX CPUs compute in bf16 under 'auto'; a CPU without AMX (AVX512-BF16 alone ran
+    bf16 slower than fp32) and 'fp32' never do."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for amx in (False, True):
+        monkeypatch.setattr(files, "cpu_has_amx", lambda amx=amx: amx)
+        assert files.bf16_autocast(cpu) is amx and files.bf16_autocast(cuda)
+        assert not files.bf16_autocast(cpu, "fp32") and not files.bf16_autocast(cuda, "fp32")
+    monkeypatch.setattr(files, "cpu_has_amx", lambda: False)
+    with files.autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(files, "cpu_has_amx", lambda: True)
+    with files.autocast(cpu):
+        assert torch.is_autocast_enabled("cpu")

@@ -161,12 +161,14 @@ def test_refuses_a_folder_holding_another_run(cfg, pipe, tmp_path):
         generate_synthetic_set(cfg, other, **kw)
 
 
-@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
-                    reason="bf16 autocast is used only on a CPU with native bf16")
-def test_precision_is_part_of_a_set_and_a_resume_never_mixes_two(cfg, tiny_model, tmp_path):
-    """precision 'auto' computes in bf16 on this CPU and fp32 computes in fp32: different pixels,
-    named in run.json, and a folder drawn one way is refused the other way."""
+def test_precision_is_part_of_a_set_and_a_resume_never_mixes_two(cfg, tiny_model, tmp_path,
+                                                                 monkeypatch):
+    """precision 'auto' computes in bf16 on a CPU with AMX (taken as this one: bf16 runs on any
+    AVX-512 CPU, only slower) and fp32 computes in fp32: different pixels, named in run.json,
+    and a folder drawn one way is refused the other way."""
+    from bridgelib import files
     from bridgelib.pipeline import BF16_AUTOCAST
+    monkeypatch.setattr(files, "cpu_has_amx", lambda: True)
     fp32 = get_config("mini", precision="fp32", **{"generation.model": str(tiny_model),
                                                     "generation.steps": 2})
     kw = dict(per_class=2, class_names=CLASSES[:2], progress_bar=False)
