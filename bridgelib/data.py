@@ -371,9 +371,9 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
         return x
     n, _, h, w = x.shape
     if kind == "crop-flip":
-        out = torch.cat([F.interpolate(x[k:k + 1, :, t:t + ch, l:l + cw], size=(h, w),
+        out = torch.cat([F.interpolate(x[k:k + 1, :, top:top + ch, left:left + cw], size=(h, w),
                                        mode="bilinear", align_corners=False, antialias=True)
-                         for k, (t, l, ch, cw) in enumerate(crop_boxes(n, h, w, gen))])
+                         for k, (top, left, ch, cw) in enumerate(crop_boxes(n, h, w, gen))])
         flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out).clamp(0, 1)
     pad = max(1, h // 8)
