@@ -2,22 +2,23 @@
 
     python benchmarks/bench_precision.py --images-per-class 20 --repeats 2
 
-In one process, alternating (bf16, fp32) `--repeats` times: a 2048^3 matmul (best of 5), the
-mini world's generation (`generate_synthetic_set`, `--images-per-class` x 10 classes, fresh
-seeds each repeat so nothing is read from a cache) and a 10-shot vanilla training run
-(`train_run`), each with the config's `precision` set to "fp32" or forced to bf16 autocast
+In one process: a 2048^3 matmul in each (`utilisation.attainable_flops`, best of 5); then,
+alternating (bf16, fp32) `--repeats` times, the mini world's generation
+(`generate_synthetic_set`, `--images-per-class` x 10 classes, fresh seeds each repeat so nothing
+is read from a cache) and a 10-shot vanilla training run (`train_run`), each with the config's `precision` set to "fp32" or forced to bf16 autocast
 (`files.cpu_has_amx` taken as true). Prints seconds and the bf16/fp32 speed ratios (above 1:
 bf16 faster) and which one `precision: auto` picks on this CPU; writes them as JSON.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 
@@ -27,24 +28,14 @@ from bridgelib.generate import generate_synthetic_set
 from bridgelib.pipeline import load_pipeline
 from bridgelib.transfer import train_run
 
-
-def matmul_gflops(dtype: torch.dtype, n: int = 2048) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+import utilisation  # benchmarks/utilisation.py: this script's folder is on sys.path
 
 
 def one_round(precision: str, work: Path, per_class: int, seed: int) -> dict:
     """Seconds to generate and to train with `precision` ('bf16' forced or 'fp32')."""
-    real_amx = files.cpu_has_amx
-    if precision == "bf16":
-        files.cpu_has_amx = lambda: True
-    try:
+    forced = (patch.object(files, "cpu_has_amx", lambda: True) if precision == "bf16"
+              else contextlib.nullcontext())
+    with forced:
         cfg = get_config("mini", precision="auto" if precision == "bf16" else "fp32")
         pipe = load_pipeline(cfg)
         t = time.perf_counter()
@@ -55,8 +46,6 @@ def one_round(precision: str, work: Path, per_class: int, seed: int) -> dict:
         train_run(cfg, "vanilla", work / f"train-{precision}-{seed}", shots=10, seed=seed,
                   save_model=False)
         return {"generate_s": generate_s, "train_s": time.perf_counter() - t}
-    finally:
-        files.cpu_has_amx = real_amx
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,8 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore", message=".*the test split has")
     out = {"auto_picks": "bf16" if files.bf16_autocast(torch.device("cpu")) else "fp32",
            "amx": files.cpu_has_amx(),
-           "matmul_gflops": {"fp32": matmul_gflops(torch.float32),
-                             "bf16": matmul_gflops(torch.bfloat16)}}
+           "matmul_gflops": utilisation.attainable_flops("cpu")}
     rounds = {"bf16": [], "fp32": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
@@ -88,8 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"({mm['bf16']:.0f} vs {mm['fp32']:.0f} GFLOP/s), generation "
           f"{out['generate_bf16_speed_ratio']:.2f}x, training {out['train_bf16_speed_ratio']:.2f}x; "
           f"AMX {out['amx']}, precision auto picks {out['auto_picks']}")
-    Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out_json).write_text(json.dumps(out, indent=2))
+    files.write_json(args.out_json, out)
     return out
 
 

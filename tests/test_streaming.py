@@ -3,6 +3,10 @@ through a DataLoader (decode + augmentation in the workers) instead of one in-RA
 test lowers the threshold for itself, so that small folders stream."""
 import ctypes
 import gc
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -47,9 +51,10 @@ def rss() -> int:
 
 
 def release_free_memory():
-    """Hand the pages that earlier tests freed back to the kernel. glibc keeps freed heap pages
-    resident (its trim threshold grows after each large free), and a later allocation reuses them
-    without raising RSS: a CI run measured the in-RAM set at 76% of its decoded size that way."""
+    """Hand the pages that earlier work freed (the warm-up, the streamed pass) back to the kernel.
+    glibc keeps freed heap pages resident (its trim threshold grows after each large free), and a
+    later allocation reuses them without raising RSS: a CI run measured the in-RAM set at 76% of
+    its decoded size that way."""
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -111,10 +116,6 @@ def test_the_streaming_path_holds_less_than_the_decoded_set(tmp_path):
     session the streaming path's fixed working memory (a batch, decoder buffers, thread arenas;
     12-13 MB in a fresh process) read 23 MB once, and freed heap pages that glibc keeps resident
     hid part of the in-RAM set (76% once)."""
-    import json
-    import os
-    import subprocess
-    import sys
     write_folder(tmp_path / "big" / "train", 400, 0, side=120, spread=255, step=0)
     write_folder(tmp_path / "big" / "test", 2, 1)
     decoded = decoded_bytes(3 * 400, 128)
