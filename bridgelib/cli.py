@@ -162,6 +162,10 @@ def _add_sweep(sub) -> None:
                    help="every synthetic stage trains exactly N steps (default: its epochs)")
     s.add_argument("--match-compute", action="store_true",
                    help="also train vanilla for as many steps as bridged at each volume")
+    s.add_argument("--mixed-epochs", action="store_true", help="mixed trains the real stage's "
+                   "epochs over the union (each real image as many passes as in vanilla)")
+    s.add_argument("--workers", type=int, default=1, help="train runs in N processes at once "
+                   "(sets and tokens are made first); 2 measured faster on 2 cores, see README")
     s.add_argument("--with-scratch", action="store_true", help="also train from random init")
     s.add_argument("--no-save-model", action="store_true",
                    help="keep no run's fine-tuned classifier (saves disk)")
@@ -322,7 +326,7 @@ def _sweep(args) -> None:
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
                       match_compute=args.match_compute, synthetic_dir=args.synthetic,
                       style_token=args.style_token, save_model=not args.no_save_model,
-                      token=args.token)
+                      token=args.token, mixed_epochs=args.mixed_epochs, workers=args.workers)
     by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
           "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))

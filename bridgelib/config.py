@@ -78,6 +78,9 @@ class TrainConfig:
     mixup_alpha: float = 0.2       # Mixup in the synthetic stage of bridged++ (ours)
     match_compute: bool = False    # vanilla trains as many steps as bridged's two stages (fair budget)
     mixed_real_fraction: float | None = None  # None = all real + all synthetic (the paper's); else the real share
+    # mixed's budget: "bridged" = as many steps as bridged's two stages (same images seen);
+    # "epochs" = the real stage's epochs over the union (each real image as many passes as vanilla)
+    mixed_budget: str = "bridged"
 
 
 @dataclass
@@ -358,6 +361,7 @@ RULES: dict[str, Rule] = {
     "train.mixup_alpha": number(0),
     "train.match_compute": BOOL,
     "train.mixed_real_fraction": optional(number(0, 1, open_low=True)),
+    "train.mixed_budget": choice("bridged", "epochs"),
     "invert.token": TEXT,
     "invert.initializer": TEXT,
     "invert.num_vectors": integer(1, high=64),

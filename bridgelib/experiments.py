@@ -56,28 +56,44 @@ class Cell:
     gen_seed: int = 0              # seed of the synthetic set (and of its DSI token)
     fixed_steps: int = 0           # synthetic stage of exactly this many steps; 0: its epochs
     match_compute: bool = False    # vanilla only: as many steps as bridged at this volume
+    mixed_epochs: bool = False     # mixed only: vanilla's epochs over the union (train.mixed_budget)
 
     @property
     def name(self) -> str:
         data = (f"-{self.template}-g{self.guidance:g}-n{self.volume}"
                 + (f"-gen{self.gen_seed}" if self.gen_seed else "")
-                + (f"-steps{self.fixed_steps}" if self.fixed_steps else "")) if self.volume else ""
+                + (f"-steps{self.fixed_steps}" if self.fixed_steps else "")
+                + ("-epochs" if self.mixed_epochs else "")) if self.volume else ""
         recipe = "vanilla-matched" if self.match_compute else self.recipe
         return (f"{recipe}{data}-k{self.shots}-s{self.seed}"
                 + ("-scratch" if self.scratch else ""))
 
     def config(self, cfg: Config) -> Config:
         """The sweep's config with this cell's own training-budget settings."""
-        if not (self.fixed_steps or self.match_compute):
+        if not (self.fixed_steps or self.match_compute or self.mixed_epochs):
             return cfg
         train = replace(cfg.train, match_compute=self.match_compute,
-                        synthetic=replace(cfg.train.synthetic, steps=self.fixed_steps or None))
+                        synthetic=replace(cfg.train.synthetic, steps=self.fixed_steps or None),
+                        mixed_budget="epochs" if self.mixed_epochs else cfg.train.mixed_budget)
         return replace(cfg, train=train)
+
+    @property
+    def own_token(self) -> bool:
+        """A DSI cell at k shots learns its token on its own k-shot subset (shots and seed):
+        a k-shot arm never sees more than k real images per class, the token included."""
+        return self.template == "dsi" and self.shots != "full"
+
+    @property
+    def set_key(self) -> tuple:
+        """Which synthetic set the cell trains on: one per (template, guidance, generation
+        seed), and per k-shot subset where the set is drawn with that subset's own token."""
+        key = (self.template, self.guidance, self.gen_seed)
+        return key + ((self.shots, self.seed) if self.own_token else ())
 
 
 def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidances=(3.0,),
                templates=("single",), scratch=(False,), gen_seeds=(0,), fixed_steps=0,
-               match_compute=False) -> list[Cell]:
+               match_compute=False, mixed_epochs=False) -> list[Cell]:
     """Every cell of the grid, once: vanilla collapses over volume, guidance, template and
     generation seed. `fixed_steps`: every synthetic stage trains exactly that many steps (more
     images, not more training). `match_compute`: beside each plain vanilla, a vanilla that trains
@@ -115,7 +131,8 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
                 continue
         for v, g, t, gs in data:
             cell = Cell(recipe, k, int(seed), v, g, t, bool(s), gs,
-                        0 if recipe == "vanilla" else fixed_steps, recipe == "vanilla")
+                        0 if recipe == "vanilla" else fixed_steps, recipe == "vanilla",
+                        mixed_epochs and recipe == "mixed")
             cells.setdefault(cell.name, cell)
     return list(cells.values())
 
@@ -126,7 +143,8 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
               gen_seeds=(0,), fixed_steps=0, match_compute=False,
               synthetic_dir=None, style_token=None, command: str | None = None,
               cache: str | Path | None = None, save_model: bool = True,
-              token: str | None = None) -> pd.DataFrame:
+              token: str | None = None, mixed_epochs: bool = False,
+              workers: int = 1) -> pd.DataFrame:
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
@@ -137,6 +155,10 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     `gen_seeds`, and every training seed trains on the same images of a generation seed. `cache`:
     where generated sets and the token are cached (default: the repository's cache/, shared
     with the notebooks). save_model=False keeps no run's classifier (5 MB a run in mini).
+    A DSI cell at k shots uses a token learned on its own k-shot subset (`Cell.own_token`).
+    `workers` > 1: the synthetic sets and tokens are made first, in this process, then the runs
+    train in that many worker processes, each with its share of the CPU's cores (a run's result
+    does not depend on which process trains it; tests/test_experiments.py checks it).
     """
     root = Path(root)
     if synthetic_dir is not None:
@@ -145,7 +167,8 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
         volumes = volumes or [per_class]
     guidances = [cfg.generation.guidance if g is None else g for g in guidances]
     cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch, gen_seeds,
-                       fixed_steps, match_compute)
+                       fixed_steps, match_compute, mixed_epochs)
+    check_value("workers", workers, "generation.batch_size")  # a positive integer
     check_sweep_folder(cfg, root)
     read_style_token(style_token, token)  # a bad token file: refused before the first run trains
     todo = [c for c in cells if not (root / c.name / "metrics.json").exists()]
@@ -154,13 +177,47 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
                               "cells": len(cells), "todo": len(todo)}) + "\n")
     sets = SyntheticSets(cfg, root / "synthetic", synthetic_dir, style_token, todo, cache,
                          token)
-    for cell in progress(todo, desc="runs"):
-        data = sets.folder(cell) if cell.volume else None
-        train_run(cell.config(cfg), cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
-                  pretrained=not cell.scratch, synthetic_dir=data, save_model=save_model)
-        write_store(root)
+    if workers == 1:
+        for cell in progress(todo, desc="runs"):
+            _train_cell(cfg, cell, root, sets.folder(cell) if cell.volume else None, save_model)
+            write_store(root)
+    else:
+        jobs = [(cfg, c, root, sets.folder(c) if c.volume else None, save_model) for c in todo]
+        _train_in_workers(jobs, workers, root)
     store = write_store(root)
     return store[store["run"].isin([c.name for c in cells])].reset_index(drop=True)
+
+
+def _train_cell(cfg: Config, cell: Cell, root: Path, data, save_model: bool) -> str:
+    train_run(cell.config(cfg), cell.recipe, root / cell.name, shots=cell.shots, seed=cell.seed,
+              pretrained=not cell.scratch, synthetic_dir=data, save_model=save_model)
+    return cell.name
+
+
+def _train_in_workers(jobs: list[tuple], workers: int, root: Path) -> None:
+    """Train `jobs` (`_train_cell` arguments) in `workers` fresh processes; the store is
+    rewritten after each run, so an interrupted sweep resumes as the one-process loop does."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_threads, initargs=(threads,)) as pool:
+        pending = {pool.submit(_train_cell, *job) for job in jobs}
+        bar = progress(total=len(jobs), desc="runs")
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # a failed run stops the sweep with its own error
+                write_store(root)
+                bar.update(1)
+        bar.close()
+
+
+def _worker_threads(threads: int) -> None:
+    """A worker process's PyTorch threads: its share of the cores (files.share_cpu reads it)."""
+    from bridgelib.files import THREADS_ENV
+    os.environ[THREADS_ENV] = str(threads)
 
 
 def sweep_identity(cfg: Config) -> dict:
@@ -227,10 +284,9 @@ class SyntheticSets:
         self.need: dict[tuple, int] = {}
         for c in todo:
             if c.volume:
-                key = (c.template, c.guidance, c.gen_seed)
-                self.need[key] = max(self.need.get(key, 0), c.volume)
+                self.need[c.set_key] = max(self.need.get(c.set_key, 0), c.volume)
         self.sources: dict[tuple, Path] = {}
-        self.tokens: dict[int, Path] = {}
+        self.tokens: dict[tuple, Path] = {}
         self._pipe = None
 
     def pipe(self):
@@ -238,23 +294,27 @@ class SyntheticSets:
             self._pipe = load_pipeline(self.cfg)
         return self._pipe
 
-    def style_token(self, gen_seed: int = 0):
-        """The given token, else the package's cached one (learned once per generator and
-        generation seed: a second seed is a second token, so its noise enters the DSI claim)."""
+    def style_token(self, gen_seed: int = 0, shots="full", seed: int | None = None):
+        """The given token, else the package's cached one: on the whole pool, one per
+        generation seed (a second seed is a second token, so its noise enters the DSI claim);
+        at k shots, one per k-shot subset, learned on that subset alone (`seed`: its seed)."""
         if self.token is not None:
             return self.token
-        if gen_seed not in self.tokens:
-            self.tokens[gen_seed] = cached_style_token(self.cfg, seed=gen_seed, pipe=self.pipe(),
-                                                       root=self.cache / "dsi")
-        return self.tokens[gen_seed]
+        key = (gen_seed,) if shots == "full" else (shots, seed)
+        if key not in self.tokens:
+            self.tokens[key] = cached_style_token(
+                self.cfg, shots=shots, seed=gen_seed if shots == "full" else seed,
+                pipe=self.pipe(), root=self.cache / "dsi")
+        return self.tokens[key]
 
-    def source(self, template: str, guidance: float, gen_seed: int = 0) -> Path:
-        key = (template, guidance, gen_seed)
+    def source(self, template: str, guidance: float, gen_seed: int = 0, shots="full",
+               seed: int | None = None) -> Path:
+        key = (template, guidance, gen_seed) + ((shots, seed) if shots != "full" else ())
         if key not in self.sources:
             if self.given is not None:
                 self.sources[key] = Path(self.given)
             else:
-                token = self.style_token(gen_seed) if template == "dsi" else None
+                token = self.style_token(gen_seed, shots, seed) if template == "dsi" else None
                 word = self.word if token is not None and token == self.token else None
                 n, cache = self.need[key], self.cache / "synthetic"
                 self.sources[key] = find_synthetic_set(self.cfg, n, template, guidance, token,
@@ -265,7 +325,8 @@ class SyntheticSets:
         return self.sources[key]
 
     def folder(self, cell: Cell) -> Path:
-        source = self.source(cell.template, cell.guidance, cell.gen_seed)
+        shots, seed = (cell.shots, cell.seed) if cell.own_token else ("full", None)
+        source = self.source(cell.template, cell.guidance, cell.gen_seed, shots, seed)
         have = complete_per_class(source)
         if cell.volume > have:
             raise ValueError(f"volume={cell.volume} is more than the {have} images per class of "

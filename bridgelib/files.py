@@ -223,6 +223,23 @@ def share_cpu(device) -> int:
     return threads
 
 
+def machine_name() -> str:
+    """The CPU model (and GPU, if one is used) a run was measured on: a store records it so that
+    compared arms can be checked to share a kind of machine."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        import platform
+        cpu = platform.processor() or cpu
+    import torch
+    gpu = f" + {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu} x{os.cpu_count()}{gpu}"
+
+
 def process_state(device: str = "auto"):
     """accelerate's PartialState when launched on 2+ processes (accelerate launch, torchrun),
     else None, without importing accelerate.

@@ -216,12 +216,19 @@ def generation_options(cfg: Config, class_names, template, style_token, guidance
         raise ValueError(f"style_token is only used by template 'dsi', not {template!r}")
     return {"model": g.model, "model_fingerprint": model_fingerprint(g.model),
             "class_names": names, "seed": seed, "template": template,
-            "style_token": style and {"name": style.name, "sha256": style.sha256},
+            "style_token": style and {"name": style.name, "sha256": style.sha256,
+                                      **_trained_on(style)},
             "guidance_scale": float(guidance), "num_inference_steps": steps,
             "resolution": g.resolution, "scheduler": g.scheduler,
             "precision": pipeline_precision(cfg, resolve_device(cfg.device)),
             "negative_prompt": g.negative_prompt if negative_prompt is None else negative_prompt,
             "templates": templates, "prompt_names": clean_class_names(names, cfg.dataset)}, style
+
+
+def _trained_on(style) -> dict:
+    """How many real images per class a learned token saw (its file's metadata), if recorded."""
+    n = (style.metadata or {}).get("real_per_class")
+    return {"real_per_class": int(n)} if n is not None and str(n).isdigit() else {}
 
 
 def png_bytes(resolution: int) -> int:

@@ -137,9 +137,11 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     seconds = time.perf_counter() - t1
     if bar is not None:
         bar.close()
-    sha = save_style_token(out, inv.token, token.rows, cfg.generation.model, steps)
+    sha = save_style_token(out, inv.token, token.rows, cfg.generation.model, steps,
+                           real_per_class=real_per_class(images))
     record = {
-        **settings, "token_ids": ids, "images": len(images), "resumed_from": start,
+        **settings, "token_ids": ids, "images": len(images),
+        "real_per_class": real_per_class(images), "resumed_from": start,
         "max_norm": None if math.isinf(token.max_norm) else token.max_norm,
         "loss_curve": [round(x, 6) for x in token.losses], "base_model": cfg.generation.model,
         "sha256": sha, "checkpoints": str(ckpt_dir), "latent_seconds": round(t_latents, 3),
@@ -149,6 +151,12 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
         "config": cfg.to_dict(), "versions": package_versions()}
     write_json(out.with_suffix(".json"), record)
     return record
+
+
+def real_per_class(images: ImageSet) -> int:
+    """The most real images of one class a token is learned on: k for a k-shot subset. The
+    science rule of the store: a k-shot arm's token never sees more than k per class."""
+    return int(torch.bincount(images.labels.long()).max()) if len(images) else 0
 
 
 class _TokenRows:

@@ -222,18 +222,21 @@ class StyleToken:
 
 
 def save_style_token(path: str | Path, token: str, vectors, base_model: str,
-                     steps: int) -> str:
+                     steps: int, real_per_class: int | None = None) -> str:
     """Write `token`'s rows as diffusers' learned_embeds.safetensors, {token: (n, width)} in
     float32, which `pipe.load_textual_inversion(path)` loads as is; its safetensors metadata
     holds the token, its vector count, the base model (a hub id, or a local folder's name: the
     file does not depend on where the repository lives), that model's fingerprint (empty for a
-    hub id) and the training steps. Atomic; the same rows give the same bytes. Returns sha256."""
+    hub id), the training steps and, when given, the most real images of one class it was
+    learned on (`real_per_class`: a k-shot arm's token must show k). Atomic; the same rows give the same bytes. Returns sha256."""
     rows = torch.as_tensor(vectors).detach().cpu().float()
     rows = rows.reshape(-1, rows.shape[-1]).contiguous()
     fingerprint = model_fingerprint(str(base_model))
     meta = {"token": token, "num_vectors": str(len(rows)), "steps": str(steps),
             "base_model": Path(base_model).expanduser().name if fingerprint else str(base_model),
             "base_model_fingerprint": fingerprint or ""}
+    if real_per_class is not None:
+        meta["real_per_class"] = str(int(real_per_class))
     atomic_write_bytes(path, _sorted_header(save({token: rows}, metadata=meta)))
     return sha256_file(path)
 

@@ -14,7 +14,10 @@ Every recipe is a list of stages run by one training loop (`train_stage`):
 | synthetic-only  | synthetic                        |                                          |
 
 Budget accounting (ours; the paper gives none): `mixed` trains for as many optimizer steps as
-bridged's two stages together, so it sees the same number of images.
+bridged's two stages together, so it sees the same number of images (`train.mixed_budget`
+"bridged"); with "epochs" it trains the real stage's epochs over the union instead, so each real
+image gets as many passes as in vanilla (at 15 synthetic per real the first budget gives each
+real image about a third of vanilla's passes: part of "mixed hurts" could be under-training).
 
 Launched on several processes (`accelerate launch --multi_gpu --num_processes N -m bridgelib.cli
 train ...`), each stage trains a DistributedDataParallel copy per process on its slice of every
@@ -40,8 +43,9 @@ from torch import nn
 from bridgelib.config import Config, StageConfig, load_config
 from bridgelib.data import ImageSet, StreamSet, augment, join_sets
 from bridgelib.datasets import load_dataset
-from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
-                             progress, resolve_device, share_cpu, write_json)
+from bridgelib.files import (atomic_write_bytes, autocast, bf16_autocast, check_writable,
+                             machine_name, process_state, progress, resolve_device, share_cpu,
+                             write_json)
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
@@ -97,6 +101,8 @@ def plan_stages(recipe: str, real: ImageSet, synthetic: ImageSet | None, cfg: Co
             synthetic = synthetic.subset(keep[:n_syn].sort().values)
         both = join_sets(real, synthetic)
         mixed_cfg = replace(cfg.train.real, batch_size=cfg.train.synthetic.batch_size)
+        if cfg.train.mixed_budget == "epochs":
+            budget = stage_steps(Stage("mixed", both, mixed_cfg))
         return [Stage("mixed", both, mixed_cfg, steps=budget)]
     real_stage.reinit_head = recipe in ("bridged-reinit", "bridged++")
     return [syn_stage, real_stage]
@@ -330,7 +336,11 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "recipe": recipe, "seed": seed, "shots": parse_shots(shots) or "full",
                "train_images": 0 if recipe == "synthetic-only" else len(real),
                "n_test": len(test), "n_classes": len(test.class_names),
-               "pretrained": pretrained, "leep": leep, "weights": weights_source(cfg, source),
+               "pretrained": pretrained, "leep": leep, "leep_estimate": "out-of-sample halves",
+               "precision": "bf16" if bf16_autocast(resolve_device(cfg.device), cfg.precision)
+               else "fp32", "machine": machine_name(),
+               "mixed_budget": cfg.train.mixed_budget if recipe == "mixed" else None,
+               "weights": weights_source(cfg, source),
                "profile": cfg.profile, "dataset": cfg.dataset, "data_folder": data_folder,
                # a compute-matched vanilla records the set it is matched to, not as trained on
                **_synthetic_facts(synthetic_dir, synthetic),
@@ -381,9 +391,13 @@ def _refuse_foreign_files(out) -> None:
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:
     """What a results table needs about the synthetic set: template, guidance, images per class."""
     if synthetic is None:
-        return {"template": None, "guidance": None, "gen_seed": None, "synthetic_per_class": 0}
+        return {"template": None, "guidance": None, "gen_seed": None, "synthetic_per_class": 0,
+                "token_real_per_class": None}
     run = Path(synthetic_dir) / "run.json"
     options = json.loads(run.read_text()).get("options", {}) if run.exists() else {}
+    token = options.get("style_token") or {}
     return {"template": options.get("template"), "guidance": options.get("guidance_scale"),
             "gen_seed": options.get("seed"),
+            # a DSI set: the real images per class its token was learned on (k at k shots)
+            "token_real_per_class": token.get("real_per_class") if token else None,
             "synthetic_per_class": len(synthetic) // len(synthetic.class_names)}

@@ -78,3 +78,26 @@ def test_model_leep_is_finite_and_negative_on_the_shipped_backbone():
     assert isinstance(score, float)
     assert math.isfinite(score) and score < 0
     assert score >= math.log(1e-12)                    # the clip floor, never -inf
+
+
+def test_out_of_sample_leep_of_a_memorising_source_is_not_above_chance():
+    # Random labels, and a source model that memorised the set: every image its own source
+    # label (one-hot). In sample, P(y | z) learns each image's label and LEEP is a perfect 0;
+    # out of sample the scored half's source labels were never seen, so nothing transfers.
+    rng = np.random.default_rng(1)
+    classes, n = 5, 60
+    y = rng.integers(0, classes, n)
+    theta = np.eye(n)
+    assert leep_score(theta, y, classes) == pytest.approx(0.0, abs=1e-9)
+    assert leep_score(theta, y, classes, out_of_sample=True) <= math.log(1 / classes) + 1e-9
+
+
+def test_out_of_sample_leep_keeps_a_real_signal():
+    # A source whose labels map to the target's (one-hot on the true class, 4 of 6 classes
+    # merged into 2 source labels) transfers out of sample too: far above chance, below 0.
+    y = np.repeat(np.arange(6), 8)
+    theta = np.eye(4)[np.minimum(y, 3)]
+    score = leep_score(theta, y, 6, out_of_sample=True)
+    assert math.log(1 / 6) + 0.5 < score < 0
+    uniform = np.full((len(y), 4), 0.25)
+    assert leep_score(uniform, y, 6, out_of_sample=True) == pytest.approx(math.log(1 / 6), abs=1e-9)

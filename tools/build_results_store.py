@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -36,6 +38,16 @@ RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]  # the 
 SHOTS = [1, 2, 4, 8, 16, "full"]
 SEEDS = [0, 1, 2, 3, 4]          # training seeds of every claim's setting
 DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (200/class, 4 epochs)
+# The paper's own setting (its main experiments add 1,000 synthetic images per class, about 15 per
+# real image): 1,500 per class = 15 : 1 on the mini pool, the synthetic stage at its epochs.
+PAPER_VOLUME = 1500
+PAPER_BUDGET = 940               # synthetic-stage steps at PAPER_VOLUME's epochs (4 x 15,000 / 64)
+PAPER_SEEDS = SEEDS              # full pool: 5 training x 2 generation seeds
+FEW_SHOT_SEEDS = list(range(20))  # 4 shots: 20 paired seeds (the k-shot draw is the noise)
+# Both arms of every paper-setting comparison run in fp32, whatever the CPU (auto would train
+# in bf16 on a Xeon with AMX and in fp32 elsewhere, and a store is built over several sessions
+# on both kinds); the paper families' runs sit in their own folder and carry the prefix "fp32/".
+PAPER_SETTING = {"precision": "fp32"}
 
 
 def _mixing(k) -> dict:
@@ -51,8 +63,41 @@ def _mixing(k) -> dict:
 # the longest to draw; the families at 3 seeds last. Each runs SEEDS unless it says otherwise;
 # "gen_seeds" [0, 1] puts generation noise (a second set, a second DSI token) into the claims
 # that depend on the images drawn (volume, guidance, DSI).
+def _paper(**family) -> dict:
+    return {"volumes": [PAPER_VOLUME], "set": PAPER_SETTING, **family}
+
+
+PAPER_RECIPES = ["vanilla", "bridged", "bridged-reinit", "bridged++"]
+# The paper's setting, most important first: the recipes (bridged++ beats vanilla, the ablation
+# order, convergence, LEEP on plain bridged) at 1,500/class on the full pool and at 4 shots;
+# DSI with tokens that see only each arm's own real images; volume 500-3,000 in two protocols
+# (epochs fixed: steps grow with the set; steps fixed at PAPER_BUDGET: more images, not more
+# training; at 1,500/class the two are the same run); mixed at 15 : 1 under both budgets.
+PAPER_FAMILIES = {
+    "paper-main": _paper(recipes=PAPER_RECIPES, shots=["full"], gen_seeds=[0, 1],
+                         match_compute=True),
+    "paper-main-k4": _paper(recipes=PAPER_RECIPES, shots=[4], seeds=FEW_SHOT_SEEDS,
+                            match_compute=True),
+    "paper-dsi-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
+                           volumes=[200], templates=["single", "dsi"]),
+    "paper-dsi-full": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
+                             templates=["dsi"], gen_seeds=[0, 1]),
+    "paper-volume": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
+                           volumes=[500, 1500, 3000], gen_seeds=[0, 1]),
+    "paper-volume-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
+                              volumes=[500, 1500, 3000]),
+    "paper-volume-steps": _paper(recipes=["bridged++"], shots=["full"], volumes=[500, 3000],
+                                 gen_seeds=[0, 1], fixed_steps=PAPER_BUDGET),
+    "paper-volume-steps-k4": _paper(recipes=["bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
+                                    volumes=[500, 3000], fixed_steps=PAPER_BUDGET),
+    "paper-mixed": _paper(recipes=["vanilla", "mixed"], shots=["full"]),
+    "paper-mixed-epochs": _paper(recipes=["vanilla", "mixed"], shots=["full"], mixed_epochs=True),
+}
+
 GRIDS = {
     "full": {"seeds": SEEDS, "families": {
+        **PAPER_FAMILIES,
+        # The second setting (200/class, the store's first): families built before the paper's.
         # Every recipe at every shot setting (the radar, the ablation order, the convergence
         # histories), beside a vanilla trained as many steps as bridged (the fair-budget control).
         "recipes": dict(recipes=RECIPES, shots=SHOTS, volumes=[200], match_compute=True),
@@ -62,8 +107,12 @@ GRIDS = {
         "volume": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"],
                        volumes=[25, 50, 100, 200, 400], gen_seeds=[0, 1],
                        fixed_steps=DEFAULT_BUDGET),
+        # DSI at the full pool only: the 4-shot DSI runs of this setting used a token learned on
+        # the whole pool (more real images than the arm's 40); paper-dsi-k4 replaces them.
         "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], volumes=[200],
-                         templates=["single", "dsi"], gen_seeds=[0, 1]),
+                         templates=["single"], gen_seeds=[0, 1]),
+        "template-dsi": dict(recipes=["bridged++"], shots=["full"], volumes=[200],
+                             templates=["dsi"], gen_seeds=[0, 1]),
         "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
                          guidances=[1, 2, 3, 5, 7.5], gen_seeds=[0, 1]),
         # What the generator alone teaches (no real image seen), at every volume of the study.
@@ -92,11 +141,11 @@ GRIDS = {
         "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"], volumes=[25, 100]),
     }},
 }
-HISTORY_FAMILY = "recipes"
+HISTORY_FAMILIES = ("recipes", "paper-main", "paper-main-k4")  # for the convergence figure
 HISTORY_COLUMNS = ["run", "stage", "epoch", "train_loss", "train_acc", "test_acc"]
 # Used when nothing is measured yet: a line fitted to the wall_s of the first world's runs
 # (mini, 2 CPU cores, no other load), 10 images/s from run.json.
-SECONDS = {"per_run": 3.3, "per_step": 0.04, "images_per_s": 10.0}
+SECONDS = {"per_run": 3.3, "per_step": 0.04, "images_per_s": 10.0, "invert_s": 120.0}
 
 
 def sweep_command(profile: str, family: dict, seeds, root) -> str:
@@ -112,6 +161,10 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
         args += ["--fixed-steps", str(family["fixed_steps"])]
     if family.get("match_compute"):
         args.append("--match-compute")
+    if family.get("mixed_epochs"):
+        args.append("--mixed-epochs")
+    for key, value in family.get("set", {}).items():
+        args += ["--set", f"{key}={value}"]
     if True in family.get("scratch", ()):
         args.append("--with-scratch")
     args.append("--no-save-model")  # 546 classifiers would be 2.7 GB; the store keeps metrics
@@ -127,7 +180,8 @@ def family_sweep(cfg, family: dict, seeds) -> dict:
                 templates=family.get("templates", ["single"]),
                 scratch=family.get("scratch", [False]), gen_seeds=family.get("gen_seeds", [0]),
                 fixed_steps=family.get("fixed_steps", 0),
-                match_compute=family.get("match_compute", False))
+                match_compute=family.get("match_compute", False),
+                mixed_epochs=family.get("mixed_epochs", False))
 
 
 def family_cells(cfg, family: dict, seeds) -> list:
@@ -135,41 +189,85 @@ def family_cells(cfg, family: dict, seeds) -> list:
     return plan_sweep(**family_sweep(cfg, family, seeds))
 
 
-def plan(cfg, grid: dict, root, cache=None) -> dict:
-    """Runs still to train (shared runs once), images still to generate, and a time estimate."""
+def family_config(cfg, family: dict):
+    """The config a family's runs train with: the build's, with the family's own settings
+    (top-level fields such as precision; checked by the config's own rules)."""
+    import copy
+    from bridgelib.config import _set, _validate
+    if not family.get("set"):
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for key, value in family["set"].items():
+        _set(cfg, key, value)
+    _validate(cfg)
+    return cfg
+
+
+def setting_prefix(family: dict) -> str:
+    """Store-name prefix of a family's runs ("fp32/" for the paper setting, "" otherwise): the
+    same cell at another precision is another run, kept in its own folder."""
+    return "".join(f"{v}/" for v in family.get("set", {}).values())
+
+
+def family_root(root, family: dict) -> Path:
+    prefix = setting_prefix(family).strip("/")
+    return Path(root) if not prefix else Path(f"{root}-{prefix}")
+
+
+def plan(cfg, grid: dict, root, cache=None, workers: int = 1, dest=None) -> dict:
+    """Runs still to train (shared runs once; a run in --dest's store counts as done), images
+    and tokens still to make, and a time estimate at `workers` processes."""
     from bridgelib.experiments import find_synthetic_set
-    root = Path(root)
-    cells = {c.name: c for fam in grid["families"].values()
-             for c in family_cells(cfg, fam, grid["seeds"])}
-    todo = [c for c in cells.values() if not (root / c.name / "metrics.json").exists()]
+    done = _shipped_runs(dest)
+    todo, cells = [], {}
+    for fam in grid["families"].values():
+        froot = family_root(root, fam)
+        for c in family_cells(cfg, fam, grid["seeds"]):
+            name = setting_prefix(fam) + c.name
+            if name in cells:
+                continue
+            cells[name] = c
+            if name not in done and not (froot / c.name / "metrics.json").exists():
+                todo.append((fam, c))
     need: dict[tuple, int] = {}
-    for c in todo:
+    for _, c in todo:
         if c.volume:
-            key = (c.template, c.guidance, c.gen_seed)
-            need[key] = max(need.get(key, 0), c.volume)
+            need[c.set_key] = max(need.get(c.set_key, 0), c.volume)
     images, classes = 0, 10 if cfg.dataset == "fashion-mnist" else None
-    for (template, guidance, gen_seed), n in need.items():
+    for key, n in need.items():
+        template, guidance, gen_seed = key[:3]
         cached = template != "dsi" and find_synthetic_set(
             cfg, n, template, guidance, root=Path(cache) / "synthetic" if cache else None,
             seed=gen_seed)
         images += 0 if cached else n * (classes or 0)
+    tokens = {key[2:] if len(key) > 3 else key[2] for key in need if key[0] == "dsi"}
     rate = measured_rates(cfg, root)
-    steps = {c.name: run_steps(cfg, c) for c in todo}
+    steps = {(setting_prefix(f), c.name): run_steps(cfg, c) for f, c in todo}
     train_s = sum(rate["per_run"] + rate["per_step"] * s for s in steps.values())
-    gen_s = images / rate["images_per_s"]
+    train_s /= rate.get(f"speedup_{workers}_workers", 1.0) if workers > 1 else 1.0
+    gen_s = images / rate["images_per_s"] + len(tokens) * rate["invert_s"]
     return {"runs": len(cells), "todo": len(todo), "steps": sum(steps.values()),
-            "images": images,
-            "sets": sorted(f"{t} g{g:g} seed {s} {n}/class" for (t, g, s), n in need.items()),
-            "dsi_token": any(t == "dsi" for t, _, _ in need), "rates": rate,
-            "train_s": round(train_s), "generate_s": round(gen_s)}
+            "images": images, "dsi_tokens": len(tokens), "workers": workers,
+            "sets": sorted(f"{k[0]} g{k[1]:g} seed {k[2]}"
+                           + (f" k{k[3]} s{k[4]}" if len(k) > 3 else "") + f" {n}/class"
+                           for k, n in need.items()),
+            "rates": rate, "train_s": round(train_s), "generate_s": round(gen_s),
+            "hours": round((train_s + gen_s) / 3600, 2)}
+
+
+def _shipped_runs(dest) -> set:
+    from bridgelib.store import STORE_FILE
+    if dest is None or not (Path(dest) / STORE_FILE).exists():
+        return set()
+    return set(pd.read_csv(Path(dest) / STORE_FILE, usecols=["run"])["run"])
 
 
 @functools.lru_cache
 def _real_sizes(profile: str, dataset: str, data_root: str) -> tuple[list[str], int]:
     from bridgelib.config import get_config
-    from bridgelib.datasets import load_dataset
+    from bridgelib.datasets import dataset_class_names, load_dataset
     cfg = get_config(profile, dataset=dataset, data_root=data_root)
-    return load_dataset(cfg, "test").class_names, len(load_dataset(cfg, "train", "full"))
+    return dataset_class_names(cfg), len(load_dataset(cfg, "train", "full"))
 
 
 def run_steps(cfg, cell) -> int:
@@ -191,64 +289,167 @@ def run_steps(cfg, cell) -> int:
 
 
 def measured_rates(cfg, root) -> dict:
-    """Seconds per run and per optimizer step fitted on the runs already in `root`, and the
-    generator's images per second from the cached sets' run.json (else SECONDS)."""
+    """Seconds per run and per optimizer step fitted on the runs already in `root` (and its
+    setting folders), the generator's images per second and an inversion's seconds from the
+    cache's records, and the speed-up of 2 workers (benchmarks/bench_workers.py); else SECONDS."""
     import numpy as np
-    from bridgelib.config import REPO_ROOT as repo
+    from bridgelib.config import cache_root
     from bridgelib.experiments import Cell
     from bridgelib.store import collect_runs
     rate = dict(SECONDS)
-    runs = collect_runs(root)
+    roots = [r for r in [Path(root), *Path(root).parent.glob(Path(root).name + "-*")]
+             if r.is_dir()]
+    runs = collect_runs(*roots) if roots else pd.DataFrame()
     if len(runs) >= 5:
-        steps = [run_steps(cfg, Cell(r.recipe, r.shots, r.seed, int(r.synthetic_per_class) or None))
+        steps = [run_steps(cfg, Cell(r.recipe, r.shots, r.seed, int(r.synthetic_per_class) or None,
+                                     fixed_steps=int(getattr(r, "fixed_steps", 0) or 0)))
                  for r in runs.itertuples()]
         if len(set(steps)) > 1:
             slope, intercept = np.polyfit(steps, runs["wall_s"], 1)
             rate.update(per_step=round(float(slope), 4), per_run=round(max(float(intercept), 0), 2))
-    speeds = [json.loads(p.read_text()).get("result", {}).get("images_per_s")
-              for p in (repo / "cache" / "synthetic").glob("*/run.json")]
+    records = [json.loads(p.read_text()) for p in (cache_root() / "synthetic").glob("*/run.json")]
+    speeds = [r.get("result", {}).get("images_per_s") for r in records]
     speeds = [s for s in speeds if s]
     if speeds:
         rate["images_per_s"] = round(statistics.median(speeds), 2)
+    inversions = [json.loads(p.read_text()).get("total_train_seconds")
+                  for p in (cache_root() / "dsi").glob("*/learned_embeds.json")]
+    inversions = [s for s in inversions if s]
+    if inversions:
+        rate["invert_s"] = round(statistics.median(inversions), 1)
+    bench = REPO_ROOT / "outputs" / "bench_workers.json"
+    if bench.exists():
+        rate["speedup_2_workers"] = json.loads(bench.read_text())["speedup"]
     return rate
 
 
 def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
-                families=None, style_token=None) -> dict:
-    """Run each family's sweep into `root`, then copy the compact store to `dest`."""
+                families=None, style_token=None, workers: int = 1) -> dict:
+    """Run each family's sweep into its folder under `root`, exporting the store to `dest`
+    after each family (a build killed mid-way leaves every finished family in `dest`). Runs
+    already in `dest`'s store (an earlier session's) are restored into the folders first, so
+    they are not trained again: the shipped store is the build's checkpoint."""
     from bridgelib.experiments import run_sweep
     root, dest = Path(root), Path(dest)
+    restore_runs(cfg, grid, root, dest)
+    chosen = {k: v for k, v in grid["families"].items() if not families or k in families}
+    draw_sets_once(cfg, {**grid, "families": chosen}, root, cache)
     commands, t0 = [], time.time()
+    every = [{"family": f, "command": family_command(cfg, fam, grid, root, style_token)}
+             for f, fam in grid["families"].items()]  # what makes the whole store
+    meta = {"grid": name, "provisional": name != "full", "commands": every, "ran_now": commands}
     for fam_name, fam in grid["families"].items():
         if families and fam_name not in families:
             continue
-        command = sweep_command(cfg.profile, fam, grid["seeds"], root) + \
-            (f" --style-token {shlex.quote(str(style_token))}" if style_token and
-             "dsi" in fam.get("templates", ()) else "")
+        command = family_command(cfg, fam, grid, root, style_token)
         print(f"== {fam_name}: {command}", flush=True)
-        run_sweep(cfg, root, **family_sweep(cfg, fam, grid["seeds"]), command=command,
-                  cache=cache, style_token=style_token, save_model=False)
+        run_sweep(family_config(cfg, fam), family_root(root, fam),
+                  **family_sweep(cfg, fam, grid["seeds"]), command=command, cache=cache,
+                  style_token=style_token, save_model=False, workers=workers)
         commands.append({"family": fam_name, "command": command})
-    every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], root)}
-             for f, fam in grid["families"].items()]  # what makes the whole store
-    meta = {"grid": name, "provisional": name != "full", "built": time.strftime("%F %T"),
-            "build_seconds": round(time.time() - t0), "commands": every, "ran_now": commands}
-    return export_store(cfg, grid, root, dest, meta)
+        export_store(cfg, grid, root, dest, {**meta, "built": time.strftime("%F %T"),
+                                             "build_seconds": round(time.time() - t0)})
+    return export_store(cfg, grid, root, dest, {**meta, "built": time.strftime("%F %T"),
+                                                "build_seconds": round(time.time() - t0)})
+
+
+def draw_sets_once(cfg, grid: dict, root, cache=None) -> list:
+    """Draw each template set the grid's remaining runs need once, at the largest volume any
+    of them needs, before the first family runs (else a family needing 1,500/class draws its
+    set and a later one needing 3,000 draws the first 1,500 again). DSI sets are left to the
+    sweeps: they need their tokens first."""
+    from bridgelib.config import cache_root
+    from bridgelib.generate import cached_synthetic_set
+    from bridgelib.pipeline import load_pipeline
+    need: dict[tuple, tuple] = {}  # (setting, template, guidance, gen seed) -> (n, config)
+    for fam in grid["families"].values():
+        froot, fcfg = family_root(root, fam), family_config(cfg, fam)
+        for c in family_cells(cfg, fam, grid["seeds"]):
+            if c.volume and c.template != "dsi" and not (froot / c.name / "metrics.json").exists():
+                key = (setting_prefix(fam), c.template, c.guidance, c.gen_seed)
+                need[key] = (max(need.get(key, (0,))[0], c.volume), fcfg)
+    drawn, pipes = [], {}
+    for (prefix, template, guidance, gen_seed), (n, fcfg) in sorted(need.items(), key=str):
+        if prefix not in pipes:
+            pipes[prefix] = load_pipeline(fcfg)
+        drawn.append(cached_synthetic_set(
+            fcfg, n, template, None, guidance, seed=gen_seed, pipe=pipes[prefix],
+            root=(Path(cache) if cache else cache_root()) / "synthetic"))
+    return drawn
+
+
+def family_command(cfg, fam: dict, grid: dict, root, style_token=None) -> str:
+    return sweep_command(cfg.profile, fam, grid["seeds"], family_root(root, fam)) + \
+        (f" --style-token {shlex.quote(str(style_token))}" if style_token and
+         "dsi" in fam.get("templates", ()) else "")
+
+
+def restore_runs(cfg, grid: dict, root, dest) -> int:
+    """Write each run of `dest`'s store that its family folder lacks back as a run folder
+    (metrics.json, and history.csv where the store keeps one), marked restored; returns how
+    many. A sweep then counts it as done, and the next export carries it."""
+    from bridgelib.files import atomic_write_bytes, write_json
+    from bridgelib.store import HISTORY_FILE, STORE_FILE, read_store
+    if not (Path(dest) / STORE_FILE).exists():
+        return 0
+    shipped = read_store(dest).set_index("run")
+    hist_path = Path(dest) / HISTORY_FILE
+    histories = pd.read_csv(hist_path) if hist_path.exists() else pd.DataFrame(columns=["run"])
+    restored = 0
+    for fam in grid["families"].values():
+        prefix, froot = setting_prefix(fam), family_root(root, fam)
+        for c in family_cells(cfg, fam, grid["seeds"]):
+            name = prefix + c.name
+            if name not in shipped.index or (froot / c.name / "metrics.json").exists():
+                continue
+            row = shipped.loc[name]
+            history = histories[histories["run"] == name].drop(columns="run")
+            if len(history):
+                atomic_write_bytes(froot / c.name / "history.csv",
+                                   history.to_csv(index=False).encode())
+            write_json(froot / c.name / "metrics.json", row_to_metrics(row))
+            restored += 1
+    return restored
+
+
+def row_to_metrics(row: pd.Series) -> dict:
+    """A store row as the metrics.json `store.collect_runs` reads back into the same row."""
+    m = {k: (None if isinstance(v, float) and v != v else v.item() if hasattr(v, "item") else v)
+         for k, v in row.items() if k not in ("syn_per_real", "volume", "scratch")}
+    volume = row.get("volume")
+    m["synthetic_per_class"] = 0 if pd.isna(volume) else int(volume)
+    m["pretrained"] = not bool(row.get("scratch", False))
+    m["leep"] = {k[len("leep_"):]: m.pop(k) for k in list(m) if k.startswith("leep_")
+                 and k != "leep_estimate"}
+    m["restored_from_store"] = True
+    return m
 
 
 def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
-    """results.csv (the grid's runs), histories.csv (the recipes family) and store.json."""
-    from bridgelib.store import HISTORY_FILE, STORE_FILE, collect_histories, write_store
+    """results.csv (the grid's runs), histories.csv (HISTORY_FAMILIES) and store.json."""
+    from bridgelib.store import HISTORY_FILE, STORE_FILE, collect_histories, tidy_runs, collect_runs
     from bridgelib.files import atomic_write_bytes, write_json
     from bridgelib.pipeline import model_fingerprint
-    names = {c.name for fam in grid["families"].values()
-             for c in family_cells(cfg, fam, grid["seeds"])}
-    store = write_store(root)
-    store = store[store["run"].isin(names)].sort_values("run", ignore_index=True)
-    history_family = grid["families"].get(HISTORY_FAMILY)
-    history_runs = {c.name for c in family_cells(cfg, history_family, grid["seeds"])} \
-        if history_family else set()
-    histories = collect_histories(root, runs=history_runs)
+    root, dest = Path(root), Path(dest)
+    names, parts, hist_parts = set(), [], []
+    for fam_name, fam in grid["families"].items():
+        prefix, froot = setting_prefix(fam), family_root(root, fam)
+        cells = {c.name for c in family_cells(cfg, fam, grid["seeds"])}
+        names |= {prefix + n for n in cells}
+        if not froot.is_dir():
+            continue
+        runs = tidy_runs(collect_runs(froot))
+        if not runs.empty:
+            runs = runs[runs["run"].isin(cells)]
+            parts.append(runs.assign(run=prefix + runs["run"]))
+        if fam_name in HISTORY_FAMILIES:
+            h = collect_histories(froot, runs=cells)
+            hist_parts.append(h.assign(run=prefix + h["run"]))
+    store = pd.concat(parts, ignore_index=True) if parts else tidy_runs(pd.DataFrame())
+    store = store.drop_duplicates("run").sort_values("run", ignore_index=True)
+    store = store.drop(columns=[c for c in ("restored_from_store",) if c in store])
+    histories = (pd.concat(hist_parts, ignore_index=True).drop_duplicates(["run", "stage", "epoch"])
+                 if hist_parts else pd.DataFrame(columns=HISTORY_COLUMNS))
     histories = histories[[c for c in HISTORY_COLUMNS if c in histories]].round(4)
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(dest / STORE_FILE, store.round(6).to_csv(index=False).encode())
@@ -263,7 +464,8 @@ def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     write_json(dest / "store.json", meta)
     atomic_write_bytes(dest / "README.md", readme(meta).encode())
     sizes = {p.name: p.stat().st_size for p in dest.iterdir() if p.is_file()}
-    print(f"wrote {dest}: {len(store)} runs, {sum(sizes.values()) / 1024:.0f} KiB {sizes}")
+    print(f"wrote {dest}: {len(store)} runs, {len(missing)} missing, "
+          f"{sum(sizes.values()) / 1024:.0f} KiB {sizes}", flush=True)
     return meta
 
 
@@ -310,6 +512,8 @@ def main(argv=None) -> int:
     p.add_argument("--plan", action="store_true", help="print the plan and estimate; run nothing")
     p.add_argument("--export", action="store_true", help="train nothing: copy the runs finished "
                    "so far to --dest (marked provisional while runs are missing)")
+    p.add_argument("--workers", type=int, default=1, help="train runs in N processes "
+                   "(benchmarks/bench_workers.py measures 1 vs 2 on this machine)")
     args = p.parse_args(argv)
     args.root = args.root or str(REPO_ROOT / "cache" / "sweeps" /
                                  ("store" if args.grid == "full" else f"store-{args.grid}"))
@@ -317,20 +521,22 @@ def main(argv=None) -> int:
     cfg = get_config(args.profile)
     grid = {**GRIDS[args.grid], **({"seeds": args.seeds} if args.seeds else {})}
     chosen = {k: v for k, v in grid["families"].items() if not args.families or k in args.families}
-    estimate = plan(cfg, {**grid, "families": chosen}, args.root)
+    estimate = plan(cfg, {**grid, "families": chosen}, args.root, workers=args.workers,
+                    dest=args.dest)
     for fam in chosen.values():
-        print(sweep_command(cfg.profile, fam, grid["seeds"], args.root))
-    print(json.dumps(estimate, indent=2))
+        print(family_command(cfg, fam, grid, args.root))
+    print(json.dumps(estimate, indent=2), flush=True)
     if args.export:
-        every = [{"family": f, "command": sweep_command(cfg.profile, fam, grid["seeds"], args.root)}
+        every = [{"family": f, "command": family_command(cfg, fam, grid, args.root)}
                  for f, fam in grid["families"].items()]
+        restore_runs(cfg, grid, Path(args.root), Path(args.dest))
         export_store(cfg, grid, Path(args.root), Path(args.dest),
                      {"grid": args.grid, "provisional": args.grid != "full",
                       "built": time.strftime("%F %T"), "build_seconds": None, "commands": every,
                       "ran_now": []})
     elif not args.plan:
         build_store(cfg, grid, args.root, args.dest, name=args.grid, families=args.families,
-                    style_token=args.style_token)
+                    style_token=args.style_token, workers=args.workers)
     return 0
 
 
