@@ -29,14 +29,16 @@ from bridgelib.files import atomic_write_bytes
 STORE_FILE = "results.csv"
 HISTORY_FILE = "histories.csv"
 CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "gen_seed",
-                  "fixed_steps", "match_compute", "scratch", "profile", "dataset")
-METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "train_images",
-                  "synthetic_images", "syn_per_real", "wall_s")
+                  "fixed_steps", "match_compute", "mixed_budget", "scratch", "precision",
+                  "profile", "dataset")
+METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "leep_estimate",
+                  "train_images", "synthetic_images", "syn_per_real", "token_real_per_class",
+                  "wall_s", "machine")
 STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
 RECIPE_ORDER = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")  # transfer.RECIPES
 TEMPLATE_ORDER = ("none", "single", "multi", "dsi")  # "none": real-only runs (vanilla)
-STUDY_COLUMNS = ("dataset", "shots", "template", "guidance", "volume", "gen_seed", "fixed_steps",
-                 "match_compute", "scratch")
+STUDY_COLUMNS = ("dataset", "precision", "shots", "template", "guidance", "volume", "gen_seed",
+                 "fixed_steps", "match_compute", "mixed_budget", "scratch")
 
 
 # ---------------------------------------------------------------- the results store
@@ -54,11 +56,31 @@ def read_store(path: str | Path) -> pd.DataFrame:
     if not csv.exists():
         raise FileNotFoundError(f"no results store {str(csv)!r}; build one with `bridge sweep` "
                                 f"or tools/build_results_store.py")
-    store = pd.read_csv(csv, dtype={"shots": str})
+    store = fill_recorded(pd.read_csv(csv, dtype={"shots": str}))
     store["shots"] = store["shots"].map(lambda k: "full" if k == "full" else int(k)).astype(object)
     if "volume" in store:
         store["volume"] = store["volume"].astype("Int64")
     return store
+
+
+def fill_recorded(df: pd.DataFrame) -> pd.DataFrame:
+    """What runs made before a column was recorded did: precision "auto" (bf16 on a CPU with
+    AMX, else fp32: not recorded), mixed's budget "bridged" (its only one then), LEEP in sample
+    (the paper's estimate, the only one then)."""
+    if df.empty or "recipe" not in df:
+        return df
+    df = df.copy()
+    df["precision"] = df["precision"].fillna("auto") if "precision" in df else "auto"
+    mixed = df["recipe"] == "mixed"
+    budget = df["mixed_budget"] if "mixed_budget" in df else pd.Series(None, index=df.index,
+                                                                        dtype=object)
+    df["mixed_budget"] = budget.astype(object).where(~mixed | budget.notna(), "bridged")
+    if "leep_pretrained" in df:
+        estimate = df["leep_estimate"] if "leep_estimate" in df else pd.Series(
+            None, index=df.index, dtype=object)
+        df["leep_estimate"] = estimate.astype(object).where(
+            estimate.notna() | df["leep_pretrained"].isna(), "in-sample")
+    return df
 
 
 def load_runs(*folders: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -107,6 +129,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     df["syn_per_real"] = (pd.to_numeric(df["synthetic_images"]) / train.where(train > 0)).round(3)
     df["synthetic"] = df.get("synthetic", pd.Series(None, index=df.index, dtype=object)).map(
         lambda p: Path(p).name if isinstance(p, str) and p else None)
+    df = fill_recorded(df)
     first = [c for c in STORE_COLUMNS if c in df]
     return df[first + [c for c in df if c not in first]]
 

@@ -155,16 +155,38 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(cfg, tmp_path, monkeypatc
     assert sorted(store["shots"]) == [1, 1, 2, 2]
 
 
-def test_a_dsi_sweep_learns_the_token_once_and_reuses_vanilla(cfg, tmp_path, monkeypatch):
+def test_a_k_shot_dsi_run_learns_its_token_on_its_own_k_shot_subset(cfg, tmp_path, monkeypatch):
+    # The science rule: a k-shot arm sees k real images per class, its style token included.
+    from bridgelib.datasets import load_dataset
+    from bridgelib.invert import _images_sha256
     root, cache = tmp_path / "sweep", tmp_path / "cache"
     counter = Counter()
     monkeypatch.setattr(experiments, "train_run", counter)
     run_sweep(cfg, root, recipes=["vanilla"], shots=[1], cache=cache)
-    store = run_sweep(cfg, root, recipes=["vanilla", "bridged"], shots=[1], volumes=[1],
-                      templates=["single", "dsi"], cache=cache)
-    assert counter.calls == ["vanilla-k1-s0", "bridged-single-g3-n1-k1-s0", "bridged-dsi-g3-n1-k1-s0"]
-    assert len(list((cache / "dsi").glob("*/learned_embeds.safetensors"))) == 1
-    assert sorted(store["template"].fillna("none")) == ["dsi", "none", "single"]
+    store = run_sweep(cfg, root, recipes=["vanilla", "bridged"], shots=[1], seeds=[0, 1],
+                      volumes=[1], templates=["dsi"], cache=cache)
+    assert counter.calls.count("vanilla-k1-s0") == 1  # the first sweep's vanilla is reused
+    assert len(counter.calls) == 4
+    records = {json.loads(p.read_text())["seed"]: json.loads(p.read_text())
+               for p in (cache / "dsi").glob("*/learned_embeds.json")}
+    assert sorted(records) == [0, 1]  # one token per 1-shot subset, none on the pool
+    for seed, record in records.items():
+        subset = load_dataset(cfg, "train", 1, seed, size=cfg.generation.resolution)
+        assert record["images"] == len(subset) == 10 and record["real_per_class"] == 1
+        assert record["images_sha256"] == _images_sha256(subset)  # exactly that subset
+    dsi = store[store["template"] == "dsi"]
+    assert len(dsi) == 2 and (dsi["token_real_per_class"] == 1).all()
+    assert store.loc[store["recipe"] == "vanilla", "token_real_per_class"].isna().all()
+
+
+def test_workers_train_the_same_runs_as_one_process(cfg, tmp_path):
+    grid = dict(recipes=["bridged"], shots=[1], seeds=[0, 1], volumes=[1],
+                cache=tmp_path / "cache")
+    one = run_sweep(cfg, tmp_path / "one", **grid)
+    two = run_sweep(cfg, tmp_path / "two", workers=2, **grid)
+    cols = ["run", "test_acc", "leep_pretrained", "leep_after_synthetic"]
+    pd.testing.assert_frame_equal(one[cols].sort_values("run", ignore_index=True),
+                                  two[cols].sort_values("run", ignore_index=True))
 
 
 def test_a_given_synthetic_set_gives_its_own_template_and_guidance(cfg, pipe, tmp_path, monkeypatch):
@@ -248,15 +270,25 @@ def test_full_grid_plan_shares_runs_between_families():
     cells = {c.name: c for fam in tool.GRIDS["full"]["families"].values()
              for c in tool.family_cells(cfg, fam, tool.SEEDS)}
     plain = sorted(n for n in cells if n.startswith("vanilla-k"))
-    assert plain == sorted([*(f"vanilla-k{k}-s{s}" for k in tool.SHOTS for s in tool.SEEDS),
-                            *(f"vanilla-k{k}-s{s}-scratch" for k in tool.SHOTS for s in range(3))])
+    assert set(plain) == {*(f"vanilla-k{k}-s{s}" for k in tool.SHOTS for s in tool.SEEDS),
+                          *(f"vanilla-k{k}-s{s}-scratch" for k in tool.SHOTS for s in range(3)),
+                          *(f"vanilla-k4-s{s}" for s in tool.FEW_SHOT_SEEDS)}
     assert "bridged++-single-g3-n100-k4-s0" in cells  # volume-epochs and guidance share it
     # the claims' settings: the paper's mixing ratio with its compute-matched vanilla, the
     # fixed-budget volume study and DSI at a second generation seed, five training seeds
     for name in ("mixed-single-g3-n2400-kfull-s4", "vanilla-matched-single-g3-n2400-kfull-s4",
                  "bridged++-single-g3-n400-gen1-steps125-kfull-s4",
-                 "bridged++-dsi-g3-n200-gen1-k4-s4", "synthetic-only-single-g3-n2400-kfull-s4"):
+                 "bridged++-dsi-g3-n200-gen1-kfull-s4", "synthetic-only-single-g3-n2400-kfull-s4",
+                 # the paper's setting: 1,500/class at 20 seeds at 4 shots, 3,000 in two protocols
+                 "bridged++-single-g3-n1500-gen1-kfull-s4", "bridged-single-g3-n1500-k4-s19",
+                 "vanilla-matched-single-g3-n1500-k4-s19", "bridged++-dsi-g3-n200-k4-s19",
+                 "bridged++-single-g3-n3000-steps940-k4-s19", "mixed-single-g3-n1500-epochs-kfull-s4"):
         assert name in cells, name
+    assert "bridged++-dsi-g3-n200-k4-s4" not in {  # the pool-token 4-shot DSI runs are gone
+        c.name for f, fam in tool.GRIDS["full"]["families"].items() if not f.startswith("paper")
+        for c in tool.family_cells(cfg, fam, tool.SEEDS)}
+    assert tool.run_steps(cfg, cells["bridged++-single-g3-n1500-gen1-kfull-s4"]) == \
+        tool.PAPER_BUDGET + 15 * 32  # synthetic 4 epochs of 15,000 / 64, real 15 of 1,000 / 32
     assert cells["bridged++-single-g3-n400-gen1-steps125-kfull-s4"].fixed_steps == 125
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
     assert command == ("bridge sweep --profile mini --recipes vanilla bridged++ --shots 4 --seeds "
