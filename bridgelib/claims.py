@@ -428,15 +428,20 @@ def early_accuracy(histories: pd.DataFrame, stage: str = "real",
 
 def claims_markdown(table: pd.DataFrame) -> str:
     """The verdicts as a markdown table (README's claims table and notebook 06 render this,
-    so the two cannot disagree): difference [95% interval] in its unit, n, verdict, paper."""
-    lines = ["| claim | setting | mini world: difference [95% interval] | n | verdict | paper |",
-             "|---|---|---|---|---|---|"]
+    so the two cannot disagree): difference [95% interval] in its unit, n, verdict, the verdict
+    after Holm's correction over all rows, the smallest effect the row could resolve (80% power),
+    and the paper's number. Rounded here, once, from the unrounded values."""
+    lines = ["| claim | setting | mini world: difference [95% interval] | n | verdict | after Holm "
+             "| resolves ≥ | paper |", "|---|---|---|---|---|---|---|---|"]
     for row in table.itertuples():
         unit = " points" if row.unit == "points" else " LEEP"
         measured = (f"{row.diff:+.2f}{unit} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
                     if row.n >= 2 else "—")
+        holm_verdict = getattr(row, "holm_verdict", row.verdict)
+        mde = getattr(row, "min_detectable", math.nan)
+        resolves = f"{mde:.2f}" if isinstance(mde, float) and math.isfinite(mde) else "—"
         lines.append(f"| {row.claim} | {row.setting} | {measured} | {row.n} | {row.verdict} | "
-                     f"{row.paper_diff} |")
+                     f"{holm_verdict} | {resolves} | {row.paper_diff} |")
     return "\n".join(lines) + "\n"
 
 
