@@ -88,7 +88,10 @@ strip: install
 	$(PY) tools/strip_notebooks.py
 
 # Every figure family of notebooks 05-06 as one sweep into cache/sweeps/store (interrupt and
-# rerun at will: finished runs are kept), then the compact CSVs to data/results/store.
+# rerun at will: finished runs are kept, and so are the runs data/results/store already holds),
+# then the compact CSVs to data/results/store. It prints its plan (runs, images, tokens, hours)
+# first. WORKERS=2 trains two runs at once (benchmarks/bench_workers.py measures which is faster).
+WORKERS ?= 1
 results: install
-	$(HEADLESS) $(PY) tools/build_results_store.py --grid full
+	$(HEADLESS) $(PY) tools/build_results_store.py --grid full --workers $(WORKERS)
 	$(PY) tools/readme_claims.py
