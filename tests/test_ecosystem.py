@@ -1,8 +1,12 @@
 """Every artifact in the format its ecosystem loads with no code of ours (issue 28), and the
 paper cited as what it is: an arXiv preprint, submitted to ICLR 2024 and not accepted."""
 import subprocess
+from pathlib import Path
 
-from bridgelib.config import REPO_ROOT
+import pytest
+
+from bridgelib.config import REPO_ROOT, get_config
+from bridgelib.manifest import read_manifest
 
 
 def test_the_paper_is_cited_as_the_arxiv_preprint_it_is():
@@ -15,3 +19,79 @@ def test_the_paper_is_cited_as_the_arxiv_preprint_it_is():
     bib = readme[readme.index("```bibtex"):].split("```")[1]
     assert "eprint" in bib and "2403.19866" in bib and "booktitle" not in bib
     assert "up to 30%" in readme and "--match-compute" in readme
+
+
+# ---- a synthetic set: folder order = label order, and a card HF datasets applies ------------
+# Not in alphabetical order: slug folders alone would sort "digit_one" before "letter_a".
+CLASSES = ["letter a", "digit seven", "digit one"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_set(tiny_model, tmp_path_factory):
+    from bridgelib.generate import generate_synthetic_set
+    cfg = get_config("mini", **{"generation.model": str(tiny_model), "generation.steps": 1})
+    return generate_synthetic_set(cfg, tmp_path_factory.mktemp("syn") / "set", per_class=2,
+                                  class_names=CLASSES, progress_bar=False)
+
+
+def test_torchvision_imagefolder_gives_the_manifests_labels(synthetic_set):
+    from torchvision.datasets import ImageFolder
+    rows = read_manifest(synthetic_set)
+    folder = ImageFolder(str(synthetic_set))
+    assert sorted(folder.class_to_idx.values()) == list(range(len(CLASSES)))
+    by_file = {Path(p).relative_to(synthetic_set).as_posix(): y for p, y in folder.samples}
+    assert {f: by_file[f] for f in rows.file_name} == dict(zip(rows.file_name, rows.label))
+    assert [folder.class_to_idx[f.split("/")[0]] for f in rows.file_name] == rows.label.tolist()
+
+
+def test_hf_datasets_reads_label_as_a_classlabel_with_the_manifests_names(synthetic_set, tmp_path):
+    datasets = pytest.importorskip("datasets")  # a dev dependency (pyproject's dev extras)
+    rows = read_manifest(synthetic_set)
+    names = rows.drop_duplicates("label").sort_values("label").class_name.tolist()
+    assert names == CLASSES
+    # the folder as a dataset: its card's features apply (as on the Hub)
+    ds = datasets.load_dataset(str(synthetic_set), split="train", cache_dir=str(tmp_path))
+    assert isinstance(ds.features["label"], datasets.ClassLabel)
+    assert ds.features["label"].names == names
+    assert [ds.features["label"].int2str(y) for y in ds["label"]] == ds["class_name"]
+    assert sorted(zip(ds["label"], ds["seed"])) == sorted(zip(rows.label, rows.seed))
+    # the imagefolder builder with data_dir reads metadata.jsonl only (no card): same labels
+    plain = datasets.load_dataset("imagefolder", data_dir=str(synthetic_set), split="train",
+                                  cache_dir=str(tmp_path))
+    assert sorted(zip(plain["label"], plain["seed"])) == sorted(zip(rows.label, rows.seed))
+
+
+def test_the_card_yaml_is_what_the_hub_reads(synthetic_set):
+    from huggingface_hub import DatasetCard
+    card = DatasetCard.load(synthetic_set / "README.md").data.to_dict()
+    (label,) = [f for f in card["dataset_info"]["features"] if f["name"] == "label"]
+    assert label["dtype"]["class_label"]["names"] == {str(i): n for i, n in enumerate(CLASSES)}
+    assert card["configs"][0]["features"] == card["dataset_info"]["features"]
+    assert "image-classification" in card["task_categories"]
+
+
+def test_a_set_written_with_slug_folders_stays_readable_and_resumes_as_one(tiny_model, tmp_path):
+    """Sets written before the label index led the folder names: read as before, and a rerun
+    that extends one keeps its folders (one set, not two layouts)."""
+    from bridgelib.folders import load_image_folder
+    from bridgelib.generate import generate_synthetic_set
+    from bridgelib.manifest import legacy_class_folders, own_files
+    cfg = get_config("mini", **{"generation.model": str(tiny_model), "generation.steps": 1})
+    out = generate_synthetic_set(cfg, tmp_path / "old", per_class=1, class_names=CLASSES,
+                                 progress_bar=False)
+    legacy = legacy_class_folders(CLASSES)
+    rows = read_manifest(out)  # rewrite it as the old code laid it out
+    for row in rows.itertuples():
+        folder, name = row.file_name.split("/")
+        (out / legacy[row.label]).mkdir(exist_ok=True)
+        (out / folder / name).rename(out / legacy[row.label] / name)
+        (out / folder).rmdir()
+    rows["file_name"] = [f"{legacy[y]}/{f.split('/')[1]}" for y, f in zip(rows.label, rows.file_name)]
+    (out / "metadata.jsonl").write_text(rows.to_json(orient="records", lines=True))
+    (out / "README.md").unlink()
+    old = load_image_folder(out, 32, CLASSES)
+    assert old.class_names == CLASSES and sorted(old.labels.tolist()) == [0, 1, 2]
+    generate_synthetic_set(cfg, out, per_class=2, class_names=CLASSES, progress_bar=False)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(legacy)
+    assert len(read_manifest(out)) == 6 and "named by class alone" in (out / "README.md").read_text()
+    assert len(own_files(out)) == 6 + 3  # every image, run.json, metadata.jsonl, the card
