@@ -227,6 +227,19 @@ def save_classifier(model: nn.Module, cfg: Config, class_names: list[str], out: 
     return final
 
 
+def timm_config(model: nn.Module, cfg: Config, class_names: list[str]) -> dict:
+    """The config.json timm's `save_for_hf` writes for `model` (a classifier of `cfg.backbone`
+    over `class_names`, fed as `cfg` feeds it): what a folder needs beside its
+    model.safetensors for `timm.create_model("local-dir:FOLDER", pretrained=True)`. Used for
+    the shipped judge and backbone, whose weights are already on disk."""
+    from timm.models import save_for_hf
+    with tempfile.TemporaryDirectory() as tmp:
+        save_for_hf(_export_model(model, cfg, len(class_names)), tmp,
+                    model_config={"label_names": list(class_names)},
+                    model_args=dict(cfg.backbone_kwargs), safe_serialization=True)
+        return json.loads((Path(tmp) / "config.json").read_text())
+
+
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)

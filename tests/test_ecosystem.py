@@ -1,11 +1,13 @@
 """Every artifact in the format its ecosystem loads with no code of ours (issue 28), and the
 paper cited as what it is: an arXiv preprint, submitted to ICLR 2024 and not accepted."""
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from bridgelib.config import REPO_ROOT, get_config
+from bridgelib.config import DATA_DIR, REPO_ROOT, get_config
+from bridgelib.datasets import MINI_CLASSES
 from bridgelib.manifest import read_manifest
 
 
@@ -95,3 +97,40 @@ def test_a_set_written_with_slug_folders_stays_readable_and_resumes_as_one(tiny_
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(legacy)
     assert len(read_manifest(out)) == 6 and "named by class alone" in (out / "README.md").read_text()
     assert len(own_files(out)) == 6 + 3  # every image, run.json, metadata.jsonl, the card
+
+
+# ---- the shipped models: cards the Hub reads, and the libraries that load them ---------------
+@pytest.mark.parametrize("folder, library, task", [
+    ("mini-generator", "diffusers", "text-to-image"),
+    ("mini-judge", "timm", "image-classification"),
+    ("mini-backbone", "timm", "image-classification")])
+def test_every_shipped_model_has_a_card_the_hub_reads(folder, library, task):
+    from huggingface_hub import ModelCard
+    card = ModelCard.load(DATA_DIR / folder / "README.md")
+    assert (card.data.library_name, card.data.pipeline_tag, card.data.license) == (library, task, "mit")
+    assert "bridgelib" in card.data.tags
+    assert "## Training" in card.text and "bridge mini build --only" in card.text  # data, build
+
+
+def test_the_cards_are_what_the_build_writes():
+    """A rebuild writes the same cards: they are made from the manifests, not edited by hand."""
+    from bridgelib.mini.backbone import classifier_card
+    from bridgelib.mini.build import model_card
+    gen = DATA_DIR / "mini-generator"
+    assert (gen / "README.md").read_text() == model_card(json.loads((gen / "manifest.json").read_text()))
+    for kind in ("judge", "backbone"):
+        folder = DATA_DIR / f"mini-{kind}"
+        assert (folder / "README.md").read_text() == \
+            classifier_card(json.loads((folder / "manifest.json").read_text()))
+
+
+def test_plain_timm_loads_the_shipped_judge_as_bridgelib_does():
+    import timm
+    import torch
+
+    from bridgelib.models import load_judge
+    model = timm.create_model(f"local-dir:{DATA_DIR / 'mini-judge'}", pretrained=True).eval()
+    assert model.pretrained_cfg["label_names"] == list(MINI_CLASSES)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), load_judge()(x))
