@@ -4,6 +4,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridgelib.config import DATA_DIR, REPO_ROOT, get_config
@@ -134,3 +135,100 @@ def test_plain_timm_loads_the_shipped_judge_as_bridgelib_does():
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(model(x), load_judge()(x))
+
+
+# ---- statistics: pytorch-fid's Fréchet distance, scipy's BCa bootstrap -----------------------
+def test_frechet_distance_is_fids_formula():
+    from bridgelib.metrics import frechet_from_moments
+    # |mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2)) = 1 + 10 - 2 (2 + 2)
+    assert frechet_from_moments([0, 0], np.diag([1.0, 4.0]), [1, 0], np.diag([4.0, 1.0])) \
+        == pytest.approx(3.0)
+
+
+def test_frechet_distance_of_singular_covariances():
+    """Fewer images than features and a feature that never varies (a dead ReLU unit): both
+    covariances are singular. The distance stays finite, real and near 0 for two draws of
+    one distribution, and far from 0 for a shifted one."""
+    from bridgelib.metrics import frechet_distance
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(12, 20)), rng.normal(size=(12, 20))
+    a[:, 3] = b[:, 3] = 1.0
+    assert np.linalg.matrix_rank(np.cov(a, rowvar=False)) < 20
+    with pytest.warns(UserWarning, match="singular; adding 1e-06"):  # pytorch-fid's retry
+        same, shifted = frechet_distance(a, b), frechet_distance(a, b + 3.0)
+    assert np.isfinite(same) and isinstance(same, float)
+    d = b.mean(0) - a.mean(0)
+    assert shifted - same == pytest.approx(((d + 3) ** 2 - d ** 2).sum(), rel=1e-6)  # means only
+
+
+def test_a_singular_product_is_retried_with_eps_as_pytorch_fid_does(monkeypatch):
+    from scipy import linalg
+
+    from bridgelib.metrics import FRECHET_EPS, frechet_from_moments
+    s1, s2 = np.diag([1.0, 0.0]), np.diag([0.0, 1.0])  # their product is the zero matrix
+    real_sqrtm, calls = linalg.sqrtm, []
+
+    def sqrtm(m):  # as scipy's can on a singular product: not finite
+        calls.append(m)
+        return np.full_like(m, np.nan) if len(calls) == 1 else real_sqrtm(m)
+    monkeypatch.setattr(linalg, "sqrtm", sqrtm)
+    with pytest.warns(UserWarning, match="singular.*adding 1e-06"):
+        value = frechet_from_moments([0, 0], s1, [0, 0], s2)
+    offset = np.eye(2) * FRECHET_EPS
+    assert np.allclose(calls[1], (s1 + offset) @ (s2 + offset))
+    assert value == pytest.approx(2.0, abs=1e-2)
+
+
+def test_a_large_imaginary_part_is_refused_in_one_line(monkeypatch):
+    from scipy import linalg
+
+    from bridgelib.metrics import frechet_from_moments
+    monkeypatch.setattr(linalg, "sqrtm", lambda m: np.eye(2) * (1 + 0.5j))
+    with pytest.raises(ValueError, match=r"imaginary part of 0\.5 .*more images than features") as e:
+        frechet_from_moments([0, 0], np.eye(2), [0, 0], np.eye(2))
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(linalg, "sqrtm", lambda m: np.eye(2) * (1 + 1e-6j))  # noise: dropped
+    assert frechet_from_moments([0, 0], np.eye(2), [0, 0], np.eye(2)) == pytest.approx(0.0)
+
+
+def test_the_bootstraps_distance_is_frechet_distance_on_every_kind_of_resample():
+    from bridgelib.metrics import _WeightedMoments, frechet_distance
+    rng = np.random.default_rng(1)
+    a, b, r = (rng.normal(size=(40, 5)) + s for s in (0.5, 0.0, 10.0))  # r far from 0: centring
+    m, whole = _WeightedMoments(a, b, r), np.arange(40)
+    for i, j, k in [(whole, whole, whole), (np.delete(whole, 3), whole, whole),
+                    (whole, whole, np.delete(whole, 7)),
+                    tuple(rng.integers(40, size=40) for _ in range(3))]:
+        assert m.difference(i, j, k) == pytest.approx(
+            frechet_distance(a[i], r[k]) - frechet_distance(b[j], r[k]), rel=1e-9)
+
+
+def test_intervals_are_scipys_bca_with_the_method_recorded():
+    from scipy.stats import bootstrap
+
+    from bridgelib.metrics import bootstrap_interval
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=50), rng.normal(size=50) + 1
+    diff = lambda a, b, axis: a.mean(axis) - b.mean(axis)  # noqa: E731
+    ours = bootstrap_interval(diff, (x, y), paired=True, vectorized=True, seed=5)
+    theirs = bootstrap((x, y), diff, paired=True, vectorized=True, n_resamples=2000,
+                       method="BCa", rng=np.random.default_rng(5)).confidence_interval
+    assert (ours["low"], ours["high"]) == (theirs.low, theirs.high)
+    assert (ours["method"], ours["n_resamples"], ours["paired"]) == ("BCa", 2000, True)
+    same = bootstrap_interval(diff, (x, x.copy()), paired=True, vectorized=True)
+    assert same["low"] == same["high"] == 0.0 and "degenerate" in same["method"]
+
+
+def test_the_calibration_writes_bca_intervals_and_the_world_records_each_method():
+    from bridgelib.mini.calibrate import gap_intervals
+    rng = np.random.default_rng(3)
+    real, template, dsi = (rng.normal(size=(60, 4)) + s for s in (0.0, 1.0, 0.2))
+    ci = gap_intervals(real, template, dsi, rng.random(120) < 0.9, rng.random(120) < 0.6)
+    for record in ci.values():
+        assert (record["method"], record["n_resamples"]) == ("BCa", 2000)
+        assert record["low"] < record["high"] and "resampled" in record
+    assert ci["frechet"]["low"] > 0  # the template set is the farther one
+    world = json.loads((DATA_DIR / "mini-world.json").read_text())
+    for measure in ("frechet", "domain_accuracy"):
+        method = world["dsi"][measure]["ci95_method"]
+        assert {"method", "n_resamples", "library", "resampled"} <= set(method), measure
