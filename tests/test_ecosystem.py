@@ -73,6 +73,12 @@ def test_the_card_yaml_is_what_the_hub_reads(synthetic_set):
     assert "image-classification" in card["task_categories"]
 
 
+def test_a_sweeps_subset_of_a_set_keeps_its_card(synthetic_set, tmp_path):
+    from bridgelib.experiments import synthetic_subset
+    sub = synthetic_subset(synthetic_set, 1, tmp_path / "sub")
+    assert (sub / "README.md").read_bytes() == (synthetic_set / "README.md").read_bytes()
+
+
 def test_a_set_written_with_slug_folders_stays_readable_and_resumes_as_one(tiny_model, tmp_path):
     """Sets written before the label index led the folder names: read as before, and a rerun
     that extends one keeps its folders (one set, not two layouts)."""
