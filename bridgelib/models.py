@@ -221,6 +221,8 @@ def save_classifier(model: nn.Module, cfg: Config, class_names: list[str], out: 
             shutil.rmtree(old)
         else:
             os.replace(tmp, final)
+        for name in (LEGACY_CLASSIFIER_FILE, LEGACY_CLASSIFIER_CONFIG):  # an older run's copy of
+            (out / name).unlink(missing_ok=True)  # the classifier this one replaces: not kept beside
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

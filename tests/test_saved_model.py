@@ -113,7 +113,9 @@ def test_a_killed_run_leaving_its_classifier_is_not_refused(run, tmp_path):
     shutil.copytree(run[0] / CLASSIFIER_DIR, out / CLASSIFIER_DIR)
     (out / "config.json").write_bytes((run[0] / "config.json").read_bytes())
     (out / ".classifier.x1.tmp").mkdir()  # a temp folder of a save killed midway
+    (out / LEGACY_CLASSIFIER_FILE).write_bytes(b"an older version's classifier")
     before = (out / CLASSIFIER_DIR / "model.safetensors").read_bytes()
     train_run(get_config("mini", **TINY), "vanilla", out, shots=1, seed=0)
     assert (out / "metrics.json").exists()
     assert (out / CLASSIFIER_DIR / "model.safetensors").read_bytes() != before  # replaced
+    assert not (out / LEGACY_CLASSIFIER_FILE).exists()  # one classifier per run, not two
