@@ -157,13 +157,14 @@ Held-out accuracy by look: {looks}. On the real Fashion-MNIST test images:
     else:
         what = (f"""# bridgelib mini backbone
 
-The mini world's stand-in for an ImageNet-pretrained model: {arch}, pretrained from scratch on
+The mini world's stand-in for an ImageNet-pretrained model: {arch}, trained from scratch on
 {len(m['classes'])} classes of font-rendered letters (lower and upper case) and symbols (never
 digits, never garments) at 32x32, so that fine-tuning it on Fashion-MNIST is a transfer from another domain.
 
 ## Training data
 {m['train_images']} glyph images rendered from {len(m['train_fonts'])} fonts that ship with
-matplotlib ({', '.join(m['train_fonts'])}), {m['epochs']} epochs, seed {m['seed']}.
+matplotlib ({', '.join(m['train_fonts'])}), half of them restyled
+({', '.join(glyphs.GLYPH_STYLES)}), {m['epochs']} epochs, seed {m['seed']}.
 
 ## Quality
 Accuracy on {len(m['held_out_fonts'])} held-out fonts ({', '.join(m['held_out_fonts'])}):
