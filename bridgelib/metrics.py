@@ -112,8 +112,9 @@ def bootstrap_interval(statistic, samples: tuple, paired: bool = False, vectoriz
     import scipy
     import scipy.stats
     from scipy.stats import bootstrap
-    with warnings.catch_warnings():  # a degenerate distribution is answered below
+    with warnings.catch_warnings():  # a degenerate distribution (NaN bounds) is answered below
         warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         res = bootstrap(samples, statistic, n_resamples=n_resamples, paired=paired,
                         vectorized=vectorized, confidence_level=confidence, method="BCa",
                         rng=np.random.default_rng(seed))
