@@ -34,7 +34,8 @@ from bridgelib.datasets import MINI_CLASSES
 from bridgelib.files import set_progress, write_json
 from bridgelib.folders import load_image_folder
 from bridgelib.generate import generate_synthetic_set
-from bridgelib.metrics import backbone_features, frechet_distance
+from bridgelib.metrics import (BOOTSTRAP_RESAMPLES, backbone_features, bootstrap_interval,
+                               frechet_difference_interval, frechet_distance)
 from bridgelib.models import input_stats, load_judge
 from bridgelib.pipeline import load_pipeline, package_versions
 
@@ -51,7 +52,7 @@ KNOBS = {  # each on its own, then the combinations worth a default
                              "generation.steps": 8, "precision": "auto"},
 }
 MAX_POINTS = 1.0      # recognisability may differ from the reference's by at most this
-BOOTSTRAP = 200
+BOOTSTRAP = BOOTSTRAP_RESAMPLES  # BCa resamples (scipy.stats.bootstrap) for every interval
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,22 +89,22 @@ def judged(folder: Path, cfg, judge) -> tuple[np.ndarray, np.ndarray]:
     return hit, backbone_features(images.images, cfg, model=judge)
 
 
-def fd_difference_ci(knob: np.ndarray, second: np.ndarray, ref: np.ndarray, rng,
-                     n: int = BOOTSTRAP) -> tuple[float, float]:
-    """95% bootstrap interval of FD(knob, ref) - FD(second, ref); `knob` and `second` are paired
-    row by row (same seeds) and resampled together, `ref` on its own."""
-    diffs = []
-    for _ in range(n):
-        i, j = rng.integers(len(knob), size=len(knob)), rng.integers(len(ref), size=len(ref))
-        diffs.append(frechet_distance(knob[i], ref[j]) - frechet_distance(second[i], ref[j]))
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+def fd_difference_ci(knob: np.ndarray, second: np.ndarray, ref: np.ndarray,
+                     seed: int = 0) -> tuple[float, float]:
+    """95% BCa interval (scipy.stats.bootstrap) of FD(knob, ref) - FD(second, ref); `knob` and
+    `second` are paired row by row (same seeds) and resampled together, `ref` on its own."""
+    ci = frechet_difference_interval(knob, second, ref, paired=True, n_resamples=BOOTSTRAP,
+                                     seed=seed)
+    return ci["low"], ci["high"]
 
 
-def paired_points(hit: np.ndarray, ref: np.ndarray, rng, n: int = 2000) -> tuple[float, float]:
-    """95% bootstrap interval of the recognisability difference (points), same seeds paired."""
-    d = hit.astype(float) - ref.astype(float)
-    means = [d[rng.integers(len(d), size=len(d))].mean() for _ in range(n)]
-    return 100 * float(np.percentile(means, 2.5)), 100 * float(np.percentile(means, 97.5))
+def paired_points(hit: np.ndarray, ref: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95% BCa interval (scipy.stats.bootstrap) of the recognisability difference (points),
+    the same seeds paired."""
+    ci = bootstrap_interval(lambda a, b, axis: a.mean(axis) - b.mean(axis),
+                            (hit.astype(float), ref.astype(float)), paired=True, vectorized=True,
+                            n_resamples=BOOTSTRAP, seed=seed)
+    return 100 * ci["low"], 100 * ci["high"]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "generation.scheduler": defaults.generation.scheduler,
                          "precision": defaults.precision}
     settings = {"default": default_overrides, **{k: KNOBS[k] for k in names}}
-    cfg, judge, rng = get_config(args.profile), load_judge(), np.random.default_rng(0)
+    cfg, judge = get_config(args.profile), load_judge()
     with tempfile.TemporaryDirectory() as tmp:
         r0, _ = draw(args.profile, REFERENCE, Path(tmp) / "r0", args.per_class, seed=0)
         r1, t_ref = draw(args.profile, REFERENCE, Path(tmp) / "r1", args.per_class, seed=1)
@@ -133,14 +134,14 @@ def main(argv: list[str] | None = None) -> dict:
                              args.per_class, seed=1)
             hit, f = judged(folder, cfg, judge)
             fd = frechet_distance(f, f0)
-            fd_ci = fd_difference_ci(f, f1, f0, rng)
+            fd_ci = fd_difference_ci(f, f1, f0, seed=len(rows))
             diff = 100 * (hit.mean() - hit1.mean())
             rows[name] = {
                 "overrides": overrides, "images_per_s": round(n / t, 3),
                 "speedup_vs_20step_fp32": round(t_ref / t, 3),
                 "recognisability": round(float(hit.mean()), 4),
                 "recognisability_diff_points": round(float(diff), 2),
-                "recognisability_diff_ci": [round(x, 2) for x in paired_points(hit, hit1, rng)],
+                "recognisability_diff_ci": [round(x, 2) for x in paired_points(hit, hit1, seed=len(rows))],
                 "fd_to_reference": round(fd, 3), "fd_minus_second_draw": round(fd - fd1, 3),
                 "fd_minus_second_draw_ci": [round(x, 3) for x in fd_ci],
                 "quality_ok": bool(abs(round(diff, 6)) <= MAX_POINTS and fd_ci[0] <= 0)}

@@ -133,7 +133,7 @@ def _add_train(sub) -> None:
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--overwrite", action="store_true")
     t.add_argument("--no-save-model", action="store_true",
-                   help="keep no classifier.safetensors (only config, history, metrics)")
+                   help="keep no classifier folder (only config, history, metrics)")
     t.set_defaults(func=_train)
 
 

@@ -398,6 +398,8 @@ def synthetic_subset(source: str | Path, per_class: int, out: str | Path) -> Pat
     write_json(tmp / "run.json", run)
     lines = [json.dumps(r) for r in rows.to_dict("records")]
     atomic_write_bytes(tmp / "metadata.jsonl", ("\n".join(lines) + "\n").encode())
+    if (source / "README.md").exists():  # its dataset card: class names, no counts, so still true
+        shutil.copy2(source / "README.md", tmp / "README.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
     return out

@@ -32,7 +32,7 @@ from bridgelib.files import (atomic_write_bytes, check_free_space, process_state
                              resolve_device, sha256_file, share_cpu, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
-                                write_manifest)
+                                set_class_folders, write_manifest)
 from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token, load_pipeline,
                                 hub_revision, model_fingerprint, package_versions,
@@ -83,6 +83,9 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     share_cpu(pipe.device)  # threads for the cores free now (files.share_cpu)
     if style is not None:
         check_style_token(pipe, style)  # before the folder changes
+    names = options["class_names"]
+    # label-ordered folders; a rerun into a set written with slug folders keeps them
+    slugs = class_folders_of(names) if overwrite else set_class_folders(out, names)
     if state is not None:
         state.wait_for_everyone()  # all have read the folder before rank 0 changes it
     run = {"config": cfg.to_dict(), "options": options, "versions": package_versions(),
@@ -90,8 +93,6 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                        "device": str(pipe.device), "compiled": cfg.generation.compile,
                        "model_revision": hub_revision(cfg.generation.model),
                        "processes": state.num_processes if state is not None else 1}}
-    names = options["class_names"]
-    slugs = class_folders_of(names)
     done = prepare_folder(out, run, overwrite, slugs, per_class) if main else None
     if state is not None:
         # accelerate is imported only when launched on several processes (it is then loaded)

@@ -1,9 +1,14 @@
 """A synthetic set on disk: file names, per-image seeds, the manifest, and what a rerun keeps.
 
-A set is an ImageFolder, `out/<class_slug>/<index:05d>.png`, plus `out/metadata.jsonl` (one row
-per image, the `datasets` imagefolder convention: a `file_name` column) and `out/run.json` (the
-resolved config, the generation options and package versions). `generate.py` draws the images;
-this module decides which of them a rerun can keep, and writes the manifest.
+A set is an ImageFolder, `out/<label:03d>.<class_slug>/<index:05d>.png`, plus
+`out/metadata.jsonl` (one row per image, the `datasets` imagefolder convention: a `file_name`
+column), `out/README.md` (a dataset card whose YAML declares `label` a `class_label` with the
+class names) and `out/run.json` (the resolved config, the generation options and package
+versions). The label index leads each folder's name, zero-padded as CUB numbers its folders, so
+that the alphabetical order every ImageFolder reader uses (torchvision's `class_to_idx`) is the
+label order of the manifest. Sets written before (folders named by the slug alone) stay
+readable, and a rerun into one keeps its folders. `generate.py` draws the images; this module
+decides which of them a rerun can keep, and writes the manifest and the card.
 
 Taught in notebook 02.
 """
@@ -42,8 +47,20 @@ def class_slug(name: str) -> str:
 
 
 def class_folders_of(names: list[str]) -> list[str]:
-    """The folder of each class (its slug, or class_NNN for a name without ASCII letters or
-    digits), refusing two classes that would share one folder, naming both."""
+    """The folder of each class: its label index, zero-padded to 3 digits (more only past 999
+    classes), a dot and its slug (`000.t-shirttop`), so that folder order is label order; the
+    index alone for a name without ASCII letters or digits. Refuses two classes whose slugs
+    are one (their folders would differ only by the index), naming both."""
+    legacy = legacy_class_folders(names)  # refuses two classes with one slug
+    width = max(3, len(str(len(names) - 1)))
+    return [f"{i:0{width}d}.{class_slug(n)}" if class_slug(n) else f"{i:0{width}d}"
+            for i, (n, _) in enumerate(zip(names, legacy))]
+
+
+def legacy_class_folders(names: list[str]) -> list[str]:
+    """The folders of sets written before the label index led their names: the slug (or
+    class_NNN for a name without ASCII letters or digits), refusing two classes that would share
+    one folder, naming both."""
     folders = [class_slug(n) or f"class_{i:03d}" for i, n in enumerate(names)]
     seen: dict[str, str] = {}
     for name, folder in zip(names, folders):
@@ -52,6 +69,67 @@ def class_folders_of(names: list[str]) -> list[str]:
                              f"{folder!r}; rename one")
         seen[folder] = name
     return folders
+
+
+def set_class_folders(out: Path, names: list[str]) -> list[str]:
+    """The class folders a (re)run writes into `out`: the legacy slug folders if the set there
+    was written with them (its manifest names one of them), so a resumed old set stays one set;
+    else the label-ordered ones."""
+    new, old = class_folders_of(names), legacy_class_folders(names)
+    listed = {r["file_name"].split("/")[0] for r in manifest_rows(old, [out / "metadata.jsonl",
+                                                                        *manifest_parts(out)]).values()}
+    return old if listed else new
+
+
+# The type of each manifest column, as `datasets` features in YAML (`label`: the class names).
+_FEATURES = {"class_name": "string", "prompt": "string", "negative_prompt": "string",
+             "seed": "int64", "guidance_scale": "float64", "num_inference_steps": "int64",
+             "scheduler": "string", "model": "string", "width": "int64", "height": "int64"}
+
+
+def card_features(class_names: list[str]) -> list[dict]:
+    """The set's features as a dataset card's YAML lists them: the image, `label` a class_label
+    whose names are the class names in label order, then every other manifest column."""
+    features = [{"name": "image", "dtype": "image"},
+                {"name": "label", "dtype": {"class_label": {
+                    "names": {str(i): n for i, n in enumerate(class_names)}}}}]
+    for column in COLUMNS[2:]:  # after file_name (the image) and label
+        features.append({"name": column, "struct": [{"name": "name", "dtype": "string"},
+                                                    {"name": "sha256", "dtype": "string"}]}
+                        if column == "style_token" else {"name": column, "dtype": _FEATURES[column]})
+    return features
+
+
+def write_card(out: Path, options: dict, folders: list[str]) -> Path:
+    """`out/README.md`: the set's dataset card. Its YAML (huggingface_hub's DatasetCardData)
+    declares the features twice, as the Hub reads them (`dataset_info`) and as `datasets` applies
+    them when it loads the folder (`configs`: `datasets.load_dataset(SET)` gives `label` a
+    ClassLabel with the class names). It holds no image count, so it stays true on a resume or
+    for a subset. `folders`: the set's class folders (label-ordered, or an older set's slugs)."""
+    from huggingface_hub import DatasetCardData
+    names = list(options["class_names"])
+    token = options.get("style_token")
+    data = DatasetCardData(
+        task_categories=["image-classification", "text-to-image"], tags=["synthetic", "bridgelib"],
+        configs=[{"config_name": "default", "features": card_features(names)}],
+        dataset_info={"features": card_features(names)})
+    body = (f"# Synthetic images of {len(names)} classes\n\n"
+            f"Drawn by `bridge generate` (bridgelib) with `{options['model']}`: template "
+            f"`{options['template']}`, guidance {options['guidance_scale']}, "
+            f"{options['num_inference_steps']} steps of {options['scheduler']}, run seed "
+            f"{options['seed']}"
+            + (f", style token `{token['name']}` (sha256 {token['sha256'][:12]}...)" if token else "")
+            + ". Each image's prompt and seed are in `metadata.jsonl`; `run.json` records the "
+            "whole configuration and package versions.\n\n"
+            + ("Class folders are numbered in label order (`000.<class>`), so torchvision's "
+               "`ImageFolder(SET).class_to_idx` agrees with the `label` column. "
+               if folders == class_folders_of(names) else
+               "Class folders are named by class alone (written before bridgelib numbered them), "
+               "so their alphabetical order is not the label order: use the `label` column. ")
+            + "`datasets.load_dataset(SET)` reads `label` as a `ClassLabel` with these names:\n\n"
+            + "".join(f"- {i}: {n}\n" for i, n in enumerate(names)))
+    atomic_write_bytes(out / "README.md", f"---\n{data.to_yaml()}\n---\n\n{body}".encode())
+    return out / "README.md"
 
 
 def read_manifest(out: str | Path):
@@ -151,7 +229,7 @@ def _refuse_overlap(out: Path, dataset: Path) -> None:
 
 
 _TEMP = re.compile(r"\..+\.tmp")            # atomic_write_bytes' temp files
-_OWN_TOP = re.compile(r"run\.json|metadata\.jsonl|metadata\.rank\d+\.jsonl")
+_OWN_TOP = re.compile(r"run\.json|README\.md|metadata\.jsonl|metadata\.rank\d+\.jsonl")
 _OWN_IMAGE = re.compile(r"\d{5}\.png")       # <index:05d>.png, the name generate gives
 
 
@@ -169,8 +247,8 @@ def own_files(out: Path) -> list[Path]:
         refuse("itself as a symlink (to "
                f"{str(out.resolve())!r}); pass the folder it points to")
     try:
-        folders = set(class_folders_of(json.loads((out / "run.json").read_text())
-                                       ["options"]["class_names"]))
+        names = json.loads((out / "run.json").read_text())["options"]["class_names"]
+        folders = set(class_folders_of(names)) | set(legacy_class_folders(names))
     except (OSError, ValueError, KeyError, TypeError):
         if not any(out.iterdir()):
             return []
@@ -218,6 +296,7 @@ def prepare_folder(out: Path, run: dict, overwrite: bool, slugs: list[str],
         _clear_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "run.json", run)
+    write_card(out, run["options"], slugs)
     o = run["options"]
     done = _scan_folder(out, slugs, per_class, o["seed"], o["resolution"])
     write_manifest(out, done)  # drops bad and partial rows before new ones are appended

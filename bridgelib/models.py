@@ -12,13 +12,15 @@ Used through transfer (notebooks 01, 03, 07) and metrics (the judge, notebook 02
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import nn
 
 from bridgelib.config import DATA_DIR, Config, get_config
@@ -32,8 +34,15 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
-CLASSIFIER_FILE = "classifier.safetensors"  # a run's fine-tuned classifier (train_run)
-CLASSIFIER_CONFIG = "classifier.json"       # how plain timm rebuilds it, in timm's convention
+# A run's fine-tuned classifier (train_run): RUN_DIR/classifier, timm's own `save_for_hf` layout,
+# so `timm.create_model("local-dir:RUN_DIR/classifier", pretrained=True)` loads it with no code of
+# ours (and `timm.models.push_to_hf_hub` publishes it).
+CLASSIFIER_DIR = "classifier"
+CLASSIFIER_FILES = ("config.json", "model.safetensors")  # all that save_for_hf writes there
+# Written by runs before the timm layout (RUN_DIR/classifier.safetensors + classifier.json): read
+# still by load_classifier, never written.
+LEGACY_CLASSIFIER_FILE = "classifier.safetensors"
+LEGACY_CLASSIFIER_CONFIG = "classifier.json"
 JUDGE_DIR = "mini-judge"         # data/mini-judge: reads the garment in any look (mini/backbone.py)
 REBUILD_HINT = "rebuild it with `bridge mini build --only backbone`"
 FILE_HINT = ("expected a safetensors file of timm.create_model({arch!r}).state_dict() "
@@ -182,21 +191,127 @@ def load_judge(folder: str | Path = DATA_DIR / JUDGE_DIR) -> nn.Module:
 
 
 def save_classifier(model: nn.Module, cfg: Config, class_names: list[str], out: str | Path
-                    ) -> dict[str, Path]:
-    """Write a fine-tuned classifier as timm would share it: its state dict as safetensors and a
-    JSON with `architecture`, `num_classes`, `label_names`, `model_args` and `pretrained_cfg`
-    (input size, mean, std), so that `timm.create_model(architecture, num_classes=num_classes,
-    **model_args)` takes the weights with strict=True and needs nothing from this package."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    weights = save(state, metadata={"architecture": cfg.backbone})
-    mean, std = input_stats(model)
-    meta = {"architecture": cfg.backbone, "num_classes": len(class_names),
-            "label_names": list(class_names), "model_args": dict(cfg.backbone_kwargs),
-            "pretrained_cfg": {"input_size": [3, cfg.image_size, cfg.image_size],
-                               "mean": mean.flatten().tolist(), "std": std.flatten().tolist(),
-                               "classifier": model.default_cfg.get("classifier", "fc")},
-            "weights_sha256": hashlib.sha256(weights).hexdigest()}
+                    ) -> Path:
+    """Write a fine-tuned classifier to `out/classifier` with timm's own `save_for_hf`
+    (`config.json` + `model.safetensors`): `config.json` holds the architecture, `num_classes`,
+    `label_names` (the class names, in label order), `model_args` and a `pretrained_cfg` with the
+    run's input size, mean and std, plus `weights_sha256`. Plain timm loads it:
+    `timm.create_model("local-dir:RUN_DIR/classifier", pretrained=True)` (strict loading).
+
+    Written into a temp folder and renamed into place, so a killed run never leaves half a
+    classifier; a previous one is replaced only if it holds nothing but these two files."""
+    from timm.models import save_for_hf
     out = Path(out)
-    atomic_write_bytes(out / CLASSIFIER_FILE, weights)
-    atomic_write_bytes(out / CLASSIFIER_CONFIG, (json.dumps(meta, indent=2) + "\n").encode())
-    return {"weights": out / CLASSIFIER_FILE, "config": out / CLASSIFIER_CONFIG}
+    final = out / CLASSIFIER_DIR
+    check_classifier_folder(final)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{CLASSIFIER_DIR}.", suffix=".tmp"))
+    try:
+        save_for_hf(_export_model(model, cfg, len(class_names)), tmp,
+                    model_config={"label_names": list(class_names)},
+                    model_args=dict(cfg.backbone_kwargs), safe_serialization=True)
+        config = json.loads((tmp / "config.json").read_text())
+        config["weights_sha256"] = sha256_file(tmp / "model.safetensors")
+        atomic_write_bytes(tmp / "config.json", (json.dumps(config, indent=2) + "\n").encode())
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: give the usual folder mode
+        if final.exists():
+            old = Path(tempfile.mkdtemp(dir=out, prefix=f".{CLASSIFIER_DIR}.old.", suffix=".tmp"))
+            os.replace(final, old / CLASSIFIER_DIR)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        for name in (LEGACY_CLASSIFIER_FILE, LEGACY_CLASSIFIER_CONFIG):  # an older run's copy of
+            (out / name).unlink(missing_ok=True)  # the classifier this one replaces: not kept beside
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def timm_config(model: nn.Module, cfg: Config, class_names: list[str]) -> dict:
+    """The config.json timm's `save_for_hf` writes for `model` (a classifier of `cfg.backbone`
+    over `class_names`, fed as `cfg` feeds it): what a folder needs beside its
+    model.safetensors for `timm.create_model("local-dir:FOLDER", pretrained=True)`. Used for
+    the shipped judge and backbone, whose weights are already on disk."""
+    from timm.models import save_for_hf
+    with tempfile.TemporaryDirectory() as tmp:
+        save_for_hf(_export_model(model, cfg, len(class_names)), tmp,
+                    model_config={"label_names": list(class_names)},
+                    model_args=dict(cfg.backbone_kwargs), safe_serialization=True)
+        return json.loads((Path(tmp) / "config.json").read_text())
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _export_model(model: nn.Module, cfg: Config, num_classes: int) -> nn.Module:
+    """What is saved: the architecture plain timm builds from the config, holding the trained
+    weights (strict: they must fit it), contiguous on the CPU (training leaves them channels-last,
+    which safetensors refuses), with the run's pretrained_cfg. The trained model is untouched."""
+    import timm
+    export = timm.create_model(cfg.backbone, num_classes=num_classes, **cfg.backbone_kwargs)
+    export.load_state_dict({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                           strict=True)
+    export.pretrained_cfg = export.default_cfg = _export_cfg(model, cfg, num_classes)
+    return export.eval()
+
+
+def _export_cfg(model: nn.Module, cfg: Config, num_classes: int) -> dict:
+    """The pretrained_cfg a fine-tuned classifier is shared with: what timm needs to build and
+    feed it (architecture, first conv, classifier name, input size, mean, std), the source's
+    licence only for timm's own hub weights, nothing about the source checkpoint's files."""
+    pc = dict(model.pretrained_cfg)
+    mean, std = input_stats(model)
+    keep = {k: pc[k] for k in ("architecture", "first_conv", "classifier", "interpolation",
+                               "fixed_input_size") if k in pc}
+    if cfg.backbone_weights == "timm" and pc.get("license"):
+        keep["license"] = pc["license"]  # fine-tuned from weights shared under this licence
+    return {**keep, "custom_load": False, "num_classes": num_classes,
+            "input_size": (3, cfg.image_size, cfg.image_size), "crop_pct": 1.0,
+            "crop_mode": "center", "mean": tuple(mean.flatten().tolist()),
+            "std": tuple(std.flatten().tolist())}
+
+
+def check_classifier_folder(folder: Path) -> None:
+    """`folder` may be replaced only if it is a classifier this package wrote."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise FileExistsError(f"{str(folder)!r} exists and is not a classifier folder that "
+                              f"`bridge train` wrote; move it or choose another --out")
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if p.name not in CLASSIFIER_FILES or p.is_symlink() or not p.is_file())
+    if foreign:
+        raise FileExistsError(f"{str(folder)!r} holds {foreign[0]!r}, which is not a file of the "
+                              f"classifier `bridge train` writes ({', '.join(CLASSIFIER_FILES)}); "
+                              f"move it or choose another --out")
+
+
+def load_classifier(where: str | Path) -> nn.Module:
+    """A classifier `bridge train` saved, in eval mode, from its run folder or `RUN/classifier`:
+    timm's layout through timm itself (`local-dir:`), or the files runs wrote before it
+    (classifier.safetensors + classifier.json), so old runs stay readable. Either way the
+    model's pretrained_cfg carries the run's input size, mean, std and label_names."""
+    import timm
+    where = Path(where).expanduser()
+    folder = where / CLASSIFIER_DIR if (where / CLASSIFIER_DIR / "config.json").is_file() else where
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    legacy = where / LEGACY_CLASSIFIER_CONFIG
+    if not legacy.is_file() or not (where / LEGACY_CLASSIFIER_FILE).is_file():
+        raise FileNotFoundError(
+            f"{str(where)!r} holds no saved classifier; expected {CLASSIFIER_DIR}/config.json + "
+            f"{CLASSIFIER_DIR}/model.safetensors (timm's layout, written by `bridge train`) or "
+            f"{LEGACY_CLASSIFIER_FILE} + {LEGACY_CLASSIFIER_CONFIG} (older runs)")
+    meta = json.loads(legacy.read_text())
+    model = timm.create_model(meta["architecture"], num_classes=meta["num_classes"],
+                              **meta.get("model_args", {}))
+    model.load_state_dict(load_file(where / LEGACY_CLASSIFIER_FILE), strict=True)
+    model.pretrained_cfg = {**model.pretrained_cfg, **meta["pretrained_cfg"],
+                            "label_names": meta["label_names"], "num_classes": meta["num_classes"]}
+    model.default_cfg = model.pretrained_cfg
+    return model.eval()

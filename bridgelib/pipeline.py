@@ -421,15 +421,20 @@ def nearest_words(token_vector, tokenizer, text_encoder, k: int = 10, words=None
     """The k vocabulary words whose input embedding is closest (cosine) to the learned vector.
 
     A readable hint of what S* encodes; only a hint: a style need not sit near any one word.
-    Default candidates: whole-word tokens ('...</w>') of at least 2 letters.
+    Default candidates: whole-word tokens ('...</w>') of at least 2 letters. A token of several
+    vectors (`invert.num_vectors`) is reported per vector: a `vector` column (0 for `<s*>`, 1
+    for `<s*>_1`, ...) and k rows for each, since each vector learns a part of its own (their
+    mean would hide one that did not move).
     """
     import pandas as pd  # a second to import, for this one table: loaded when it is asked for
-    vec = torch.as_tensor(token_vector).float().reshape(-1, text_encoder.config.hidden_size)
-    norm = vec.mean(0).norm().item()
-    if not math.isfinite(norm) or norm == 0:  # cosine would be 0 or NaN for every word: no hint
-        raise ValueError(f"the style token's vector has norm {norm}: it is "
-                         f"{'not finite' if not math.isfinite(norm) else 'zero'}, so no word is "
-                         f"nearer to it than another; relearn it with `bridge invert`")
+    vecs = torch.as_tensor(token_vector).float().reshape(-1, text_encoder.config.hidden_size)
+    for i, v in enumerate(vecs):
+        norm = v.norm().item()
+        if not math.isfinite(norm) or norm == 0:  # cosine would be 0 or NaN for every word
+            which = f"vector {i} of the style token" if len(vecs) > 1 else "the style token's vector"
+            raise ValueError(f"{which} has norm {norm}: it is "
+                             f"{'not finite' if not math.isfinite(norm) else 'zero'}, so no word is "
+                             f"nearer to it than another; relearn it with `bridge invert`")
     vocab = tokenizer.get_vocab()
     if words is None:
         pairs = [(w[:-4], i) for w, i in vocab.items()
@@ -438,7 +443,11 @@ def nearest_words(token_vector, tokenizer, text_encoder, k: int = 10, words=None
         pairs = [(w, single_token_id(tokenizer, w, "word")) for w in words]
     table = text_encoder.get_input_embeddings().weight.detach().float().cpu()
     emb = table[[i for _, i in pairs]]
-    cos = torch.nn.functional.cosine_similarity(emb, vec.mean(0).cpu()[None], dim=1)
-    top = torch.topk(cos, min(k, len(pairs)))
-    return pd.DataFrame({"word": [pairs[i][0] for i in top.indices.tolist()],
-                         "cosine": top.values.tolist()})
+    rows = []
+    for i, v in enumerate(vecs):
+        cos = torch.nn.functional.cosine_similarity(emb, v.cpu()[None], dim=1)
+        top = torch.topk(cos, min(k, len(pairs)))
+        rows += [{"vector": i, "word": pairs[j][0], "cosine": c}
+                 for j, c in zip(top.indices.tolist(), top.values.tolist())]
+    table = pd.DataFrame(rows, columns=["vector", "word", "cosine"])
+    return table if len(vecs) > 1 else table.drop(columns="vector")

@@ -48,8 +48,9 @@ from bridgelib.files import (atomic_write_bytes, autocast, bf16_autocast, check_
                              write_json)
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
-from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
-                              input_stats, reinit_head, save_classifier, weights_source)
+from bridgelib.models import (CLASSIFIER_DIR, LEGACY_CLASSIFIER_CONFIG, LEGACY_CLASSIFIER_FILE,
+                              check_classifier_folder, create_classifier, evaluate, input_stats, reinit_head,
+                              save_classifier, weights_source)
 from bridgelib.splits import parse_shots
 
 # Heavy third-party modules (accelerate) are imported inside the functions that use them, so that
@@ -290,7 +291,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
               track_test: bool = True, save_model: bool = True) -> dict:
     """One seeded run of a recipe, written to `out`: config.json, history.csv, metrics.json and
     (unless save_model=False) the fine-tuned classifier, as plain timm reloads it
-    (`models.save_classifier`: classifier.safetensors, classifier.json).
+    (`models.save_classifier`: RUN_DIR/classifier in timm's `save_for_hf` layout, which
+    `timm.create_model("local-dir:RUN_DIR/classifier", pretrained=True)` loads).
 
     metrics.json also holds LEEP on the real training images (the paper's transferability
     score): of the starting model with its pretraining head, and after the synthetic stage.
@@ -302,6 +304,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     if not overwrite:
         _refuse_foreign_files(out)
     check_writable(out)  # the run's files are written only at the end: find a read-only out now
+    if save_model:  # and a classifier folder it may not replace (--overwrite or not)
+        check_classifier_folder(out / CLASSIFIER_DIR)
     check_recipe(recipe, synthetic_dir or None)
     budget_only = recipe == "vanilla" and synthetic_dir is not None and cfg.train.match_compute
     if recipe == "vanilla" and not budget_only:
@@ -363,8 +367,10 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
     return metrics
 
 
-# What a killed `train` leaves (metrics.json comes last): a rerun into it is not refused.
-_TRAIN_LEFTOVERS = ("config.json", "history.csv", CLASSIFIER_FILE, CLASSIFIER_CONFIG)
+# What a killed `train` leaves (metrics.json comes last): a rerun into it is not refused. The
+# classifier folder is checked by save_classifier itself, which replaces only its own files;
+# the legacy names are an older run's.
+_TRAIN_LEFTOVERS = ("config.json", "history.csv", LEGACY_CLASSIFIER_FILE, LEGACY_CLASSIFIER_CONFIG)
 
 
 def _refuse_foreign_files(out) -> None:
@@ -374,8 +380,9 @@ def _refuse_foreign_files(out) -> None:
     if not folder.is_dir() or (folder / "metrics.json").exists():  # train_run refuses a run
         return
     for p in sorted(folder.iterdir()):
-        ours = p.is_file() and not p.is_symlink() and (
-            p.name in _TRAIN_LEFTOVERS or (p.name.startswith(".") and p.name.endswith(".tmp")))
+        ours = not p.is_symlink() and (
+            (p.is_file() and p.name in _TRAIN_LEFTOVERS) or (p.is_dir() and p.name == CLASSIFIER_DIR)
+            or (p.name.startswith(".") and p.name.endswith(".tmp")))  # temp files and folders
         if ours and p.name == "config.json":
             try:
                 load_config(p)
@@ -385,7 +392,7 @@ def _refuse_foreign_files(out) -> None:
             raise FileExistsError(f"run directory {str(folder)!r} holds {p.name!r}, which is not "
                                   f"a file of a `bridge train` run; choose another --out or pass "
                                   f"--overwrite (it replaces only a run's config.json, "
-                                  f"history.csv, metrics.json and classifier files)")
+                                  f"history.csv, metrics.json and classifier)")
 
 
 def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:

@@ -43,7 +43,7 @@ def test_train_writes_a_run_with_set_fields(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TRAIN, *SHORT, "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"config.json", "history.csv", "metrics.json",
-                                           "classifier.safetensors", "classifier.json"}
+                                           "classifier"}
     assert json.loads((out / "metrics.json").read_text())["recipe"] == "vanilla"
     config = json.loads((out / "config.json").read_text())
     assert (config["train"]["real"]["epochs"], config["train"]["real"]["min_steps"]) == (1, 2)

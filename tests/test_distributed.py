@@ -83,7 +83,8 @@ def test_two_processes_generate_the_one_process_set_and_resume(tiny_model, tmp_p
 
     launch(tmp_path, GENERATE, tiny_model, two)
 
-    assert sorted(p.name for p in two.iterdir() if p.is_file()) == ["metadata.jsonl", "run.json"]
+    assert sorted(p.name for p in two.iterdir() if p.is_file()) == ["README.md", "metadata.jsonl",
+                                                                    "run.json"]
     assert len(kept) == 3 and all(p.stat().st_ino == ino for p, ino in kept.items())  # kept
     ref, got = read_manifest(one), read_manifest(two)
     assert got.to_dict("records") == ref.to_dict("records")  # every column, in the same order

@@ -21,7 +21,7 @@ from bridgelib.generate import COLUMNS, generate_synthetic_set, image_seed, read
 from bridgelib.pipeline import load_pipeline
 
 CLASSES = ["digit one", "digit seven", "letter a"]
-SLUGS = ["digit_one", "digit_seven", "letter_a"]
+SLUGS = ["000.digit_one", "001.digit_seven", "002.letter_a"]  # label order = folder order
 
 
 @pytest.fixture(scope="session")
@@ -111,12 +111,12 @@ def test_resume_after_interruption_mid_batch(cfg, pipe, tmp_path, monkeypatch):
     with pytest.raises(Crash):
         generate_synthetic_set(cfg, out, **kw)
     monkeypatch.setattr(gen, "atomic_write_bytes", real_write)
-    assert len(read_manifest(out)) == 5 and list(out.glob("letter_a/.*.tmp"))
+    assert len(read_manifest(out)) == 5 and list(out.glob("002.letter_a/.*.tmp"))
     # More damage: a corrupt PNG with a row; a PNG whose row was lost; a partial manifest line.
-    (out / "digit_one/00001.png").write_bytes(b"\x89PNG broken")
-    Image.new("RGB", (32, 32)).save(out / "letter_a/00000.png")
+    (out / "000.digit_one/00001.png").write_bytes(b"\x89PNG broken")
+    Image.new("RGB", (32, 32)).save(out / "002.letter_a/00000.png")
     lines = (out / "metadata.jsonl").read_text().splitlines()[:-1]
-    (out / "metadata.jsonl").write_text("\n".join(lines) + '\n{"file_name": "letter_a/000')
+    (out / "metadata.jsonl").write_text("\n".join(lines) + '\n{"file_name": "002.letter_a/000')
     generate_synthetic_set(cfg, out, **kw)
     assert sorted(pixels(out)) == expected_files(2)
     assert not list(out.rglob("*.tmp"))
@@ -153,7 +153,7 @@ def test_refuses_a_folder_holding_another_run(cfg, pipe, tmp_path):
     assert snapshot(out) == before
     generate_synthetic_set(cfg, out, guidance=7.0, overwrite=True, **kw)
     assert read_manifest(out).guidance_scale.tolist() == [7.0, 7.0]
-    assert snapshot(out)["digit_one/00000.png"] != before["digit_one/00000.png"]
+    assert snapshot(out)["000.digit_one/00000.png"] != before["000.digit_one/00000.png"]
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -245,15 +245,15 @@ def test_style_token_with_dsi_template(cfg, tmp_path):
     assert {k: v for k, v in snapshot(out).items() if k != "run.json"} == \
         {k: v for k, v in before.items() if k != "run.json"}
     first = pixels(out)
-    (out / "digit_one/00000.png").unlink()  # redrawn with the token set in place: same image
+    (out / "000.digit_one/00000.png").unlink()  # redrawn with the token set in place: same image
     generate_synthetic_set(cfg, out, **kw)
-    assert np.abs(pixels(out)["digit_one/00000.png"] - first["digit_one/00000.png"]).max() <= 1
+    assert np.abs(pixels(out)["000.digit_one/00000.png"] - first["000.digit_one/00000.png"]).max() <= 1
     other = tmp_path / "other_embeds.safetensors"  # same token name, other vector
     save_file({"<s*>": torch.randn(1, 64) * 5}, str(other))
     b = pixels(generate_synthetic_set(cfg, tmp_path / "b", **{**kw, "style_token": other}))
-    assert np.abs(b["digit_one/00000.png"] - first["digit_one/00000.png"]).max() > 0
+    assert np.abs(b["000.digit_one/00000.png"] - first["000.digit_one/00000.png"]).max() > 0
     c = pixels(generate_synthetic_set(cfg, tmp_path / "c", **kw))  # back to the first vector
-    assert np.abs(c["digit_one/00000.png"] - first["digit_one/00000.png"]).max() <= 1
+    assert np.abs(c["000.digit_one/00000.png"] - first["000.digit_one/00000.png"]).max() <= 1
     with pytest.raises(ValueError, match="only used by template 'dsi'"):
         generate_synthetic_set(cfg, tmp_path / "other", template="single", **kw)
 

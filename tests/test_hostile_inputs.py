@@ -17,6 +17,9 @@ import bridgelib.cli as cli
 from cli_helpers import generate, invert, read_only_dir, train
 
 
+BAG = "008.bag"  # the Bag class's folder in a set: label 8 of Fashion-MNIST, then its slug
+
+
 def fake_set(root: Path, bad_row=None) -> Path:
     """A synthetic set as `bridge generate` lays it out (one white 32 px image per class of the
     mini target, metadata.jsonl, run.json), with `bad_row` (a line of text) appended."""
@@ -66,20 +69,20 @@ def linked_class(t: Path) -> Path:
     root = fake_set(t / "set")
     photos = t / "photos"
     photos.mkdir()
-    (photos / "00000.png").write_bytes((root / "bag" / "00000.png").read_bytes())
-    for f in (root / "bag").iterdir():
+    (photos / "00000.png").write_bytes((root / BAG / "00000.png").read_bytes())
+    for f in (root / BAG).iterdir():
         f.unlink()
-    (root / "bag").rmdir()
-    (root / "bag").symlink_to(photos, target_is_directory=True)
+    (root / BAG).rmdir()
+    (root / BAG).symlink_to(photos, target_is_directory=True)
     return root
 
 
 def linked_image(t: Path) -> Path:
     """A set one of whose images is a symlink to a file of the user's."""
     root = fake_set(t / "set")
-    (t / "mine.png").write_bytes((root / "bag" / "00000.png").read_bytes())
-    (root / "bag" / "00000.png").unlink()
-    (root / "bag" / "00000.png").symlink_to(t / "mine.png")
+    (t / "mine.png").write_bytes((root / BAG / "00000.png").read_bytes())
+    (root / BAG / "00000.png").unlink()
+    (root / BAG / "00000.png").symlink_to(t / "mine.png")
     return root
 
 
@@ -100,7 +103,7 @@ def png_header(path: Path, width: int, height: int) -> Path:
 
 def huge_image_set(t: Path, width: int, height: int) -> Path:
     root = fake_set(t / "syn")
-    png_header(root / "bag" / "00000.png", width, height)
+    png_header(root / BAG / "00000.png", width, height)
     return root
 
 
@@ -191,15 +194,15 @@ CASES = [
     ("overwrite-a-set-holding-a-folder-of-yours",  # once: every image of every subfolder deleted
      lambda t: (with_extra(t, "holidays/0.png"), overwrite(t))[1], ["'holidays'", "not a file"]),
     ("overwrite-a-class-folder-holding-a-photo-of-yours",
-     lambda t: (with_extra(t, "bag/photo.jpg"), overwrite(t))[1], ["'bag/photo.jpg'"]),
+     lambda t: (with_extra(t, "008.bag/photo.jpg"), overwrite(t))[1], ["'008.bag/photo.jpg'"]),
     ("overwrite-a-symlinked-class-folder",  # once: followed, the photos it points to deleted
-     lambda t: (linked_class(t), overwrite(t))[1], ["symlink 'bag'"]),
+     lambda t: (linked_class(t), overwrite(t))[1], ["symlink '008.bag'"]),
     ("overwrite-a-symlinked-image", lambda t: (linked_image(t), overwrite(t))[1],
-     ["symlink 'bag/00000.png'"]),
+     ["symlink '008.bag/00000.png'"]),
     ("resume-into-a-symlinked-class-folder",  # once: images written through it, outside
-     lambda t: (linked_class(t), generate(t))[1], ["symlink 'bag'", "never through a link"]),
+     lambda t: (linked_class(t), generate(t))[1], ["symlink '008.bag'", "never through a link"]),
     ("resume-over-a-symlinked-image", lambda t: (linked_image(t), generate(t))[1],
-     ["symlink 'bag/00000.png'"]),
+     ["symlink '008.bag/00000.png'"]),
     ("overwrite-a-folder-without-run-json", lambda t: (
         dataset(t / "set", ["cat", "dog"]), overwrite(t))[1],
      ["holds no run.json", "replaces only such a set", "another folder"]),
@@ -215,14 +218,14 @@ CASES = [
     # --- images too large to decode: refused before decoding, not decoded full size ------------
     ("image-too-large",  # 8000 x 8000: under PIL's own warning, 64 M pixels
      lambda t: train(t, "--recipe", "bridged", "--synthetic", str(huge_image_set(t, 8000, 8000))),
-     ["bag/00000.png'", "8000x8000 px", "at most 50,000,000 pixels", "downsize"]),
+     ["008.bag/00000.png'", "8000x8000 px", "at most 50,000,000 pixels", "downsize"]),
     ("image-in-pils-warning-zone",  # 10000 x 10000: once decoded full size, 8 at once
      lambda t: train(t, "--recipe", "bridged", "--synthetic",
                      str(huge_image_set(t, 10000, 10000))), ["10000x10000 px", "downsize"]),
     ("image-a-decompression-bomb",  # 20000 x 20000: PIL's own bomb error, now one clear line
      lambda t: train(t, "--recipe", "bridged", "--synthetic",
                      str(huge_image_set(t, 20000, 20000))),
-     ["bag/00000.png'", "too large to decode", "50,000,000 pixels"]),
+     ["008.bag/00000.png'", "too large to decode", "50,000,000 pixels"]),
     # --- late failures found before the first step --------------------------------------------
     ("synthetic-run-json-a-list",  # once: a traceback after the whole training
      lambda t: train(t, "--recipe", "bridged", "--synthetic", str(with_record(t, "[1, 2]"))),
@@ -343,8 +346,8 @@ def test_overwrite_deletes_exactly_the_files_of_the_set(tmp_path):
     images under the generator's own names; then the empty class folders. Nothing else."""
     from bridgelib.manifest import _clear_folder
     root = fake_set(tmp_path / "set")
-    (root / "bag" / "00007.png").write_bytes(b"a killed run's image, no manifest row")
-    (root / "bag" / ".00008.png.x1.tmp").write_bytes(b"partial")
+    (root / BAG / "00007.png").write_bytes(b"a killed run's image, no manifest row")
+    (root / BAG / ".00008.png.x1.tmp").write_bytes(b"partial")
     (root / "metadata.rank1.jsonl").write_text("")
     (tmp_path / "beside.txt").write_text("mine")
     _clear_folder(root)

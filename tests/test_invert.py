@@ -15,7 +15,7 @@ from bridgelib.datasets import load_dataset
 from bridgelib.files import sha256_file
 from bridgelib.generate import generate_synthetic_set, read_manifest
 from bridgelib.invert import add_style_token, learn_style_token, token_loss
-from bridgelib.pipeline import load_pipeline, load_style_token, nearest_words
+from bridgelib.pipeline import load_pipeline, load_style_token, nearest_words, single_token_id
 
 TOKEN = "<s*>"
 
@@ -114,16 +114,28 @@ def test_resume_equals_uninterrupted(trained, cfg, images, tmp_path):
         learn_style_token(cfg, images, out, resume=True, lr=0.1, progress_bar=False)
 
 
-def test_two_vectors_load_with_diffusers(cfg, images, tmp_path):
-    cfg2 = get_config("mini", **{**{f"invert.{k}": v for k, v in cfg.invert.__dict__.items()},
+def test_every_vector_of_a_three_vector_token_learns(cfg, images, tmp_path):
+    """num_vectors=3: each vector moves from its initialiser (other implementations have trained
+    only the first), the saved file holds all three, diffusers expands the token to all three,
+    and the nearest words are reported per vector."""
+    cfg3 = get_config("mini", **{**{f"invert.{k}": v for k, v in cfg.invert.__dict__.items()},
                                  "generation.model": cfg.generation.model,
-                                 "invert.num_vectors": 2, "invert.steps": 2})
-    out = tmp_path / "two.safetensors"
-    record = learn_style_token(cfg2, images, out, progress_bar=False)
-    assert load_file(str(out))[TOKEN].shape == (2, 64) and len(record["token_ids"]) == 2
+                                 "invert.num_vectors": 3, "invert.steps": 2})
+    out = tmp_path / "three.safetensors"
+    record = learn_style_token(cfg3, images, out, progress_bar=False)
+    saved = load_file(str(out))
+    assert list(saved) == [TOKEN] and saved[TOKEN].shape == (3, 64) and len(record["token_ids"]) == 3
     fresh = load_pipeline(cfg)
+    init = fresh.text_encoder.get_input_embeddings().weight[  # what add_style_token copies
+        single_token_id(fresh.tokenizer, cfg3.invert.initializer, "initializer")].detach()
+    for i, row in enumerate(saved[TOKEN]):
+        assert (row - init).norm() > 1e-4 * init.norm(), f"vector {i} did not move from its initialiser"
+    assert not torch.allclose(saved[TOKEN][1], saved[TOKEN][2]), "two vectors learnt as one"
     fresh.load_textual_inversion(str(out))
-    assert fresh.maybe_convert_prompt("of <s*>", fresh.tokenizer) == "of <s*> <s*>_1"
+    assert fresh.maybe_convert_prompt("of <s*>", fresh.tokenizer) == "of <s*> <s*>_1 <s*>_2"
+    near = nearest_words(saved[TOKEN], fresh.tokenizer, fresh.text_encoder, k=2)
+    assert list(near.columns) == ["vector", "word", "cosine"] and near.vector.tolist() == [0, 0, 1, 1, 2, 2]
+    assert all(g.cosine.is_monotonic_decreasing for _, g in near.groupby("vector"))
 
 
 def test_refusals(trained, cfg, images, tmp_path):

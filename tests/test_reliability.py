@@ -105,8 +105,8 @@ def test_generate_survives_sigkill(tmp_path):
     assert_nothing_partial(out)  # PNGs whole, every manifest line whole
     rows = read_manifest(out)
     assert len(rows) < 20 and all((out / f).is_file() for f in rows.file_name)  # row after PNG
-    (out / "sneaker").mkdir(exist_ok=True)  # what a kill inside a PNG write leaves behind
-    (out / "sneaker" / ".00001.png.crash.tmp").write_bytes(b"\x89PNG\r\n")
+    (out / "007.sneaker").mkdir(exist_ok=True)  # what a kill inside a PNG write leaves behind
+    (out / "007.sneaker" / ".00001.png.crash.tmp").write_bytes(b"\x89PNG\r\n")
 
     rerun(argv)
     assert assert_nothing_partial(out) == []  # temp files of the killed run cleaned up

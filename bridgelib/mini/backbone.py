@@ -22,7 +22,8 @@ from bridgelib.config import StageConfig, get_config
 from bridgelib.data import ImageSet
 from bridgelib.files import sha256_file, write_json
 from bridgelib.mini import fashion, glyphs
-from bridgelib.models import MANIFEST_FILE, WEIGHTS_FILE, create_classifier, evaluate
+from bridgelib.models import (MANIFEST_FILE, WEIGHTS_FILE, create_classifier, evaluate,
+                              load_shipped_weights, timm_config)
 from bridgelib.transfer import Stage, train_stage
 
 # Heavy third-party modules (safetensors) are imported inside the functions that use them, so that
@@ -113,4 +114,81 @@ def build_classifier(kind: str, out: str | Path, seed: int = 0) -> dict:
         "torch": torch.__version__,
     }
     write_json(out / MANIFEST_FILE, manifest)
+    write_hub_files(out, model, manifest)
     return manifest
+
+
+def write_hub_files(out: Path, model: nn.Module | None, manifest: dict) -> None:
+    """Beside the weights: timm's config.json (so `timm.create_model("local-dir:data/mini-judge",
+    pretrained=True)` loads the classifier) and README.md, a model card the Hub reads.
+    model None: the shipped weights, checksum-verified, in the architecture they were built for."""
+    cfg = get_config("mini", device="cpu")
+    if model is None:
+        model = create_classifier(cfg, len(manifest["classes"]), pretrained=False)
+        model.load_state_dict(load_shipped_weights(out), strict=True)
+    write_json(out / "config.json", timm_config(model, cfg, manifest["classes"]))
+    (out / "README.md").write_text(classifier_card(manifest))
+
+
+def classifier_card(m: dict) -> str:
+    """The model card of the judge or the backbone: YAML front matter (licence, library,
+    task) and what it was trained on, how it was built and how well it reads held-out data."""
+    from huggingface_hub import ModelCardData
+    judge = m["kind"] == "judge"
+    data = ModelCardData(license="mit", library_name="timm", pipeline_tag="image-classification",
+                         tags=["bridgelib", "resnet10t", "fashion-mnist" if judge else "fonts"])
+    arch = f"timm `{m['architecture']}` with `{m['architecture_kwargs']}`"
+    if judge:
+        looks = ", ".join(f"{k} {v:.1%}" for k, v in m["held_out_accuracy_by_look"].items())
+        what = (f"""# bridgelib mini judge
+
+The mini world's independent garment recogniser: it reads which of the 10 Fashion-MNIST classes
+an image shows, in any look, so that a generated image's *content* (does it show the prompted
+class?) is scored apart from its *style*. It is {arch}, trained from scratch on 32x32 images.
+
+## Training data
+{m['train_images']} images of the {m['train_source']}, {JUDGE_PER_LOOK} per look, in the
+target's own look and in each of the generator's web looks (outline, negative, silhouette,
+shadow, faded), {m['epochs']} epochs, seed {m['seed']}.
+
+## Quality
+Held-out accuracy by look: {looks}. On the real Fashion-MNIST test images:
+{m['real_test_accuracy']:.1%} (the ceiling the content scores are divided by).""")
+    else:
+        what = (f"""# bridgelib mini backbone
+
+The mini world's stand-in for an ImageNet-pretrained model: {arch}, trained from scratch on
+{len(m['classes'])} classes of font-rendered letters (lower and upper case) and symbols (never
+digits, never garments) at 32x32, so that fine-tuning it on Fashion-MNIST is a transfer from another domain.
+
+## Training data
+{m['train_images']} glyph images rendered from {len(m['train_fonts'])} fonts that ship with
+matplotlib ({', '.join(m['train_fonts'])}), half of them restyled
+({', '.join(glyphs.GLYPH_STYLES)}), {m['epochs']} epochs, seed {m['seed']}.
+
+## Quality
+Accuracy on {len(m['held_out_fonts'])} held-out fonts ({', '.join(m['held_out_fonts'])}):
+{m['held_out_font_accuracy']:.1%}.""")
+    return f"""---
+{data.to_yaml()}
+---
+
+{what}
+
+## How it was built
+`{m['build_command']}` ({m['build_seconds']:.0f} s on 2 CPU cores, torch {m['torch']}), with
+the course's own training loop (`bridgelib/mini/backbone.py`). `manifest.json` records the
+build and the sha256 of `model.safetensors`, which bridgelib checks before use.
+
+## Use
+```python
+import timm
+model = timm.create_model("local-dir:data/mini-{m['kind']}", pretrained=True).eval()
+# inputs: RGB in [0, 1] at 32x32, normalised with model.pretrained_cfg's mean and std;
+# model.pretrained_cfg["label_names"] names the outputs
+```
+
+## Licence
+MIT, as bridgelib. {"Fashion-MNIST: Xiao, Rasul and Vollgraf, Zalando Research (2017), MIT licence." if judge else
+"The fonts' licences, as distributed with matplotlib: DejaVu (Bitstream Vera licence, DejaVu changes in the public domain), STIX (SIL Open Font License 1.1), Computer Modern (BaKoMa fonts licence)."}
+"""

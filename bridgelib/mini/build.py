@@ -91,13 +91,25 @@ def _xy(s):
     return s.images, s.labels
 
 
+def card_metadata() -> str:
+    """The generator card's YAML front matter, as the Hub reads it (huggingface_hub's own)."""
+    from huggingface_hub import ModelCardData
+    return ModelCardData(license="mit", library_name="diffusers", pipeline_tag="text-to-image",
+                         tags=["bridgelib", "stable-diffusion", "text-to-image", "fashion-mnist"]
+                         ).to_yaml()
+
+
 def model_card(m: dict) -> str:
     fonts = m["corpus"]["fonts"]
     licences = "\n".join(f"- `{pattern}`: {text}" for pattern, text in FONT_LICENCES.items())
     q = m["quality"]
     rec = ", ".join(f"{g}: {v:.0%}" for g, v in q["content_by_guidance"].items())
     looks = ", ".join(f"{k} {v}" for k, v in m["corpus"]["looks"].items())
-    return f"""# bridgelib mini generator
+    return f"""---
+{card_metadata()}
+---
+
+# bridgelib mini generator
 
 A tiny Stable Diffusion pipeline (diffusers `StableDiffusionPipeline`: AutoencoderKL,
 UNet2DConditionModel, CLIPTextModel, CLIPTokenizer, DPMSolverMultistepScheduler) trained on
@@ -130,7 +142,15 @@ generator's share in every look; it reads {q['judge_on_real_test']:.1%} of the r
 Final training losses: VAE {m['vae_final_loss']:.4f}, UNet {m['unet_final_loss']:.4f}.
 The world's calibration (vanilla, synthetic-only, style gap) is in `data/mini-world.json`.
 
+## Use
+```python
+from diffusers import StableDiffusionPipeline
+pipe = StableDiffusionPipeline.from_pretrained("data/mini-generator")
+image = pipe("A good photo of the sandal", height=32, width=32, num_inference_steps=20).images[0]
+```
+
 ## Data and licences
+The weights: MIT, as bridgelib.
 Fashion-MNIST: Xiao, Rasul and Vollgraf, Zalando Research (2017), MIT licence.
 Fonts used: {', '.join(fonts)}. Licences (as distributed with matplotlib):
 {licences}

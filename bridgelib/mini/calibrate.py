@@ -6,8 +6,9 @@ measure (mixed vs vanilla, bridged++ vs vanilla, DSI vs template):
 - how well the generator knows the target: synthetic-only (the synthetic stage alone, scored on
   the real test set) and content (the judge reads the prompted class in template images);
 - the style gap: a real-vs-template domain classifier, and whether a DSI token learned with the
-  default settings narrows it (Fréchet distance and domain accuracy, bootstrap 95% intervals
-  over images) at a small cost in content;
+  default settings narrows it (Fréchet distance and domain accuracy, 95% BCa intervals over
+  images by `scipy.stats.bootstrap`, 2,000 resamples, each interval's method recorded beside
+  it) at a small cost in content;
 - the test set's size.
 Runs, sets and the token are cached under `cache/` and reused, so a killed calibration resumes.
 
@@ -27,7 +28,9 @@ from bridgelib.files import write_json
 from bridgelib.folders import load_image_folder
 from bridgelib.generate import cached_synthetic_set
 from bridgelib.invert import cached_style_token
-from bridgelib.metrics import backbone_features, domain_correct, frechet_distance, recognisability
+from bridgelib.metrics import (BOOTSTRAP_RESAMPLES, backbone_features, bootstrap_interval,
+                               domain_correct, frechet_difference_interval, frechet_distance,
+                               recognisability)
 from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
 from bridgelib.pipeline import load_pipeline
 from bridgelib.transfer import train_run
@@ -35,7 +38,7 @@ from bridgelib.transfer import train_run
 WORLD_FILE = DATA_DIR / "mini-world.json"
 SEEDS = (0, 1, 2)
 VOLUME = 200            # template images per class: the results store's default volume
-BOOTSTRAP = 200         # resamples (over images) for the style-gap intervals
+BOOTSTRAP = BOOTSTRAP_RESAMPLES  # BCa resamples (over images) for the style-gap intervals
 DOMAIN_COMMAND = ("{gen}; bridge mini calibrate (metrics.domain_correct: real test images vs SYN, "
                   "logistic regression on backbone features, 5-fold cross-validated, one fit per seed)")
 BANDS = {"vanilla_full": (0.75, 0.92), "vanilla_4shot": (0.20, 0.75),
@@ -55,15 +58,28 @@ def _figure(values: list[float], command: str) -> dict:
             "command": command}
 
 
-def _bootstrap_diff(stat, a: np.ndarray, b: np.ndarray, real: np.ndarray, seed: int = 0) -> list[float]:
-    """95% interval of stat(a, real) - stat(b, real), resampling the images of all three sets."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(BOOTSTRAP):
-        r = real[rng.integers(len(real), size=len(real))]
-        diffs.append(stat(a[rng.integers(len(a), size=len(a))], r)
-                     - stat(b[rng.integers(len(b), size=len(b))], r))
-    return [round(float(q), 4) for q in np.percentile(diffs, [2.5, 97.5])]
+def gap_intervals(real: np.ndarray, template: np.ndarray, dsi: np.ndarray,
+                  template_correct: np.ndarray, dsi_correct: np.ndarray) -> dict[str, dict]:
+    """95% BCa intervals (scipy.stats.bootstrap, BOOTSTRAP resamples) of template - DSI for the
+    two gap measures, each with the record of how it was made. Fréchet distance: the real,
+    template and DSI images resampled each on its own, one real resample serving both distances
+    (as the interval always did: the two sets are different prompts' images, not pairs).
+    Domain accuracy: the held-out correctness of each image of the two cross-validations,
+    resampled each on its own."""
+    fd = frechet_difference_interval(template, dsi, real, paired=False, n_resamples=BOOTSTRAP,
+                                     seed=0)
+    acc = bootstrap_interval(lambda a, b, axis: a.mean(axis) - b.mean(axis),
+                             (template_correct.astype(float), dsi_correct.astype(float)),
+                             vectorized=True, n_resamples=BOOTSTRAP, seed=1)
+    fd["resampled"] = "real, template and DSI images, each on its own"
+    acc["resampled"] = "the images of each cross-validation (real and synthetic), each on its own"
+    return {"frechet": fd, "domain_accuracy": acc}
+
+
+def _interval(record: dict) -> tuple[list[float], dict]:
+    """[low, high] rounded, and the method record without them (for mini-world.json)."""
+    return ([round(record["low"], 4), round(record["high"], 4)],
+            {k: v for k, v in record.items() if k not in ("low", "high")})
 
 
 def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> dict:
@@ -116,10 +132,10 @@ def _style_gap(cfg, template: Path, dsi: Path, gen: str) -> dict:
                for k in sets}
     accs = {k: [float(c.mean()) for c in v] for k, v in correct.items()}
     fd = {k: frechet_distance(feats["real"], feats[k]) for k in sets}
-    rng = np.random.default_rng(1)
-    a, b = correct["template"][0], correct["dsi"][0]
-    acc_diffs = [a[rng.integers(len(a), size=len(a))].mean() - b[rng.integers(len(b), size=len(b))].mean()
-                 for _ in range(2000)]
+    ci = gap_intervals(feats["real"], feats["template"], feats["dsi"], correct["template"][0],
+                       correct["dsi"][0])
+    fd_ci, fd_method = _interval(ci["frechet"])
+    acc_ci, acc_method = _interval(ci["domain_accuracy"])
     return {
         "judge_on_real_test": round(ceiling, 4),
         "content": {**_figure([content["template"]], f"{gen}; judge (data/mini-judge) on SYN"),
@@ -129,12 +145,10 @@ def _style_gap(cfg, template: Path, dsi: Path, gen: str) -> dict:
             "command": f"bridge invert --profile mini --out TOKEN; bridge generate --profile mini "
                        f"--per-class {VOLUME} --template dsi --style-token TOKEN --out DSI",
             "frechet": {"template": round(fd["template"], 2), "dsi": round(fd["dsi"], 2),
-                        "template_minus_dsi_ci95": _bootstrap_diff(
-                            frechet_distance, feats["template"], feats["dsi"], feats["real"])},
+                        "template_minus_dsi_ci95": fd_ci, "ci95_method": fd_method},
             "domain_accuracy": {"template": round(float(np.mean(accs["template"])), 4),
                                 "dsi": round(float(np.mean(accs["dsi"])), 4),
-                                "template_minus_dsi_ci95": [round(float(q), 4) for q in
-                                                            np.percentile(acc_diffs, [2.5, 97.5])]},
+                                "template_minus_dsi_ci95": acc_ci, "ci95_method": acc_method},
             "content": {"template": round(content["template"], 4), "dsi": round(content["dsi"], 4),
                         "cost_points": round(100 * (content["template"] - content["dsi"]), 2)}}}
 
