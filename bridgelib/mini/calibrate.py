@@ -8,7 +8,11 @@ measure (mixed vs vanilla, bridged++ vs vanilla, DSI vs template):
 - the style gap: a real-vs-template domain classifier, and whether a DSI token learned with the
   default settings narrows it (Fréchet distance and domain accuracy, 95% BCa intervals over
   images by `scipy.stats.bootstrap`, 2,000 resamples, each interval's method recorded beside
-  it) at a small cost in content;
+  it) while keeping content: DSI images read by the judge at >= 95% of what it reads on real
+  test images of the same classes (the judge's own ceiling; the template images, drawn in the
+  web's looks, can read above it, so the template - DSI difference is no measure of a cost);
+- what pretraining is worth here: pretrained - scratch vanilla at the full pool and 4 shots
+  (recorded, never tuned: the paper's ImageNet prior is worth far more on its datasets);
 - the test set's size.
 Runs, sets and the token are cached under `cache/` and reused, so a killed calibration resumes.
 
@@ -45,10 +49,12 @@ BANDS = {"vanilla_full": (0.75, 0.92), "vanilla_4shot": (0.20, 0.75),
          "synthetic_only": (0.15, 0.70), "content": (0.70, 1.0), "domain_accuracy": (0.90, 1.0)}
 
 
-def _train(cfg, recipe: str, shots, seed: int, synthetic=None, root: Path = None) -> float:
-    out = root / f"{recipe}-{shots}-s{seed}"
+def _train(cfg, recipe: str, shots, seed: int, synthetic=None, root: Path = None,
+           pretrained: bool = True) -> float:
+    out = root / f"{recipe}-{shots}-s{seed}{'' if pretrained else '-scratch'}"
     if not (out / "metrics.json").exists():
-        train_run(cfg, recipe, out, shots=shots, seed=seed, synthetic_dir=synthetic, track_test=False)
+        train_run(cfg, recipe, out, shots=shots, seed=seed, synthetic_dir=synthetic,
+                  track_test=False, pretrained=pretrained)
     return json.loads((out / "metrics.json").read_text())["test_acc"]
 
 
@@ -96,6 +102,12 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
                                     train.format(r="vanilla", k="full"))
     world["vanilla_4shot"] = _figure([_train(cfg, "vanilla", 4, s, root=runs) for s in SEEDS],
                                      train.format(r="vanilla", k=4))
+    world["pretraining_worth_points"] = {
+        str(k): _figure([100 * (_train(cfg, "vanilla", k, s, root=runs)
+                                - _train(cfg, "vanilla", k, s, root=runs, pretrained=False))
+                         for s in SEEDS], f"{train.format(r='vanilla', k=k)}, minus the same "
+                                          f"with --scratch, per seed")
+        for k in ("full", 4)}
     pipe = load_pipeline(cfg)
     template = cached_synthetic_set(cfg, VOLUME, "single", pipe=pipe, root=cache / "synthetic")
     gen = f"bridge generate --profile mini --per-class {VOLUME} --out SYN"
@@ -150,7 +162,8 @@ def _style_gap(cfg, template: Path, dsi: Path, gen: str) -> dict:
                                 "dsi": round(float(np.mean(accs["dsi"])), 4),
                                 "template_minus_dsi_ci95": acc_ci, "ci95_method": acc_method},
             "content": {"template": round(content["template"], 4), "dsi": round(content["dsi"], 4),
-                        "cost_points": round(100 * (content["template"] - content["dsi"]), 2)}}}
+                        "cost_points": round(100 * (content["template"] - content["dsi"]), 2),
+                        "dsi_over_ceiling": round(content["dsi"] / ceiling, 4)}}}
 
 
 def _conditions(world: dict) -> dict[str, bool]:
@@ -161,5 +174,5 @@ def _conditions(world: dict) -> dict[str, bool]:
         "synthetic_only_15_points_below_vanilla_full": world["synthetic_only_below_vanilla_full_points"] >= 15,
         "dsi_lowers_frechet": d["frechet"]["template_minus_dsi_ci95"][0] > 0,
         "dsi_lowers_domain_accuracy": d["domain_accuracy"]["template_minus_dsi_ci95"][0] > 0,
-        "dsi_costs_at_most_5_content_points": d["content"]["cost_points"] <= 5,
+        "dsi_content_at_least_95pct_of_the_judge_on_real": d["content"]["dsi_over_ceiling"] >= 0.95,
         "n_test_at_least_3000": world["n_test"] >= 3000}
