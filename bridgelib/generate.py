@@ -26,15 +26,17 @@ from pathlib import Path
 
 import torch
 
-from bridgelib.config import MINI_GENERATOR, PER_CLASS, Config, cache_root, check_value
+from bridgelib.config import (MINI_GENERATOR, PER_CLASS, Config, cache_root,
+                              check_generation_memory, check_value)
 from bridgelib.datasets import MINI_CLASSES, MINI_DATASET, dataset_class_names
-from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
-                             resolve_device, sha256_file, share_cpu, write_json)
+from bridgelib.files import (atomic_write_bytes, check_free_space, locks_output, process_state,
+                             progress, resolve_device, sha256_file, share_cpu, write_json)
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
                                 write_manifest)
 from bridgelib.mini.vocab import unknown_objects
-from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token, load_pipeline,
+from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token,
+                                check_token_fits, load_pipeline,
                                 hub_revision, model_fingerprint, package_versions,
                                 pipeline_autocast, pipeline_precision, read_style_token)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
@@ -44,6 +46,7 @@ __all__ = ["COLUMNS", "cached_synthetic_set", "generate_synthetic_set", "image_s
            "read_manifest"]  # the layout helpers live in manifest.py; the pipeline in pipeline.py
 
 
+@locks_output("out")  # one writer per set: a second one is refused, naming the first's PID
 def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
                            class_names: list[str] | None = None, template: str | None = None,
                            style_token: str | Path | None = None, guidance: float | None = None,
@@ -67,6 +70,7 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     batch_size = g.batch_size if batch_size is None else batch_size
     check_value("per_class", per_class, PER_CLASS)
     check_value("batch_size", batch_size, "generation.batch_size")
+    check_generation_memory(cfg, batch_size)  # before anything loads or is allocated
     options, style = generation_options(cfg, class_names, template, style_token, guidance,
                                         steps, seed, negative_prompt, token)
     warn_unknown_classes(cfg, options["prompt_names"])
@@ -83,6 +87,8 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     share_cpu(pipe.device)  # threads for the cores free now (files.share_cpu)
     if style is not None:
         check_style_token(pipe, style)  # before the folder changes
+        check_token_fits(pipe.tokenizer, style, [make_prompt("dsi", name, 0, style.name)
+                                                 for name in options["prompt_names"]])
     if state is not None:
         state.wait_for_everyone()  # all have read the folder before rank 0 changes it
     run = {"config": cfg.to_dict(), "options": options, "versions": package_versions(),

@@ -40,8 +40,8 @@ from torch import nn
 from bridgelib.config import Config, StageConfig, load_config
 from bridgelib.data import ImageSet, StreamSet, augment, join_sets
 from bridgelib.datasets import load_dataset
-from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
-                             progress, resolve_device, share_cpu, write_json)
+from bridgelib.files import (LOCK_NAME, atomic_write_bytes, autocast, check_writable,
+                             process_state, progress, resolve_device, share_cpu, write_json)
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,
@@ -198,10 +198,13 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
             logits, loss = _forward(net, x, y, stage.mixup_alpha, gen, part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        value = loss.item()
+        if not math.isfinite(value):  # never a NaN model saved as a result
+            raise RuntimeError(_diverged(stage, step, value))
         opt.step()
         sched.step()
         seen += len(y)
-        loss_sum += loss.item() * len(logits)
+        loss_sum += value * len(logits)
         correct += (logits.argmax(1) == y[part]).sum().item()
         count += len(logits)
         if (step + 1) % per_epoch == 0 or step + 1 == total:
@@ -216,9 +219,19 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
                          "lr": sched.get_last_lr()[0]})
             loss_sum, correct, count = 0.0, 0, 0
             model.train()
+    if not all(torch.isfinite(p).all() for p in model.parameters()):  # the last step's update
+        raise RuntimeError(_diverged(stage, total - 1, float("nan"), "the weights"))
     if accel:
         accel.free_memory()  # drop this stage's DDP wrapper: the next stage wraps the model anew
     return rows
+
+
+def _diverged(stage: Stage, step: int, loss: float, what: str = "the loss") -> str:
+    c = stage.cfg
+    return (f"the {stage.name} stage diverged: {what} became {loss} at step {step + 1} "
+            f"(lr={c.lr:g}, weight_decay={c.weight_decay:g}, momentum={c.momentum:g}); lower "
+            f"train.{'synthetic' if stage.name == 'synthetic' else 'real'}.lr or weight_decay "
+            f"(--set); nothing of this run was saved")
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
@@ -365,7 +378,8 @@ def _refuse_foreign_files(out) -> None:
         return
     for p in sorted(folder.iterdir()):
         ours = p.is_file() and not p.is_symlink() and (
-            p.name in _TRAIN_LEFTOVERS or (p.name.startswith(".") and p.name.endswith(".tmp")))
+            p.name in (*_TRAIN_LEFTOVERS, LOCK_NAME)
+            or (p.name.startswith(".") and p.name.endswith(".tmp")))
         if ours and p.name == "config.json":
             try:
                 load_config(p)
