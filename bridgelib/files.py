@@ -75,7 +75,7 @@ def check_target(path: str | Path) -> None:
     path = Path(path)
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there to replace
         return
     except OSError as err:
         raise OSError(err.errno, err.strerror, str(path)) from None
@@ -298,7 +298,12 @@ def check_out(value: str, what: str = "--out", folder: bool = True) -> Path:
                          f"{'folder' if folder else 'file'} to write")
     path = Path(value).expanduser()
     if folder and path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {str(value)!r} exists and is not a folder; choose a folder")
+        raise ValueError(f"{what} {str(value)!r} exists and is not a folder; choose another "
+                         f"folder")
+    base = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if base is not None and not base.is_dir():
+        raise ValueError(f"{what} {str(value)!r} is inside {str(base)!r}, which is not a "
+                         f"folder; choose another folder")
     if not folder and path.is_dir():
         raise ValueError(f"{what} {str(value)!r} is a folder; name a file inside it")
     return path

@@ -313,6 +313,10 @@ def _start_state(out: Path, ckpt_dir: Path, settings: dict, resume: bool,
                                  f"{state['settings'].get(key)!r}, not {settings[key]!r}; pass "
                                  f"the same settings, or overwrite=True (--overwrite) to start "
                                  f"again")
+        if any(k not in state for k in _CHECKPOINT_KEYS):  # its settings matched: damaged
+            raise ValueError(f"checkpoint {str(found[-1])!r} lacks "
+                             f"{next(k for k in _CHECKPOINT_KEYS if k not in state)!r}; delete "
+                             f"it, or pass overwrite=True (--overwrite) to start again")
         if state["step"] > settings["steps"]:
             raise ValueError(f"checkpoint {str(found[-1])!r} is at step {state['step']}, "
                              f"beyond steps={settings['steps']}; pass steps >= {state['step']} "
@@ -347,12 +351,14 @@ def _read_checkpoint(path: Path) -> dict:
         raise ValueError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}); "
                          f"delete it, or pass overwrite=True (--overwrite) to start again"
                          ) from None
-    keys = ("step", "rows", "optimizer", "generator", "scaler", "losses", "settings", "seconds")
-    if not isinstance(state, dict) or any(k not in state for k in keys) or \
-            not isinstance(state["settings"], dict):
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
         raise ValueError(f"checkpoint {str(path)!r} is not a checkpoint of `bridge invert`; "
                          f"delete it, or pass overwrite=True (--overwrite) to start again")
     return state
+
+
+_CHECKPOINT_KEYS = ("step", "rows", "optimizer", "generator", "scaler", "losses", "settings",
+                    "seconds")
 
 
 def _save_checkpoint(ckpt_dir: Path, state: dict) -> None:
