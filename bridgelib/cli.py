@@ -52,7 +52,8 @@ def _output_lock(args):
     PID. $BRIDGELIB_THREADS is checked here too, before anything loads."""
     import contextlib
 
-    from bridgelib.files import check_out, check_target, env_threads, output_lock
+    from bridgelib.files import check_out, check_target, env_threads
+    from bridgelib.locks import output_lock
     if args.command not in _LOCKED:
         return contextlib.nullcontext()
     env_threads()
@@ -358,8 +359,8 @@ def _invert(args) -> None:
 
 def _train(args) -> None:
     from bridgelib.transfer import train_run
-    from bridgelib.config import check_training_memory
     from bridgelib.files import check_target
+    from bridgelib.memory import check_training_memory
     from bridgelib.models import CLASSIFIER_CONFIG, CLASSIFIER_FILE
     cfg = _config(args)
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
@@ -375,9 +376,9 @@ def _train(args) -> None:
 
 
 def _sweep(args) -> None:
-    from bridgelib.config import check_training_memory
     from bridgelib.experiments import run_sweep
     from bridgelib.files import check_target
+    from bridgelib.memory import check_training_memory
     from bridgelib.store import summarize
     if args.synthetic and (args.guidance != [None] or args.templates != ["single"]):
         raise ValueError("--synthetic DIR fixes the template and guidance (its own); drop "

@@ -27,14 +27,15 @@ from pathlib import Path
 
 import torch
 
-from bridgelib.config import (MINI_GENERATOR, PER_CLASS, Config, cache_root,
-                              check_generation_memory, check_value)
+from bridgelib.config import MINI_GENERATOR, PER_CLASS, Config, cache_root, check_value
 from bridgelib.datasets import MINI_CLASSES, MINI_DATASET, dataset_class_names
-from bridgelib.files import (atomic_write_bytes, check_free_space, output_lock, process_state,
-                             progress, resolve_device, sha256_file, share_cpu, write_json)
+from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
+                             resolve_device, sha256_file, share_cpu, write_json)
+from bridgelib.locks import output_lock
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
                                 write_manifest)
+from bridgelib.memory import check_generation_memory
 from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token,
                                 check_token_fits, load_pipeline,

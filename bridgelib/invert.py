@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from bridgelib.config import Config, cache_root, check_value
 from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
-from bridgelib.files import (atomic_write_bytes, check_target, check_writable, locks_output,
-                             progress, read_bytes, share_cpu, write_json)
+from bridgelib.files import (atomic_write_bytes, check_target, check_writable, progress,
+                             read_bytes, share_cpu, write_json)
+from bridgelib.locks import locks_output
 from bridgelib.pipeline import (check_word, held_token_ids, load_pipeline, model_fingerprint,
                                 package_versions, save_style_token, single_token_id)
 from bridgelib.prompts import clean_class_names, make_prompt

@@ -15,8 +15,9 @@ import re
 import unicodedata
 from pathlib import Path
 
-from bridgelib.files import (LOCK_NAME, MAX_JSON_BYTES, MAX_MANIFEST_BYTES, atomic_write_bytes,
-                             read_bytes, write_json)
+from bridgelib.files import (MAX_JSON_BYTES, MAX_MANIFEST_BYTES, atomic_write_bytes, read_bytes,
+                             write_json)
+from bridgelib.locks import LOCK_NAME
 
 # Heavy third-party modules (pandas, PIL) are imported inside the functions that use them, so that
 # `import bridgelib` and `bridge --help` do not load them.

@@ -40,8 +40,9 @@ from torch import nn
 from bridgelib.config import Config, StageConfig, load_config
 from bridgelib.data import ImageSet, StreamSet, augment, join_sets
 from bridgelib.datasets import load_dataset
-from bridgelib.files import (LOCK_NAME, atomic_write_bytes, autocast, check_writable,
-                             process_state, progress, resolve_device, share_cpu, write_json)
+from bridgelib.files import (atomic_write_bytes, autocast, check_writable, process_state,
+                             progress, resolve_device, share_cpu, write_json)
+from bridgelib.locks import LOCK_NAME
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_CONFIG, CLASSIFIER_FILE, create_classifier, evaluate,

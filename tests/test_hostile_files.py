@@ -103,8 +103,8 @@ def no_hang():
 def sixteen_gib(monkeypatch):
     """The memory caps against a machine of 16 GiB whatever runs the suite (the estimates
     themselves are the package's own)."""
-    import bridgelib.config
-    monkeypatch.setattr(bridgelib.config, "memory_limit",
+    import bridgelib.memory
+    monkeypatch.setattr(bridgelib.memory, "memory_limit",
                         lambda device: (16 << 30, "memory of this machine"))
 
 
@@ -475,7 +475,7 @@ def test_a_figure_is_saved_through_the_one_writer(tmp_path):
 
 
 # ---- one writer per output: the lock --------------------------------------------------------------
-HOLD = ("import sys, time\nfrom bridgelib.files import output_lock\n"
+HOLD = ("import sys, time\nfrom bridgelib.locks import output_lock\n"
         "with output_lock(sys.argv[1], is_file=sys.argv[2] == '1'):\n"
         "    print('held', flush=True)\n    time.sleep(60)\n")
 # The same lock as another writer holds it (the protocol of files.output_lock: flock on the
@@ -488,7 +488,7 @@ HOLD_BARE = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR |
 
 def hold_lock(out: Path, is_file: bool = False, bare: bool = False) -> subprocess.Popen:
     """Another process writing into `out`: it holds the lock until killed."""
-    from bridgelib.files import lock_file_of
+    from bridgelib.locks import lock_file_of
     if bare:
         lock_file_of(out, is_file).parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-S", "-c", HOLD_BARE, str(lock_file_of(out, is_file))]
@@ -521,7 +521,7 @@ def test_a_second_writer_is_refused_naming_the_first(argv, is_file, where, tmp_p
 
 def test_a_killed_writers_lock_is_taken_over_and_removed(tmp_path):
     """flock dies with its holder: a SIGKILLed writer's lock file is no lock."""
-    from bridgelib.files import LOCK_NAME, output_lock
+    from bridgelib.locks import LOCK_NAME, output_lock
     holder = hold_lock(tmp_path / "run")
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -538,7 +538,7 @@ def test_two_generates_into_one_folder_one_refused_the_set_consistent(tmp_path, 
     """The first generate (another process, guidance 7) holds the folder; the second
     (guidance 3, started while the first runs) is refused naming its PID; what remains is one
     set whose every row was drawn with run.json's options."""
-    from bridgelib.files import LOCK_NAME
+    from bridgelib.locks import LOCK_NAME
     from bridgelib.manifest import read_manifest
     out = tmp_path / "set"
     env = {**os.environ, "BRIDGELIB_PROGRESS": "0"}
@@ -590,7 +590,7 @@ def test_a_run_that_goes_nan_stops_and_saves_nothing(tmp_path, capsys, monkeypat
 
 
 def test_the_machines_memory_is_read():
-    from bridgelib.config import host_memory
+    from bridgelib.memory import host_memory
     if not Path("/proc/meminfo").exists():
         pytest.skip("Linux only")
     assert 2**28 < host_memory() < 2**50
