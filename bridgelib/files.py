@@ -202,8 +202,9 @@ def check_out(value: str, what: str = "--out", folder: bool = True) -> Path:
 
 def check_writable(folder: str | Path) -> Path:
     """Refuse, before any work, an output folder that cannot take files: it (or, not yet made,
-    its nearest existing parent) must be a folder a temp file can be made in, the way every
-    file is written. Nothing is left behind: the probe is deleted, no folder is made."""
+    its nearest existing parent) must be a folder a temp file can be made in and written to
+    (one 4 KiB block, synced), the way every file is written. Nothing is left behind: the probe
+    is deleted, no folder is made."""
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output {str(folder)!r} exists and is not a folder; choose another "
@@ -216,8 +217,14 @@ def check_writable(folder: str | Path) -> Path:
         fd, probe = tempfile.mkstemp(dir=base, prefix=".write-probe.", suffix=".tmp")
     except OSError as err:  # named as the folder meant, as a refused write is everywhere
         raise OSError(err.errno, err.strerror, str(folder)) from None
-    os.close(fd)
-    os.unlink(probe)
+    try:  # one block, synced: a full disk makes an empty file but refuses its first block
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(folder)) from None
+    finally:
+        os.close(fd)
+        Path(probe).unlink(missing_ok=True)
     return folder
 
 

@@ -594,3 +594,28 @@ def test_the_machines_memory_is_read():
     if not Path("/proc/meminfo").exists():
         pytest.skip("Linux only")
     assert 2**28 < host_memory() < 2**50
+
+
+def test_a_full_disk_is_found_before_training(tmp_path, capsys, monkeypatch):
+    """The write probe of `train --out` writes a block: on a full disk (here the probe's temp
+    file is /dev/full, the kernel's own ENOSPC) it is refused before any data is read, where an
+    empty probe passed and the run failed at its end."""
+    import tempfile
+
+    import bridgelib.transfer
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full to simulate a full disk")
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, prefix="", dir=None, **kwargs):
+        if prefix == ".write-probe.":
+            fd, path = real(*args, prefix=prefix, dir=dir, **kwargs)
+            os.close(fd)
+            return os.open("/dev/full", os.O_WRONLY), path
+        return real(*args, prefix=prefix, dir=dir, **kwargs)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(bridgelib.transfer, "load_dataset", lambda *a, **k: pytest.fail("read"))
+    code, err = run_cli(train(tmp_path), capsys)
+    assert code == 1 and "\n" not in err, err
+    assert err.startswith("bridge train: error: No space left on device: ") and "run'" in err
+    assert not (tmp_path / "run").exists() and not list(tmp_path.iterdir())
