@@ -103,7 +103,7 @@ def _take_lock(path: Path) -> int:
         except OSError as err:
             if os.path.islink(path):
                 raise UnsafeTarget(f"lock file {str(path)!r} is a symlink; remove it") from None
-            raise OSError(err.errno, err.strerror, str(path)) from None
+            raise OSError(err.errno, err.strerror, str(path.parent)) from None  # the folder meant
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
