@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _output_lock(args):
     """The command's --out, checked (not empty; a folder, or for invert a file) and locked
-    for the run (files.output_lock): a second writer into it is refused, naming the first's
+    for the run (locks.output_lock): a second writer into it is refused, naming the first's
     PID. $BRIDGELIB_THREADS is checked here too, before anything loads."""
     import contextlib
 
