@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import re
 import sys
 import warnings
@@ -33,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # a usage error exits here with status 2
     python_format, warnings.formatwarning = warnings.formatwarning, _warning_line
     try:
-        return args.func(args) or 0
-    except (ValueError, OSError, RuntimeError) as e:  # any other exception is a bug: traceback
+        with _output_lock(args):
+            return args.func(args) or 0
+    except Exception as e:  # noqa: BLE001 -- every failure is one line; --debug shows the rest
         if args.debug:
             raise
         command = " ".join(filter(None, (args.command, getattr(args, "mini_command", None))))
@@ -44,9 +46,33 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = python_format
 
 
+def _output_lock(args):
+    """The command's --out, checked (not empty; a folder, or for invert a file) and locked
+    for the run (locks.output_lock): a second writer into it is refused, naming the first's
+    PID. $BRIDGELIB_THREADS is checked here too, before anything loads."""
+    import contextlib
+
+    from bridgelib.files import check_out, check_target, env_threads
+    from bridgelib.locks import output_lock
+    if args.command not in _LOCKED:
+        return contextlib.nullcontext()
+    env_threads()
+    is_file = args.command == "invert"
+    out = check_out(args.out, folder=not is_file)
+    if is_file:  # /dev/null as --out: refused before a lock file is made beside it
+        check_target(out)
+        check_target(out.with_suffix(".json"))
+    if args.command == "generate":  # it locks its folder itself, after checking it (generate.py)
+        return contextlib.nullcontext()
+    return output_lock(args.out, is_file=is_file)
+
+
+_LOCKED = ("generate", "invert", "train", "sweep")
+
+
 def _warning_line(message, category, filename, lineno, line=None) -> str:
     """A warning on one line, like the errors (Python's default adds the source line)."""
-    return f"bridge: warning: {message}\n"
+    return f"bridge: warning: {_printable(' '.join(str(message).split()))}\n"
 
 
 def _exit_status(e: Exception) -> int:
@@ -58,25 +84,57 @@ def _exit_status(e: Exception) -> int:
     return USAGE if isinstance(e, (ValueError, FileExistsError)) else FAILURE
 
 
+_EXPECTED = (ValueError, OSError, RuntimeError)  # what the package raises on purpose
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """Control characters (a folder name's terminal escapes) shown as escapes, not obeyed."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
+
+
 def _one_line(e: Exception) -> str:
     """The message on one line, in the command's spelling: the library says `overwrite=True
-    (--overwrite)` for notebook and command-line users alike; here it is `--overwrite`."""
+    (--overwrite)` for notebook and command-line users alike; here it is `--overwrite`.
+    An exception the package does not raise on purpose (a TypeError from an input nothing
+    checks) says so, and points to --debug."""
+    if not isinstance(e, _EXPECTED):
+        detail = " ".join(str(e).split())[:300] or "no message"
+        return _printable(f"unexpected {type(e).__name__} ({detail}): an input bridgelib does "
+                          f"not check, or a bug; rerun with --debug for the traceback and "
+                          f"report it")
     message = str(e)
     if isinstance(e, OSError) and e.strerror:  # the system refused: read-only, full, a device error
         message = e.strerror + (f": {e.filename!r}" if e.filename else "")
-        if e.errno in _WRITE_ERRNOS:
+        if _in_cache(e.filename):  # not --out's fault: say which folder it is
+            message += (" (in the cache, cache/ of the repository or $BRIDGELIB_CACHE); make it "
+                        "a writable folder with free space, or point BRIDGELIB_CACHE at one")
+        elif e.errno in _WRITE_ERRNOS:
             message += ("; make it writable or free space, or choose another --out "
                         "(files already written are kept)")
     message = re.sub(r"\b\w+=(\S+) \((--[\w-]+)\)",
                      lambda m: m[2] if m[1] == "True" else f"{m[2]} {m[1]}", message)
-    return " ".join(message.split())
+    return _printable(" ".join(message.split()))
+
+
+def _in_cache(filename) -> bool:
+    from pathlib import Path
+
+    from bridgelib.config import cache_root
+    if not isinstance(filename, (str, bytes)) or not filename:
+        return False
+    try:
+        return Path(os.fsdecode(filename)).expanduser().absolute().is_relative_to(
+            cache_root().absolute())
+    except (OSError, ValueError):
+        return False
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (the usage is one `--help` away)."""
 
     def error(self, message: str):
-        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(USAGE, f"{self.prog}: error: {_printable(message)} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -305,8 +363,15 @@ def _invert(args) -> None:
 
 def _train(args) -> None:
     from bridgelib.transfer import train_run
+    from bridgelib.files import check_target
+    from bridgelib.memory import check_training_memory
+    from bridgelib.models import CLASSIFIER_CONFIG, CLASSIFIER_FILE
     cfg = _config(args)
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
+    for name in ("config.json", "history.csv", "metrics.json", CLASSIFIER_FILE,
+                 CLASSIFIER_CONFIG):  # what the run replaces at its end: refused now, not then
+        check_target(f"{args.out}/{name}")
+    check_training_memory(cfg)
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,
                         synthetic_dir=args.synthetic, pretrained=not args.scratch,
                         overwrite=args.overwrite, save_model=not args.no_save_model)
@@ -316,11 +381,17 @@ def _train(args) -> None:
 
 def _sweep(args) -> None:
     from bridgelib.experiments import run_sweep
+    from bridgelib.files import check_target
+    from bridgelib.memory import check_training_memory
     from bridgelib.store import summarize
     if args.synthetic and (args.guidance != [None] or args.templates != ["single"]):
         raise ValueError("--synthetic DIR fixes the template and guidance (its own); drop "
                          "--guidance/--templates or drop --synthetic to generate")
-    store = run_sweep(_config(args), args.out, recipes=args.recipes, shots=args.shots,
+    _check_grid(args)  # every value of the grid, before the first cell trains
+    check_target(f"{args.out}/sweeps.jsonl")  # the provenance log it appends to: never a link
+    cfg = _config(args)
+    check_training_memory(cfg)
+    store = run_sweep(cfg, args.out, recipes=args.recipes, shots=args.shots,
                       seeds=args.seeds, volumes=args.volumes, guidances=args.guidance,
                       templates=args.templates, scratch=(False, True) if args.with_scratch
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
@@ -332,11 +403,46 @@ def _sweep(args) -> None:
     print(summarize(_filled(store), by=by).to_string(index=False))
 
 
+def _check_grid(args) -> None:
+    """Each value of a sweep's grid by the rule of the option it stands for: a bad one is one
+    line now, not after the cells before it trained (`--volumes 100001` was refused only then)."""
+    from bridgelib.config import PER_CLASS
+    from bridgelib.splits import parse_shots
+    from bridgelib.transfer import RECIPES
+    from bridgelib.validation import MAX_STEPS, integer
+    for recipe in args.recipes:
+        if recipe not in RECIPES:
+            raise ValueError(f"--recipes {recipe!r} is invalid; valid: {', '.join(RECIPES)}")
+    for template in args.templates:
+        if template not in TEMPLATES:
+            raise ValueError(f"--templates {template!r} is invalid; valid: {', '.join(TEMPLATES)}")
+    for shots in args.shots:
+        try:
+            parse_shots(shots)
+        except ValueError:
+            raise ValueError(f"--shots {shots!r} is invalid; expected a positive integer or "
+                             f"'full'") from None
+    for volume in args.volumes:
+        check_value("--volumes", volume, PER_CLASS)
+    for seed in (*args.seeds, *args.gen_seeds):
+        check_value("--seeds/--gen-seeds", seed, "seed")
+    for guidance in args.guidance:
+        if guidance is not None:
+            check_value("--guidance", guidance, "generation.guidance")
+    check_value("--fixed-steps", args.fixed_steps, integer(0, high=MAX_STEPS))
+
+
 def _report(args) -> None:
     from bridgelib.store import load_runs, summarize
     from bridgelib.files import atomic_write_bytes
     from bridgelib.report import write_report
+    from bridgelib.files import check_out, check_target
     _refuse_set(args, "report reads each run's own config.json")
+    out = check_out(args.out)
+    if out.is_dir():  # a link or a device named like a figure: refused before any work
+        for p in out.iterdir():
+            if p.suffix in (".png", ".svg", ".csv", ".md"):
+                check_target(p)
     store, histories = load_runs(*args.runs)
     written = write_report(store, args.out, histories=histories, overwrite=args.overwrite)
     table = summarize(_filled(store), by=("dataset", "template", "guidance", "volume", "recipe",

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridgelib.files import write_json
+from bridgelib.files import read_json, write_json
 from bridgelib.prompts import TEMPLATES
 from bridgelib.validation import (ANY_TEXT, BOOL, MAX_BATCH, MAX_EPOCHS, MAX_GUIDANCE, MAX_LR,
-                                  MAX_PER_CLASS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_SIZE, MAX_STEPS,
-                                  TEXT, Rule, choice, integer, matches, number, optional)
+                                  MAX_PER_CLASS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_SIZE,
+                                  MAX_STAGE_LR, MAX_STEPS, MAX_WEIGHT_DECAY, TEXT, Rule, choice,
+                                  integer, matches, number, optional)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
@@ -237,10 +238,10 @@ def get_config(profile: str | None = None, **overrides: Any) -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Rebuild a Config from a JSON file written by `Config.save`."""
-    d = json.loads(Path(path).read_text())
+    d = read_json(path, "config file")  # a regular file holding a JSON object, else one line
     try:
         return _from_dict(d)
-    except (TypeError, KeyError) as e:
+    except (TypeError, KeyError, AttributeError) as e:
         raise ConfigError(f"config file {str(path)!r} does not match this version: {e}") from None
 
 
@@ -331,9 +332,9 @@ def _set(cfg: Config, dotted: str, value: Any) -> None:
 # ---- validation: one rule per field, in one table (rule builders: bridgelib.validation) -------
 
 _STAGE: dict[str, Rule] = {
-    "epochs": integer(1, high=MAX_EPOCHS), "lr": number(0, MAX_LR, open_low=True),
+    "epochs": integer(1, high=MAX_EPOCHS), "lr": number(0, MAX_STAGE_LR, open_low=True),
     "batch_size": integer(1, high=MAX_BATCH),
-    "weight_decay": number(0), "momentum": number(0, 1), "min_steps": integer(0, high=MAX_STEPS),
+    "weight_decay": number(0, MAX_WEIGHT_DECAY), "momentum": number(0, 1), "min_steps": integer(0, high=MAX_STEPS),
     "steps": optional(integer(1, high=MAX_STEPS))}
 
 # Every field of Config (tests/test_config.py checks none is missing), in declaration order.
@@ -358,7 +359,7 @@ RULES: dict[str, Rule] = {
     "generation.compile": BOOL,
     **{f"train.{stage}.{name}": rule for stage in ("real", "synthetic")
        for name, rule in _STAGE.items()},
-    "train.mixup_alpha": number(0),
+    "train.mixup_alpha": number(0, 100),  # Beta(a, a): above ~10 every mix is near half-half
     "train.match_compute": BOOL,
     "train.mixed_real_fraction": optional(number(0, 1, open_low=True)),
     "train.mixed_budget": choice("bridged", "epochs"),

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from bridgelib.config import Config, cache_root, check_value
-from bridgelib.files import atomic_write_bytes, progress, write_json
+from bridgelib.files import append_bytes, atomic_write_bytes, progress, write_json
 from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
 from bridgelib.invert import cached_style_token
 from bridgelib.pipeline import load_pipeline, model_fingerprint, read_style_token
@@ -172,9 +172,9 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     check_sweep_folder(cfg, root)
     read_style_token(style_token, token)  # a bad token file: refused before the first run trains
     todo = [c for c in cells if not (root / c.name / "metrics.json").exists()]
-    with open(root / "sweeps.jsonl", "a") as log:  # provenance: which command asked for what
-        log.write(json.dumps({"command": command or _command(), "time": time.strftime("%F %T"),
-                              "cells": len(cells), "todo": len(todo)}) + "\n")
+    append_bytes(root / "sweeps.jsonl",  # provenance: which command asked for what
+                 (json.dumps({"command": command or _command(), "time": time.strftime("%F %T"),
+                              "cells": len(cells), "todo": len(todo)}) + "\n").encode())
     sets = SyntheticSets(cfg, root / "synthetic", synthetic_dir, style_token, todo, cache,
                          token)
     if workers == 1:

@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +25,13 @@ _PROGRESS = {"enabled": True}
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write to a temp file in the same folder, then rename: a crash never leaves a partial file."""
+    """The one writer: write to a temp file in the target's folder, then rename it over the
+    target, so a crash never leaves a partial file. The target is refused (`check_target`) when
+    it is anything but a regular file this user owns: a symlink (its target outside the folder
+    would stay, but the link is yours), a device, a FIFO, a socket or a folder, with or without
+    --overwrite. A rename never writes through a link or into another name of a hard link."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -37,6 +43,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        check_target(path)  # again: the run may have lasted hours since the first look
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
@@ -46,10 +53,158 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+class UnsafeTarget(ValueError):
+    """A file the project would write is not a regular file of this user's (a link, a device,
+    a FIFO, a folder, another user's file): refused, whatever --overwrite says."""
+
+
+_KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """'a symlink', 'a FIFO', ... for a stat mode that is not a regular file."""
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def check_target(path: str | Path) -> None:
+    """Refuse, in one line naming it, a path the project would replace that is not a regular
+    file this user owns (missing is fine). Called by the one writer, and before the work by the
+    commands, so that a refused --out costs nothing."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # nothing there to replace
+        return
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = f"a symlink (to {os.readlink(path)!r})"
+    elif not stat.S_ISREG(st.st_mode):
+        why = file_kind(st.st_mode)
+    elif hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        why = f"a file of another user (uid {st.st_uid})"
+    if why:
+        raise UnsafeTarget(f"not writing {str(path)!r}: it is {why}; bridgelib writes only "
+                           f"regular files of its own, never through a link or over a device, "
+                           f"with or without --overwrite: remove it or choose another --out")
+
+
+def append_bytes(path: str | Path, data: bytes, limit: int = 64 << 20) -> Path:
+    """Append by reading the file (a regular file, at most `limit` bytes) and replacing it
+    atomically with the old bytes plus `data`: never `open(path, "a")`, which writes through a
+    symlink or into every name of a hard link."""
+    path = Path(path)
+    check_target(path)
+    old = read_bytes(path, limit, "log") if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    return atomic_write_bytes(path, old + data)
+
+
+def save_figure(fig, path: str | Path, **kwargs) -> Path:
+    """A matplotlib figure through the one writer (its format from the suffix): savefig(path)
+    itself would write through a symlink named like the figure."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# ---- the one reader: user-supplied files are regular files of a bounded size ------------------
+MAX_JSON_BYTES = 64 << 20       # run.json, metrics.json, config.json, split files, sweep.json
+MAX_MANIFEST_BYTES = 2 << 30    # metadata.jsonl: ~350 B a row, 5,000 images x 1,000 classes
+
+
+def _amount(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 \
+        else f"{n:,} bytes"
+
+
+def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The one reader of a file from a user-supplied folder: opened without blocking (a FIFO
+    would hang a plain open), refused in one line naming it unless it is a regular file (a
+    symlink is followed to one) of at most `limit` bytes, then read; never more than `limit`."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(path)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{what} {str(path)!r} is {file_kind(st.st_mode)}, not a regular "
+                             f"file; replace it with the file itself")
+        if st.st_size > limit:
+            raise ValueError(f"{what} {str(path)!r} is {_amount(st.st_size)}, more than the "
+                             f"{_amount(limit)} such a file can be; it is not one bridgelib "
+                             f"wrote: replace it")
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:  # it grew while read
+            raise ValueError(f"{what} {str(path)!r} grew beyond {_amount(limit)} while read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str | Path, limit: int = MAX_JSON_BYTES, what: str = "file") -> str:
+    data = read_bytes(path, limit, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text; it is not a file bridgelib "
+                         f"wrote") from None
+
+
+def read_json(path: str | Path, what: str = "file", kind: type | None = dict,
+              limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file through `read_bytes`, refused in one line naming it when it is not JSON or
+    (kind) not a JSON object/list as expected."""
+    text = read_text(path, limit, what)
+    try:
+        obj = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON ({err}); it is damaged or "
+                         f"not a file bridgelib wrote") from None
+    if kind is not None and not isinstance(obj, kind):
+        expected = {dict: "a JSON object", list: "a JSON list"}.get(kind, kind.__name__)
+        raise ValueError(f"{what} {str(path)!r} holds a JSON {type(obj).__name__}; expected "
+                         f"{expected}")
+    return obj
+
+
+def check_out(value: str, what: str = "--out", folder: bool = True) -> Path:
+    """An output named on the command line: not empty, and (folder) not an existing file, or
+    (not folder) not an existing folder. Refused in one line before any work."""
+    if not str(value).strip():
+        raise ValueError(f"{what} {value!r} is empty; name the "
+                         f"{'folder' if folder else 'file'} to write")
+    path = Path(value).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {str(value)!r} exists and is not a folder; choose another "
+                         f"folder")
+    base = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if base is not None and not base.is_dir():
+        raise ValueError(f"{what} {str(value)!r} is inside {str(base)!r}, which is not a "
+                         f"folder; choose another folder")
+    if not folder and path.is_dir():
+        raise ValueError(f"{what} {str(value)!r} is a folder; name a file inside it")
+    return path
+
+
 def check_writable(folder: str | Path) -> Path:
     """Refuse, before any work, an output folder that cannot take files: it (or, not yet made,
-    its nearest existing parent) must be a folder a temp file can be made in, the way every
-    file is written. Nothing is left behind: the probe is deleted, no folder is made."""
+    its nearest existing parent) must be a folder a temp file can be made in and written to
+    (one 4 KiB block, synced), the way every file is written. Nothing is left behind: the probe
+    is deleted, no folder is made."""
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"output {str(folder)!r} exists and is not a folder; choose another "
@@ -62,8 +217,14 @@ def check_writable(folder: str | Path) -> Path:
         fd, probe = tempfile.mkstemp(dir=base, prefix=".write-probe.", suffix=".tmp")
     except OSError as err:  # named as the folder meant, as a refused write is everywhere
         raise OSError(err.errno, err.strerror, str(folder)) from None
-    os.close(fd)
-    os.unlink(probe)
+    try:  # one block, synced: a full disk makes an empty file but refuses its first block
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(folder)) from None
+    finally:
+        os.close(fd)
+        Path(probe).unlink(missing_ok=True)
     return folder
 
 
@@ -197,6 +358,26 @@ def others_busy_cores(interval: float = 0.1) -> float:
     return max(0.0, ((m1 - m0) - (o1 - o0)) / (t1 - t0))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+
+
+def env_threads() -> int | None:
+    """$BRIDGELIB_THREADS as a count, None when unset; refused in one line unless it is an
+    integer from 1 to the CPUs this process may use (libgomp aborts the process, outside any
+    error message, when asked for 100,000 threads)."""
+    text = os.environ.get(THREADS_ENV)
+    if not text:
+        return None
+    cores = usable_cpus()
+    if not text.strip().isdigit() or not 1 <= int(text) <= cores:
+        raise ValueError(f"${THREADS_ENV}={text!r} is invalid; expected a positive integer up "
+                         f"to {cores} (the CPUs this process may use)")
+    return int(text)
+
+
 def share_cpu(device) -> int:
     """Set PyTorch's CPU threads for the stage about to run, and return them: the cores this
     process may use minus those other processes keep busy now (at least one). Why: with a
@@ -207,14 +388,9 @@ def share_cpu(device) -> int:
     import torch
     if getattr(device, "type", str(device)) != "cpu":
         return torch.get_num_threads()
-    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-             else os.cpu_count() or 1)
-    if os.environ.get(THREADS_ENV):
-        threads = os.environ[THREADS_ENV]
-        if not threads.isdigit() or int(threads) < 1:
-            raise ValueError(f"${THREADS_ENV}={threads!r} is invalid; expected a positive integer")
-        threads = int(threads)
-    else:
+    cores = usable_cpus()
+    threads = env_threads()
+    if threads is None:
         try:
             threads = max(1, min(cores, round(cores - others_busy_cores())))
         except OSError:  # no /proc: PyTorch's own choice

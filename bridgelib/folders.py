@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from bridgelib.data import ImageSet, StreamSet, check_memory, read_image, streams
-from bridgelib.files import atomic_write_bytes
+from bridgelib.files import MAX_JSON_BYTES, atomic_write_bytes, read_bytes
 from bridgelib.manifest import read_manifest
 from bridgelib.prompts import clean_class_names, validate_class_names
 
@@ -52,10 +52,25 @@ def class_folders(d: Path) -> list[Path]:
 
 def class_files(base: Path) -> list[ClassFolder]:
     """The one walker: each class folder of `base` with its image files (by suffix) and its other
-    files, hidden files left out, both sorted by name."""
-    found = []
+    files, hidden files left out, both sorted by name. Two class folders that are one folder
+    through a symlink, or an image that is a symlink to another class's image, are refused in
+    one line naming both: the same images would train under two labels."""
+    found, folders, images = [], {}, {}
     for folder in class_folders(base):
+        real = folder.resolve()
+        if real in folders:
+            raise ValueError(f"class folders {str(folders[real])!r} and {str(folder)!r} are one "
+                             f"folder ({str(real)!r}) through a symlink: its images would train "
+                             f"under two labels; remove the link")
+        folders[real] = folder
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        for p in files:
+            key = p.resolve() if p.is_symlink() else real / p.name
+            other = images.setdefault(key, p)
+            if other.parent != p.parent:
+                raise ValueError(f"{str(p)!r} and {str(other)!r} are one image through a "
+                                 f"symlink, in two class folders: it would train under two "
+                                 f"labels; remove the link")
         found.append(ClassFolder(folder, [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES],
                                  [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]))
     return found
@@ -298,8 +313,9 @@ def _check_run_record(path: Path) -> None:
     refused here, before a training run that would read it only at its end."""
     if not path.exists():
         return
+    data = read_bytes(path, MAX_JSON_BYTES, "run.json")  # a FIFO once hung `train` here
     try:
-        run = json.loads(path.read_text())
+        run = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         run = None
     if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):

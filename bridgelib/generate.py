@@ -17,6 +17,7 @@ Taught in notebooks 02, 03, 04, 07.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -30,11 +31,14 @@ from bridgelib.config import MINI_GENERATOR, PER_CLASS, Config, cache_root, chec
 from bridgelib.datasets import MINI_CLASSES, MINI_DATASET, dataset_class_names
 from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
                              resolve_device, sha256_file, share_cpu, write_json)
+from bridgelib.locks import output_lock
 from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
                                 manifest_parts, manifest_rows, prepare_folder, read_manifest,
                                 set_class_folders, write_manifest)
+from bridgelib.memory import check_generation_memory
 from bridgelib.mini.vocab import unknown_objects
-from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token, load_pipeline,
+from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token,
+                                check_token_fits, load_pipeline,
                                 hub_revision, model_fingerprint, package_versions,
                                 pipeline_autocast, pipeline_precision, read_style_token)
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
@@ -62,11 +66,25 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     `class_names` None: the dataset's own (datasets.dataset_class_names).
     Reproducibility: batch sizes 1, 7 and 16 give the same uint8 pixels up to rounding; measured
     on CPU (2 and 20 steps): at most 1 of 255, on 0.002-0.004% of the values.
+    One writer per set (files.output_lock): a folder another process is writing is refused,
+    naming its PID, before it is read; a new folder is made (and locked) only after the checks,
+    so that a refused run leaves nothing, not even an empty folder inside your dataset.
     """
-    out, g = Path(out), cfg.generation
+    out = Path(out)
+    with output_lock(out) if out.is_dir() else contextlib.nullcontext():
+        return _generate(cfg, out, per_class, class_names, template, style_token, guidance,
+                         steps, seed, batch_size, overwrite, negative_prompt, pipe, progress_bar,
+                         token)
+
+
+def _generate(cfg: Config, out: Path, per_class, class_names, template, style_token, guidance,
+              steps, seed, batch_size, overwrite, negative_prompt, pipe, progress_bar,
+              token) -> Path:
+    g, existed = cfg.generation, out.is_dir()
     batch_size = g.batch_size if batch_size is None else batch_size
     check_value("per_class", per_class, PER_CLASS)
     check_value("batch_size", batch_size, "generation.batch_size")
+    check_generation_memory(cfg, batch_size)  # before anything loads or is allocated
     options, style = generation_options(cfg, class_names, template, style_token, guidance,
                                         steps, seed, negative_prompt, token)
     warn_unknown_classes(cfg, options["prompt_names"])
@@ -77,12 +95,24 @@ def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
     to_draw = len(options["class_names"]) * per_class - have
     check_free_space(out, to_draw * png_bytes(g.resolution),
                      f"{per_class} images per class at {g.resolution} px")
+    with output_lock(out):  # re-entrant when the folder existed; else it is made now
+        if not existed:  # another writer may have made and filled it since: look again, locked
+            check_folder(out, options, overwrite, reads)
+        return _draw_set(cfg, out, per_class, batch_size, options, style, overwrite, pipe,
+                         progress_bar)
+
+
+def _draw_set(cfg: Config, out: Path, per_class: int, batch_size: int, options: dict, style,
+              overwrite: bool, pipe, progress_bar: bool) -> Path:
+    """Load the pipeline and draw what the checked folder still lacks (generate_synthetic_set)."""
     state = process_state(cfg.device)
     main = state is None or state.is_main_process
     pipe = pipe if pipe is not None else load_pipeline(cfg, state and state.device)
     share_cpu(pipe.device)  # threads for the cores free now (files.share_cpu)
     if style is not None:
         check_style_token(pipe, style)  # before the folder changes
+        check_token_fits(pipe.tokenizer, style, [make_prompt("dsi", name, 0, style.name)
+                                                 for name in options["prompt_names"]])
     names = options["class_names"]
     # label-ordered folders; a rerun into a set written with slug folders keeps them
     slugs = class_folders_of(names) if overwrite else set_class_folders(out, names)

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from bridgelib.config import Config, cache_root, check_value
 from bridgelib.data import ImageSet
 from bridgelib.datasets import load_dataset
-from bridgelib.files import atomic_write_bytes, check_writable, progress, share_cpu, write_json
+from bridgelib.files import (atomic_write_bytes, check_target, check_writable, progress,
+                             read_bytes, share_cpu, write_json)
+from bridgelib.locks import locks_output
 from bridgelib.pipeline import (check_word, held_token_ids, load_pipeline, model_fingerprint,
                                 package_versions, save_style_token, single_token_id)
 from bridgelib.prompts import clean_class_names, make_prompt
@@ -63,6 +65,7 @@ def _initialise(text_encoder, ids: list[int], init_id: int) -> None:
     weight[ids] = weight[init_id].clone()
 
 
+@locks_output("out", is_file=True)  # one writer per token file (its lock beside it)
 def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int | None = None,
                       lr: float | None = None, batch_size: int | None = None, seed: int = 0,
                       resume: bool = False, overwrite: bool = False, pipe=None,
@@ -98,6 +101,8 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
                 "steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
                 "max_norm_factor": max_norm_factor, "images_sha256": _images_sha256(images)}
     ckpt_dir = out.parent / (out.stem + "_checkpoints")
+    for path in (out, out.with_suffix(".json")):  # replaced at the end: refused now, not then
+        check_target(path)
     state = _start_state(out, ckpt_dir, settings, resume, overwrite)
     check_writable(out.parent)  # the first checkpoint comes only after checkpoint_every steps
     if pipe is None:
@@ -310,13 +315,17 @@ def _start_state(out: Path, ckpt_dir: Path, settings: dict, resume: bool,
     """
     found = sorted(ckpt_dir.glob("step_*.pt"))
     if resume and found:
-        state = torch.load(found[-1], map_location="cpu", weights_only=True)
+        state = _read_checkpoint(found[-1])
         for key in RESUME_KEYS:
             if state["settings"].get(key) != settings[key]:
                 raise ValueError(f"checkpoint {str(found[-1])!r} was made with {key}="
                                  f"{state['settings'].get(key)!r}, not {settings[key]!r}; pass "
                                  f"the same settings, or overwrite=True (--overwrite) to start "
                                  f"again")
+        if any(k not in state for k in _CHECKPOINT_KEYS):  # its settings matched: damaged
+            raise ValueError(f"checkpoint {str(found[-1])!r} lacks "
+                             f"{next(k for k in _CHECKPOINT_KEYS if k not in state)!r}; delete "
+                             f"it, or pass overwrite=True (--overwrite) to start again")
         if state["step"] > settings["steps"]:
             raise ValueError(f"checkpoint {str(found[-1])!r} is at step {state['step']}, "
                              f"beyond steps={settings['steps']}; pass steps >= {state['step']} "
@@ -331,9 +340,34 @@ def _start_state(out: Path, ckpt_dir: Path, settings: dict, resume: bool,
         raise FileExistsError(f"{str(ckpt_dir)!r} holds checkpoints of an unfinished run; pass "
                               f"resume=True (--resume) to continue it or overwrite=True "
                               f"(--overwrite) to start again")
+    record = out.with_suffix(".json")
+    if record.exists() and not overwrite:  # a file of yours beside --out, not this run's record
+        raise FileExistsError(f"{str(record)!r} exists and would be replaced by the token's "
+                              f"training record; pass overwrite=True (--overwrite) or choose "
+                              f"another --out")
     for path in found:
         path.unlink()
     return None
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint through the one reader (a regular file of at most 1 GiB), loaded weights
+    only; anything else (damaged, foreign, code to run) is one line naming it."""
+    data = read_bytes(path, 1 << 30, "checkpoint")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 -- a damaged or foreign pickle raises nearly anything
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}); "
+                         f"delete it, or pass overwrite=True (--overwrite) to start again"
+                         ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+        raise ValueError(f"checkpoint {str(path)!r} is not a checkpoint of `bridge invert`; "
+                         f"delete it, or pass overwrite=True (--overwrite) to start again")
+    return state
+
+
+_CHECKPOINT_KEYS = ("step", "rows", "optimizer", "generator", "scaler", "losses", "settings",
+                    "seconds")
 
 
 def _save_checkpoint(ckpt_dir: Path, state: dict) -> None:

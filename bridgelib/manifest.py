@@ -20,7 +20,9 @@ import re
 import unicodedata
 from pathlib import Path
 
-from bridgelib.files import atomic_write_bytes, write_json
+from bridgelib.files import (MAX_JSON_BYTES, MAX_MANIFEST_BYTES, atomic_write_bytes, read_bytes,
+                             write_json)
+from bridgelib.locks import LOCK_NAME
 
 # Heavy third-party modules (pandas, PIL) are imported inside the functions that use them, so that
 # `import bridgelib` and `bridge --help` do not load them.
@@ -143,8 +145,9 @@ def read_manifest(out: str | Path):
     path = Path(out) / "metadata.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist; is {str(out)!r} a synthetic set?")
+    data = read_bytes(path, MAX_MANIFEST_BYTES, "manifest")  # a FIFO or /dev/zero: refused
     try:
-        lines = path.read_text().splitlines()
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise ValueError(f"{str(path)!r} is not text; expected one JSON object per line as "
                          f"`bridge generate` writes") from None
@@ -187,14 +190,15 @@ def check_folder(out: Path, options: dict, overwrite: bool, reads: Path | None =
         return
     run = out / "run.json"
     if not run.exists():
-        if any(out.iterdir()):
+        if any(p.name != LOCK_NAME for p in out.iterdir()):
             raise ValueError(f"output folder {str(out)!r} is not empty and holds no run.json; "
                              f"choose another folder (overwrite=True (--overwrite) replaces "
                              f"only a set that `bridge generate` wrote)")
         return
     _refuse_links(out)  # a rerun writes into the class folders: never through a link
+    data = read_bytes(run, MAX_JSON_BYTES, "run.json")  # a FIFO would hang a plain read
     try:
-        old = json.loads(run.read_text())["options"]
+        old = json.loads(data)["options"]
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{str(run)!r} is not a run.json of `bridge generate`, so nothing in "
                          f"{str(out)!r} is known to be a generated set; choose another folder"
@@ -247,10 +251,11 @@ def own_files(out: Path) -> list[Path]:
         refuse("itself as a symlink (to "
                f"{str(out.resolve())!r}); pass the folder it points to")
     try:
-        names = json.loads((out / "run.json").read_text())["options"]["class_names"]
+        names = json.loads(read_bytes(out / "run.json", MAX_JSON_BYTES,
+                                      "run.json"))["options"]["class_names"]
         folders = set(class_folders_of(names)) | set(legacy_class_folders(names))
     except (OSError, ValueError, KeyError, TypeError):
-        if not any(out.iterdir()):
+        if not any(p.name != LOCK_NAME for p in out.iterdir()):
             return []
         raise ValueError(f"{str(out)!r} holds no run.json of `bridge generate`, so nothing in it "
                          f"is known to be a generated set; overwrite=True (--overwrite) replaces "
@@ -259,6 +264,8 @@ def own_files(out: Path) -> list[Path]:
     folders |= {name.split("/")[0] for name in listed}
     own = []
     for p in sorted(out.iterdir()):
+        if p.name == LOCK_NAME and not p.is_symlink():  # the writer's lock: held, never deleted
+            continue
         if p.is_symlink():
             refuse(f"the symlink {p.name!r}")
         if p.is_file() and (_OWN_TOP.fullmatch(p.name) or _TEMP.fullmatch(p.name)):
@@ -314,7 +321,8 @@ def manifest_rows(slugs: list[str], paths) -> dict[tuple[int, int], dict]:
     label_of = {s: c for c, s in enumerate(slugs)}
     rows: dict[tuple[int, int], dict] = {}
     for path in (p for p in paths if p.exists()):
-        for line in path.read_text().splitlines():
+        text = read_bytes(path, MAX_MANIFEST_BYTES, "manifest").decode("utf-8", "replace")
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
                 slug, name = row["file_name"].split("/")

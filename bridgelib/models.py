@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bridgelib.config import DATA_DIR, Config, get_config
-from bridgelib.files import atomic_write_bytes, resolve_device, sha256_file
+from bridgelib.files import atomic_write_bytes, read_json, resolve_device, sha256_file
 
 # Heavy third-party modules (timm) are imported inside the functions that use them, so that
 # `import bridgelib` and `bridge --help` do not load them.
@@ -115,7 +115,7 @@ def load_shipped_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     weights, manifest = folder / WEIGHTS_FILE, folder / MANIFEST_FILE
     if not weights.exists() or not manifest.exists():
         raise WeightsError(f"backbone weights {str(weights)!r} or its manifest is missing; {REBUILD_HINT}")
-    expected = json.loads(manifest.read_text()).get("sha256")
+    expected = read_json(manifest, "weights manifest").get("sha256")  # one line if not an object
     actual = sha256_file(weights)
     if actual != expected:
         raise WeightsError(f"backbone weights {str(weights)!r} are corrupted (sha256 {actual[:12]}... "

@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from bridgelib.claims import MIX_RATIOS, VERDICTS, claim_verdicts, mixing_table
 from bridgelib.config import DATA_DIR
-from bridgelib.files import atomic_write_bytes
+from bridgelib.files import atomic_write_bytes, save_figure
 from bridgelib.store import (RECIPE_ORDER, convergence_table, curve_table, radar_table,
                              shot_label, shots_table, study_values, template_vs_dsi_table)
 
@@ -356,7 +356,7 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
             plan[name] = f"{type(err).__name__}: {err}"
             continue
         for ext in ("png", "svg"):
-            fig.savefig(out / f"{name}.{ext}", dpi=150)
+            save_figure(fig, out / f"{name}.{ext}", dpi=150)  # never through a link
             written[f"{name}.{ext}"] = out / f"{name}.{ext}"
         save_csv(f"{name}.csv", table)
     if not plan["template_vs_dsi"]:
@@ -370,14 +370,14 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
         written["claims.md"] = atomic_write_bytes(out / "claims.md", _markdown(claims).encode())
         fig = forest_plot(claims, profile=profile)
         for ext in ("png", "svg"):
-            fig.savefig(out / f"claims_forest.{ext}", dpi=150)
+            save_figure(fig, out / f"claims_forest.{ext}", dpi=150)
             written[f"claims_forest.{ext}"] = out / f"claims_forest.{ext}"
     mixing = mixing_table(runs)
     if (mixing["n"] > 0).any() and mixing["syn_per_real"].round(2).isin(MIX_RATIOS).any():
         save_csv("mixing_map.csv", mixing)
         fig = mixing_map(runs, profile=profile)
         for ext in ("png", "svg"):
-            fig.savefig(out / f"mixing_map.{ext}", dpi=150)
+            save_figure(fig, out / f"mixing_map.{ext}", dpi=150)
             written[f"mixing_map.{ext}"] = out / f"mixing_map.{ext}"
     else:
         plan["mixing_map"] = "no mixed runs paired with vanilla at a given real share"

@@ -18,7 +18,6 @@ Taught in notebook 07.
 from __future__ import annotations
 
 import hashlib
-import json
 import numbers
 from pathlib import Path
 from typing import Callable
@@ -27,7 +26,7 @@ import numpy as np
 
 from bridgelib.config import cache_root
 from bridgelib.data import ImageSet, Pairs
-from bridgelib.files import write_json
+from bridgelib.files import read_json, write_json
 
 SHOTS = (1, 2, 4, 8, 16, "full")   # the paper's shot counts
 
@@ -82,7 +81,7 @@ def kshot_split(train: ImageSet, shots: int | str | None, seed: int, path: str |
         split = {"shots": shots, "seed": seed, "fingerprint": fingerprint,
                  "indices": kshot_indices(labels, shots, seed)}
         save_split(path, split)
-    return train.subset(split["indices"])
+    return train.subset(_checked_indices(split, path, len(labels)))
 
 
 def split_file(name: str, root: str | Path, what: str, split_dir: str | Path | None = None) -> Path:
@@ -111,11 +110,29 @@ def save_split(path: str | Path, split: dict) -> Path:
 
 
 def load_split(path: str | Path) -> dict:
+    """A split file through the one reader (a regular file holding a JSON object)."""
     try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"split file {path} is not valid JSON ({e}); "
-                         "delete it to draw again") from None
+        return read_json(path, "split file")
+    except ValueError as e:
+        raise ValueError(f"{e}; delete it to draw again") from None
+
+
+def _checked_indices(split: dict, path: Path, n: int) -> list[int]:
+    """A k-shot file's indices: distinct integers in 0..n-1, else one line naming the file."""
+    idx = split.get("indices")
+    if not isinstance(idx, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                            for i in idx):
+        raise ValueError(f"split file {str(path)!r} has no list of integer indices; delete it "
+                         f"to draw again")
+    bad = next((i for i in idx if not 0 <= i < n), None)
+    if bad is not None:
+        raise ValueError(f"split file {str(path)!r} lists index {bad}, outside the training "
+                         f"set's 0..{n - 1}; delete it to draw again")
+    if len(set(idx)) != len(idx):
+        twice = next(i for i in idx if idx.count(i) > 1)
+        raise ValueError(f"split file {str(path)!r} lists index {twice} twice; delete it to "
+                         f"draw again")
+    return idx
 
 
 def fixed_split(name: str, root: Path, pairs: Pairs, split: str, rule: str, seed: int,
@@ -126,6 +143,7 @@ def fixed_split(name: str, root: Path, pairs: Pairs, split: str, rule: str, seed
     rel = [p.relative_to(root).as_posix() for p, _ in pairs]
     if path.exists():
         drawn = load_split(path)
+        _check_drawn(drawn, path)
     else:
         rng, labels, train = np.random.default_rng(seed), np.array([y for _, y in pairs]), set()
         for y in np.unique(labels):
@@ -140,3 +158,16 @@ def fixed_split(name: str, root: Path, pairs: Pairs, split: str, rule: str, seed
                          "to draw a new split (old results then no longer compare)")
     keep = set(drawn[split])
     return [pr for pr, r in zip(pairs, rel) if r in keep]
+
+
+def _check_drawn(drawn: dict, path: Path) -> None:
+    """A train/test split file: two lists of file names, no file in both (a test set that is
+    the training set would score the memory, not the model)."""
+    parts = [drawn.get(k) for k in ("train", "test")]
+    if not all(isinstance(p, list) and all(isinstance(f, str) for f in p) for p in parts):
+        raise ValueError(f"split file {str(path)!r} has no 'train' and 'test' lists of file "
+                         f"names; delete it to draw again")
+    both = sorted(set(parts[0]) & set(parts[1]))
+    if both:
+        raise ValueError(f"split file {str(path)!r} lists {len(both)} file(s) in both train "
+                         f"and test (first {both[0]!r}); delete it to draw a new split")

@@ -17,14 +17,13 @@ Taught in notebooks 01, 03, 04, 05, 06.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bridgelib.files import atomic_write_bytes
+from bridgelib.files import atomic_write_bytes, read_json
 
 STORE_FILE = "results.csv"
 HISTORY_FILE = "histories.csv"
@@ -139,7 +138,7 @@ def collect_runs(*roots: str | Path) -> pd.DataFrame:
     rows = []
     for root in roots:
         for path in sorted(Path(root).glob("*/metrics.json")):
-            m = json.loads(path.read_text())
+            m = read_json(path, "metrics.json")  # a regular file holding a JSON object
             m.pop("per_class_accuracy", None)
             m.pop("stages", None)
             leep = m.pop("leep", None) or {}

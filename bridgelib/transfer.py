@@ -46,6 +46,7 @@ from bridgelib.datasets import load_dataset
 from bridgelib.files import (atomic_write_bytes, autocast, bf16_autocast, check_writable,
                              machine_name, process_state, progress, resolve_device, share_cpu,
                              write_json)
+from bridgelib.locks import LOCK_NAME
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_DIR, LEGACY_CLASSIFIER_CONFIG, LEGACY_CLASSIFIER_FILE,
@@ -205,10 +206,13 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
             logits, loss = _forward(net, x, y, stage.mixup_alpha, gen, part)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        value = loss.item()
+        if not math.isfinite(value):  # never a NaN model saved as a result
+            raise RuntimeError(_diverged(stage, step, value))
         opt.step()
         sched.step()
         seen += len(y)
-        loss_sum += loss.item() * len(logits)
+        loss_sum += value * len(logits)
         correct += (logits.argmax(1) == y[part]).sum().item()
         count += len(logits)
         if (step + 1) % per_epoch == 0 or step + 1 == total:
@@ -223,9 +227,19 @@ def train_stage(model: nn.Module, stage: Stage, test: ImageSet | None, cfg: Conf
                          "lr": sched.get_last_lr()[0]})
             loss_sum, correct, count = 0.0, 0, 0
             model.train()
+    if not all(torch.isfinite(p).all() for p in model.parameters()):  # the last step's update
+        raise RuntimeError(_diverged(stage, total - 1, float("nan"), "the weights"))
     if accel:
         accel.free_memory()  # drop this stage's DDP wrapper: the next stage wraps the model anew
     return rows
+
+
+def _diverged(stage: Stage, step: int, loss: float, what: str = "the loss") -> str:
+    c = stage.cfg
+    return (f"the {stage.name} stage diverged: {what} became {loss} at step {step + 1} "
+            f"(lr={c.lr:g}, weight_decay={c.weight_decay:g}, momentum={c.momentum:g}); lower "
+            f"train.{'synthetic' if stage.name == 'synthetic' else 'real'}.lr or weight_decay "
+            f"(--set); nothing of this run was saved")
 
 
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
@@ -381,7 +395,8 @@ def _refuse_foreign_files(out) -> None:
         return
     for p in sorted(folder.iterdir()):
         ours = not p.is_symlink() and (
-            (p.is_file() and p.name in _TRAIN_LEFTOVERS) or (p.is_dir() and p.name == CLASSIFIER_DIR)
+            (p.is_file() and p.name in (*_TRAIN_LEFTOVERS, LOCK_NAME))
+            or (p.is_dir() and p.name == CLASSIFIER_DIR)
             or (p.name.startswith(".") and p.name.endswith(".tmp")))  # temp files and folders
         if ours and p.name == "config.json":
             try:

@@ -75,3 +75,8 @@ MAX_PER_CLASS = 100_000        # synthetic images per class (paper: 1,000; its l
 MAX_SEED = 2**32 - 1           # numpy's seed range; every seed is seeded into numpy too
 MAX_GUIDANCE = 100.0
 MAX_LR = 10.0
+MAX_STAGE_LR = 1.0             # SGD fine-tuning: peers use 1e-3..0.1; lr 1.9 trained to chance
+MAX_WEIGHT_DECAY = 1.0         # SGD's coupled decay: peers use 0..5e-3; 1e30 trained to NaN
+# What a generated image costs in memory while it is drawn, per pixel (the mini generator,
+# CPU, fp32, guidance on): 10 GiB per image at 4096 px, measured in issue 29.
+GEN_BYTES_PER_PIXEL = 640

@@ -232,7 +232,7 @@ def test_style_token_of_wrong_width_is_refused(cfg, pipe, tmp_path):
 def test_style_token_with_dsi_template(cfg, tmp_path):
     from safetensors.torch import save_file
     path = tmp_path / "learned_embeds.safetensors"
-    save_file({"<s*>": torch.randn(1, 64)}, str(path))
+    save_file({"<s*>": torch.randn(1, 64) * 0.03}, str(path))  # a word's norm, as learned
     fresh = load_pipeline(cfg)  # loading a token changes the pipeline: keep the shared one clean
     kw = dict(per_class=1, class_names=CLASSES[:2], style_token=path, pipe=fresh,
               progress_bar=False)
@@ -249,7 +249,7 @@ def test_style_token_with_dsi_template(cfg, tmp_path):
     generate_synthetic_set(cfg, out, **kw)
     assert np.abs(pixels(out)["000.digit_one/00000.png"] - first["000.digit_one/00000.png"]).max() <= 1
     other = tmp_path / "other_embeds.safetensors"  # same token name, other vector
-    save_file({"<s*>": torch.randn(1, 64) * 5}, str(other))
+    save_file({"<s*>": torch.randn(1, 64) * 0.15}, str(other))
     b = pixels(generate_synthetic_set(cfg, tmp_path / "b", **{**kw, "style_token": other}))
     assert np.abs(b["000.digit_one/00000.png"] - first["000.digit_one/00000.png"]).max() > 0
     c = pixels(generate_synthetic_set(cfg, tmp_path / "c", **kw))  # back to the first vector

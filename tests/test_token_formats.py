@@ -16,7 +16,7 @@ from bridgelib.pipeline import load_pipeline, read_style_token, save_style_token
 from cli_helpers import generate as generate_argv
 
 WIDTH = 64  # the mini text encoder's
-VEC = torch.randn(2, WIDTH, generator=torch.Generator().manual_seed(0))
+VEC = torch.randn(2, WIDTH, generator=torch.Generator().manual_seed(0)) * 0.03  # a word's scale
 
 
 def diffusers_file(t: Path) -> Path:  # {token: tensor}, as `bridge invert` and diffusers write
