@@ -365,11 +365,13 @@ def _train(args) -> None:
     from bridgelib.transfer import train_run
     from bridgelib.files import check_target
     from bridgelib.memory import check_training_memory
-    from bridgelib.models import CLASSIFIER_CONFIG, CLASSIFIER_FILE
+    from bridgelib.models import (CLASSIFIER_DIR, CLASSIFIER_FILES, LEGACY_CLASSIFIER_CONFIG,
+                                  LEGACY_CLASSIFIER_FILE)
     cfg = _config(args)
     check_value("seed", args.seed, "seed")  # train_run seeds numpy with it (0..2**32-1)
-    for name in ("config.json", "history.csv", "metrics.json", CLASSIFIER_FILE,
-                 CLASSIFIER_CONFIG):  # what the run replaces at its end: refused now, not then
+    for name in ("config.json", "history.csv", "metrics.json", LEGACY_CLASSIFIER_FILE,
+                 LEGACY_CLASSIFIER_CONFIG, *(f"{CLASSIFIER_DIR}/{f}" for f in CLASSIFIER_FILES)):
+        # what the run replaces at its end: refused now, not then
         check_target(f"{args.out}/{name}")
     check_training_memory(cfg)
     metrics = train_run(cfg, args.recipe, args.out, shots=args.shots, seed=args.seed,

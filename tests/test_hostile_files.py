@@ -140,11 +140,14 @@ def replace(path: Path, make):
     make(path)
 
 
+BAG, COAT = "008.bag", "004.coat"  # a set's class folders: the label, then the class's slug
+
+
 def linked_class_folders(root: Path):
-    for f in (root / "bag").iterdir():
+    for f in (root / BAG).iterdir():
         f.unlink()
-    (root / "bag").rmdir()
-    (root / "bag").symlink_to(root / "coat", target_is_directory=True)
+    (root / BAG).rmdir()
+    (root / BAG).symlink_to(root / COAT, target_is_directory=True)
 
 
 def own_dataset(t, classes=("cat", "dog")) -> Path:
@@ -302,10 +305,10 @@ CASES = [
         r / "run.json", lambda p: sparse(p, 100 << 20))), 2,
      ["run.json'", "100.0 MiB", "64.0 MiB"]),
     ("set-class-folder-links-to-another", lambda t: a_set(t, linked_class_folders), 2,
-     ["syn/bag'", "syn/coat'", "through a symlink", "two labels"]),
+     [f"syn/{BAG}'", f"syn/{COAT}'", "through a symlink", "two labels"]),
     ("set-image-links-into-another-class", lambda t: a_set(t, lambda r: replace(
-        r / "bag" / "00000.png", lambda p: link(p, r / "coat" / "00000.png"))), 2,
-     ["bag/00000.png'", "one image through a symlink"]),
+        r / BAG / "00000.png", lambda p: link(p, r / COAT / "00000.png"))), 2,
+     [f"{BAG}/00000.png'", "one image through a symlink"]),
     ("dataset-class-folders-are-one", lambda t: (
         own_dataset(t, ["cat"]), link(t / "data" / "dog", t / "data" / "cat"),
         train(t, "--dataset", str(t / "data")))[2], 2, ["data/cat'", "data/dog'", "two labels"]),
