@@ -162,6 +162,39 @@ def course_paragraph(table: pd.DataFrame, runs: int | None = None) -> str:
     return " ".join(lines)
 
 
+# ---------------------------------------------------------------- the prediction sheet
+# What an attendee may predict for a claim before a notebook, and the claim_status it matches.
+PREDICTIONS = {"held": "held in every setting", "mixed": "held in some settings",
+               "other way": "went the other way", "unresolved": "unresolved in every setting"}
+
+
+def score_predictions(table: pd.DataFrame, predictions: dict[str, str] | None = None,
+                      default: str = "held") -> pd.DataFrame:
+    """The prediction sheet scored against the claims table: one row per claim with what was
+    predicted (`predictions`: {claim: one of PREDICTIONS}; a claim not named gets `default`,
+    "held": what a reader who takes the paper at its word predicts), what was measured, and
+    whether they match. A claim the store has not measured is not scored (right = NA)."""
+    _check(table)
+    predictions = dict(predictions or {})
+    unknown = sorted(set(predictions) - set(table["claim"]))
+    if unknown:
+        raise ValueError(f"no claim named {unknown[0]!r} in the table; valid: "
+                         f"{_claims(table)}")
+    for claim, said in [*predictions.items(), ("(default)", default)]:
+        if said not in PREDICTIONS:
+            raise ValueError(f"prediction {said!r} for {claim!r} is invalid; valid: "
+                             f"{list(PREDICTIONS)}")
+    word = {status: said for said, status in PREDICTIONS.items()}
+    rows = []
+    for claim in _claims(table):
+        measured = claim_status(table[table["claim"] == claim])
+        said = predictions.get(claim, default)
+        rows.append({"claim": claim, "predicted": said,
+                     "measured": word.get(measured, measured),
+                     "right": pd.NA if measured == "not measured" else said == word[measured]})
+    return pd.DataFrame(rows, columns=["claim", "predicted", "measured", "right"])
+
+
 # ---------------------------------------------------------------- helpers
 def _claims(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table["claim"]))

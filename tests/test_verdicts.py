@@ -112,3 +112,13 @@ def test_readme_opening_paragraph_is_the_shipped_stores():
         "README's opening paragraph is stale: run python tools/readme_claims.py"
     with pytest.raises(ValueError, match="has no markers"):
         tool.replace_between("no markers here", tool.OPENING, "text")
+
+
+def test_the_prediction_sheet_scores_each_claim_once(table):
+    sheet = verdicts.score_predictions(table, {"No effect beats vanilla": "unresolved"})
+    assert list(sheet["measured"]) == ["held", "unresolved", "other way"]
+    assert list(sheet["right"]) == [True, True, False]  # the default "held" misses the opposite
+    with pytest.raises(ValueError, match="prediction 'yes' for 'Known effect beats vanilla' is invalid"):
+        verdicts.score_predictions(table, {"Known effect beats vanilla": "yes"})
+    with pytest.raises(ValueError, match="no claim named 'Nope'"):
+        verdicts.score_predictions(table, {"Nope": "held"})
