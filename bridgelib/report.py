@@ -252,7 +252,7 @@ def convergence(histories, stage: str = "real", ax=None, *, runs: pd.DataFrame |
     table = convergence_table(histories, stage, runs, **where)
     fig, ax = _axes(ax)
     for label, t in table.groupby("label", sort=False):
-        line, = ax.plot(t["epoch"], t["mean"], marker="o", ms=3, label=label,
+        line, = ax.plot(t["epoch"], t["mean"], marker=MARKERS.get(label, "o"), ms=4, label=label,
                         color=COLORS.get(label))
         if (t["count"] > 1).any():
             s = t["std"].fillna(0)
