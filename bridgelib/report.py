@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bridgelib.claims import (MIX_RATIOS, VERDICTS, claim_verdicts, mixing_table, paired_differences,
-                              paired_interval)
+                              paired_interval, select)
 from bridgelib.config import DATA_DIR
 from bridgelib.files import atomic_write_bytes
 from bridgelib.store import (RECIPE_ORDER, convergence_table, curve_table, radar_table,
@@ -164,7 +164,7 @@ def difference_table(runs: pd.DataFrame, recipes, by: str = "shots", baseline: s
     columns fixed, `baseline_where` the baseline's; with by="shots" both sides share the shots."""
     where, rows = dict(where or {}), []
     for recipe in recipes:
-        mine = runs[runs["recipe"] == recipe]
+        mine = select(runs, {**where, "recipe": recipe})
         for value in sorted(set(study_values(mine, by).dropna()),
                             key=lambda v: math.inf if v == "full" else float(v)):
             b = {**(baseline_where or {}), "recipe": baseline}
@@ -185,7 +185,8 @@ def recipe_differences(runs: pd.DataFrame, recipes, by: str = "shots",
     of `by` in numeric order: a bar that crosses the 0 line (the baseline) is within noise.
     `live`: optional rows (recipe, `by`, diff) of one seed, drawn as crosses without interval."""
     table = difference_table(runs, recipes, by, baseline, where, baseline_where)
-    if table.empty or not (table["n"] > 0).any():
+    table = table[table["n"] > 0]  # a value with no pair has nothing to draw
+    if table.empty:
         raise ValueError(f"no {recipes} run pairs with a {baseline!r} run of the same seed")
     order = sorted(set(table[by]), key=lambda v: math.inf if v == "full" else float(v))
     pos = {v: i for i, v in enumerate(order)}
