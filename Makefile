@@ -101,6 +101,7 @@ strip: install
 results: install
 	$(HEADLESS) $(PY) tools/build_results_store.py --grid full
 	$(PY) tools/readme_claims.py
+	$(PY) tools/answers.py
 
 # Wheels for every locked dependency (and setuptools, which `pip install -e .` builds with) for this
 # machine's platform and Python, into one folder a USB stick carries (docs/workshop.md has the size).
