@@ -152,6 +152,30 @@ def order_shots(table):
     return table
 
 
+def drawn_as_own_class(images, real, cfg: Config):
+    """Whether generated `images` show your classes, read from what they look like: each image
+    is sorted to the nearest class mean of the `real` images (ImageSets with the same class
+    order) in the profile's pretrained backbone features, after removing each set's mean feature
+    (a difference of look shared by every class must not decide). Returns the share sorted to
+    its own class, the one-sided binomial p of that many by chance, and the share per class
+    (a few images each: a hint, not a verdict). Notebook 07 reads a folder's classes with it."""
+    import pandas as pd
+    from scipy.stats import binomtest
+
+    from bridgelib.metrics import backbone_features
+    n = len(real.class_names)
+    ref = backbone_features(real.images, cfg)
+    ref = ref - ref.mean(0)
+    centres = np.stack([ref[real.labels.numpy() == c].mean(0) for c in range(n)])
+    f = backbone_features(images.images, cfg)
+    nearest = (((f - f.mean(0))[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    y = images.labels.numpy()
+    hits = int((nearest == y).sum())
+    per_class = pd.Series([float((nearest[y == c] == c).mean()) if (y == c).any() else np.nan
+                           for c in range(n)], index=real.class_names)
+    return hits / len(y), float(binomtest(hits, len(y), 1 / n, alternative="greater").pvalue), per_class
+
+
 def mini_only(cfg: Config, what: str) -> bool:
     """True in the mini profile; elsewhere prints one line saying what is skipped and why, for a
     cell that reads the mini world's own files (its split, its judge, its backbone's glyphs) or
