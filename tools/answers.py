@@ -10,7 +10,6 @@ tests/test_answers.py checks that the file is current and that every exercise ha
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import pandas as pd  # noqa: E402
 
 from bridgelib import claims  # noqa: E402
-from bridgelib.claims import claim_verdicts, paired_differences, paired_interval  # noqa: E402
+from bridgelib.claims import claim_verdicts, paired_differences  # noqa: E402
 from bridgelib.store import HISTORY_FILE, read_store  # noqa: E402
 
 STORE_DIR = REPO_ROOT / "data" / "results" / "store"
