@@ -9,6 +9,10 @@
 #   make lock     write requirements.lock from .venv (after a dependency change)
 #   make strip    remove outputs and execution counts from notebooks before committing
 #   make results  rebuild the shipped results store data/results/store (hours on a CPU; resumable)
+#   make wheelhouse  a wheel of every locked dependency in $(WHEELHOUSE_DIR), for offline laptops
+#   make install WHEELHOUSE=DIR  install from that folder alone (pip --no-index: no registry)
+#   make check    is this machine ready for the workshop? five checks, one line each, < 1 minute
+#   make slides   the opening talk and the debrief as reveal.js pages, outputs/slides/
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,7 +25,7 @@ PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell command -v $(p) >
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 HEADLESS := BRIDGELIB_PROFILE=mini HF_HUB_OFFLINE=1
 
-.PHONY: install lock course test rehearse rehearse-full lab bench strip results
+.PHONY: install lock course test rehearse rehearse-full lab bench strip results wheelhouse check slides
 
 install: $(VENV)/.installed
 
@@ -37,11 +41,16 @@ $(PY):
 # The stamp is newer than pyproject.toml and the lock until either changes: then pip runs again.
 # LOCK=1 (default): the exact versions of requirements.lock, which the course was tested with;
 # LOCK=0: the newest versions pyproject.toml allows.
+# WHEELHOUSE=DIR: install from the wheels in DIR only (`make wheelhouse` made it), no registry.
 LOCK ?= 1
+WHEELHOUSE ?=
+PIP_FROM = $(if $(WHEELHOUSE),--no-index --find-links "$(abspath $(WHEELHOUSE))")
 $(VENV)/.installed: pyproject.toml requirements.lock | $(PY)
-	@if [ "$(LOCK)" = 1 ]; then echo "$(VENV)/bin/pip install -r requirements.lock"; \
-		$(VENV)/bin/pip install -r requirements.lock; fi
-	$(VENV)/bin/pip install -e '.[dev]'
+	@if [ -n "$(WHEELHOUSE)" ] && [ ! -d "$(WHEELHOUSE)" ]; then echo "error: WHEELHOUSE=$(WHEELHOUSE)" \
+		"is not a folder; make one with make wheelhouse on a machine with the registry" >&2; exit 1; fi
+	@if [ "$(LOCK)" = 1 ]; then echo "$(VENV)/bin/pip install $(PIP_FROM) -r requirements.lock"; \
+		$(VENV)/bin/pip install $(PIP_FROM) -r requirements.lock; fi
+	$(VENV)/bin/pip install $(PIP_FROM) -e '.[dev]'
 	touch $@
 
 # Write requirements.lock from what .venv holds now (after a dependency change and a test run).
@@ -95,3 +104,32 @@ WORKERS ?= 1
 results: install
 	$(HEADLESS) $(PY) tools/build_results_store.py --grid full --workers $(WORKERS)
 	$(PY) tools/readme_claims.py
+	$(PY) tools/answers.py
+
+# Wheels for every locked dependency (and setuptools, which `pip install -e .` builds with) for this
+# machine's platform and Python, into one folder a USB stick carries (docs/workshop.md has the size).
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu takes torch and torchvision from that index
+# instead (the CPU build: no CUDA libraries; not measured here, that index was out of reach).
+WHEELHOUSE_DIR = $(or $(WHEELHOUSE),outputs/wheelhouse)
+TORCH_INDEX ?=
+wheelhouse: | $(PY)
+	@mkdir -p "$(WHEELHOUSE_DIR)"
+	@if [ -n "$(TORCH_INDEX)" ]; then \
+		grep -vE '^(torch|torchvision)==' requirements.lock > "$(WHEELHOUSE_DIR)/.lock-without-torch"; \
+		$(PY) -m pip download -d "$(WHEELHOUSE_DIR)" --no-deps --index-url "$(TORCH_INDEX)" \
+			$$(grep -E '^(torch|torchvision)==' requirements.lock) && \
+		$(PY) -m pip download -d "$(WHEELHOUSE_DIR)" -r "$(WHEELHOUSE_DIR)/.lock-without-torch"; \
+	else $(PY) -m pip download -d "$(WHEELHOUSE_DIR)" -r requirements.lock; fi
+	$(PY) -m pip download -d "$(WHEELHOUSE_DIR)" 'setuptools>=68'
+	@echo "wheelhouse: $$(ls "$(WHEELHOUSE_DIR)" | wc -l) files, $$(du -sh "$(WHEELHOUSE_DIR)" | cut -f1) in $(WHEELHOUSE_DIR)"
+
+# Imports, the shipped world's files, one tiny generation, one training step, the notebooks'
+# kernel: one line per check (tools/check_laptop.py). Does not install: a missing .venv fails.
+check:
+	@[ -x $(PY) ] || { echo "FAIL install: no $(PY); run make install (offline: make install WHEELHOUSE=DIR)"; exit 1; }
+	@$(HEADLESS) BRIDGELIB_PROGRESS=0 $(PY) tools/check_laptop.py
+
+# The opening talk and the debrief as reveal.js slides, from the cells tagged for them in the
+# executed notebooks (make course first; tools/make_slides.py).
+slides: install
+	$(PY) tools/make_slides.py

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -36,11 +37,18 @@ QUIET_CATEGORIES = (FutureWarning, DeprecationWarning, UserWarning)
 
 
 def quiet_library_warnings() -> None:
-    """Hide the warnings of QUIET_MODULES in QUIET_CATEGORIES, and tqdm's TqdmWarning."""
+    """Hide the warnings of QUIET_MODULES in QUIET_CATEGORIES, tqdm's TqdmWarning and scipy's
+    LinAlgWarning."""
+    from scipy.linalg import LinAlgWarning
     from tqdm import TqdmWarning
     for category in QUIET_CATEGORIES:
         warnings.filterwarnings("ignore", category=category, module=QUIET_MODULES)
     warnings.filterwarnings("ignore", category=TqdmWarning)
+    # metrics.frechet_distance takes the square root of a product of two covariance matrices
+    # estimated from a few hundred feature vectors: they are near-singular, and scipy says so
+    # ("Ill-conditioned matrix") on every call. The distance is still the one the style-gap
+    # tables compare (its imaginary residue is dropped); the warning is nothing a reader can act on.
+    warnings.filterwarnings("ignore", category=LinAlgWarning)
 
 
 def setup_notebook(seed: int = 0, progress: bool | None = None) -> dict:
@@ -106,6 +114,66 @@ def shipped_store_config(cfg: Config, store_dir) -> Config:
               f"profile ({meta['dataset']}); the live runs here are {cfg.profile!r} "
               f"({cfg.dataset})")
     return get_config(meta["profile"])
+
+
+# The config fields a course reader acts on, in words (the full object prints 60 fields).
+CONFIG_FIELDS = {
+    "profile": "profile", "dataset": "real target dataset", "image_size": "image size (px)",
+    "backbone": "backbone", "generation.model": "generator", "generation.guidance":
+    "guidance scale", "generation.steps": "sampling steps", "train.real.epochs":
+    "real stage: epochs", "train.real.lr": "real stage: learning rate", "train.synthetic.epochs":
+    "synthetic stage: epochs", "train.mixup_alpha": "Mixup alpha (bridged++)",
+    "invert.steps": "style-token steps (DSI)", "device": "device"}
+
+
+def config_table(cfg: Config, fields: dict[str, str] | None = None):
+    """The config fields that matter to a reader (CONFIG_FIELDS) as a two-column table;
+    `print(cfg)` shows all of them."""
+    import pandas as pd
+    rows = {}
+    for dotted, words in (fields or CONFIG_FIELDS).items():
+        value: Any = cfg
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        rows[words] = Path(value).name if dotted == "generation.model" and Path(value).exists() \
+            else value
+    return pd.DataFrame({"value": rows}).rename_axis(f"config ({cfg.profile})").astype(str)
+
+
+def order_shots(table):
+    """A table with shot settings as columns (or index) in numeric order, "full" last: a
+    pivot sorts mixed values as text (1, 16, 2, 4, 8, full)."""
+    def key(v):
+        return math.inf if str(v) == "full" else float(v)
+    if table.columns.name == "shots":
+        table = table[sorted(table.columns, key=key)]
+    if table.index.name == "shots":
+        table = table.loc[sorted(table.index, key=key)]
+    return table
+
+
+def drawn_as_own_class(images, real, cfg: Config):
+    """Whether generated `images` show your classes, read from what they look like: each image
+    is sorted to the nearest class mean of the `real` images (ImageSets with the same class
+    order) in the profile's pretrained backbone features, after removing each set's mean feature
+    (a difference of look shared by every class must not decide). Returns the share sorted to
+    its own class, the one-sided binomial p of that many by chance, and the share per class
+    (a few images each: a hint, not a verdict). Notebook 07 reads a folder's classes with it."""
+    import pandas as pd
+    from scipy.stats import binomtest
+
+    from bridgelib.metrics import backbone_features
+    n = len(real.class_names)
+    ref = backbone_features(real.images, cfg)
+    ref = ref - ref.mean(0)
+    centres = np.stack([ref[real.labels.numpy() == c].mean(0) for c in range(n)])
+    f = backbone_features(images.images, cfg)
+    nearest = (((f - f.mean(0))[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    y = images.labels.numpy()
+    hits = int((nearest == y).sum())
+    per_class = pd.Series([float((nearest[y == c] == c).mean()) if (y == c).any() else np.nan
+                           for c in range(n)], index=real.class_names)
+    return hits / len(y), float(binomtest(hits, len(y), 1 / n, alternative="greater").pvalue), per_class
 
 
 def mini_only(cfg: Config, what: str) -> bool:

@@ -20,15 +20,31 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bridgelib.claims import MIX_RATIOS, VERDICTS, claim_verdicts, mixing_table
+from bridgelib.claims import (MIX_RATIOS, VERDICTS, claim_verdicts, mixing_table, paired_differences,
+                              paired_interval, select)
 from bridgelib.config import DATA_DIR
 from bridgelib.files import atomic_write_bytes, save_figure
 from bridgelib.store import (RECIPE_ORDER, convergence_table, curve_table, radar_table,
                              shot_label, shots_table, study_values, template_vs_dsi_table)
 
 log = logging.getLogger(__name__)
+# One colour and one marker per recipe, in every figure: two recipes never look alike.
 COLORS = {"vanilla": "#4d4d4d", "mixed": "tab:red", "bridged": "tab:orange",
-          "bridged-reinit": "tab:green", "bridged++": "tab:blue"}
+          "bridged-reinit": "tab:green", "bridged++": "tab:blue", "synthetic-only": "tab:purple"}
+MARKERS = {"vanilla": "s", "mixed": "v", "bridged": "^", "bridged-reinit": "D", "bridged++": "o",
+           "synthetic-only": "X"}
+# A held-fixed study column said in words: no internal field name in a figure's title.
+HELD_WORDS = {
+    "volume": lambda v: f"{v:g} synthetic/class",
+    "guidance": lambda v: f"guidance {v:g}",
+    "template": lambda v: f"{v} template",
+    "shots": lambda v: "the full pool" if v == "full" else f"{v} shots",
+    "gen_seed": lambda v: f"generation seed {v:g}",
+    "fixed_steps": lambda v: "each recipe's own budget" if not v else f"{v:g} synthetic-stage steps",
+    "match_compute": lambda v: "compute-matched" if v else "",
+    "scratch": lambda v: "trained from scratch" if v else "",
+    "dataset": str,
+}
 YLABEL = "test top-1 accuracy (mean ± std over seeds)"
 
 
@@ -36,10 +52,10 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
     """The title, then the values held fixed (a table's at_* columns), then the world: a
     `profile` column of "mini" marks results as the mini world's, not the paper's."""
     lines = [main]
-    at = [f"{c[3:]}={v:g}" if isinstance(v := table[c].iloc[0], float) else f"{c[3:]}={v}"
-          for c in getattr(table, "columns", ()) if c.startswith("at_")]
-    if at and len(table):
-        lines.append("at " + ", ".join(at).replace("volume=", "synthetic/class="))
+    at = [held_words(c[3:], table[c].iloc[0]) for c in getattr(table, "columns", ())
+          if c.startswith("at_")] if table is not None and len(table) else []
+    if any(at):
+        lines.append("at " + ", ".join(a for a in at if a))
     def values(col: str) -> list[str]:
         return sorted(map(str, set(runs[col].dropna()))) if runs is not None and col in runs else []
     profiles, folders = values("profile"), values("data_folder")  # folders: your own data
@@ -49,6 +65,16 @@ def _title(main: str, table: pd.DataFrame | None = None, runs: pd.DataFrame | No
         lines.append(", ".join(filter(None, (folders and f"dataset: {', '.join(folders)}",
                                              profiles and f"profile: {', '.join(profiles)}"))))
     return "\n".join(lines)
+
+
+def held_words(column: str, value) -> str:
+    """A held-fixed column's value in a title's words ("" where it is the default and says
+    nothing, like not compute-matched); an unknown column as `column value`."""
+    words = HELD_WORDS.get(column)
+    try:
+        return words(value) if words else f"{column.replace('_', ' ')} {value}"
+    except (TypeError, ValueError):  # a value of an unexpected type: shown as is
+        return f"{column.replace('_', ' ')} {value}"
 
 
 def paper_results() -> pd.DataFrame:
@@ -74,25 +100,30 @@ def _style(ax, title: str, xlabel: str, ylabel: str = YLABEL) -> None:
     ax.legend(frameon=False, fontsize=9)
 
 
-def _curves(ax, table: pd.DataFrame, x: str, xpos=None) -> None:
-    """One error-bar line per recipe; a recipe without x values is a dashed reference band."""
+def _curves(ax, table: pd.DataFrame, x: str, xpos=None, dodge: float = 1.0) -> None:
+    """One error-bar line per recipe; a recipe without x values is a dashed reference band.
+    `dodge` > 1 (a log axis): recipes with a single point are spread by that factor around it,
+    so several recipes run at one volume do not hide behind each other."""
+    singles = [r for r, t in table.groupby("recipe", sort=False) if t[x].notna().sum() == 1]
     for recipe, t in table.groupby("recipe", sort=False):
         color = COLORS.get(recipe)
         if t[x].isna().all():
             m, s = t["mean"].iloc[0], np.nan_to_num(t["std"].iloc[0])
-            ax.axhline(m, ls="--", lw=1.2, color=color, label=f"{recipe} (reference)")
+            ax.axhline(m, ls="--", lw=1.2, color=color, label=f"{recipe} (reference)", zorder=1)
             ax.axhspan(m - s, m + s, color=color or "grey", alpha=0.12, lw=0)
             continue
         xv = t[x].map(xpos) if xpos else t[x]
-        ax.errorbar(xv, t["mean"], yerr=t["std"].fillna(0), marker="o", ms=4, capsize=3,
-                    color=color, label=recipe)
+        if recipe in singles and dodge != 1.0:
+            xv = xv * dodge ** (singles.index(recipe) - (len(singles) - 1) / 2)
+        ax.errorbar(xv, t["mean"], yerr=t["std"].fillna(0), marker=MARKERS.get(recipe, "o"),
+                    ms=5, capsize=3, color=color, label=recipe, alpha=0.9)
 
 
 def accuracy_vs_volume(runs: pd.DataFrame, recipes=None, ax=None, *,
                        title: str | None = None) -> Figure:
     """Accuracy vs synthetic images per class (log2 axis): the paper's volume study."""
     fig, ax = _axes(ax)
-    _curves(ax, table := curve_table(runs, "volume", recipes), "volume")
+    _curves(ax, table := curve_table(runs, "volume", recipes), "volume", dodge=1.12)
     ax.set_xscale("log", base=2)
     ticks = sorted(table["volume"].dropna().unique())
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
@@ -123,6 +154,67 @@ def accuracy_vs_shots(runs: pd.DataFrame, recipes=("vanilla", "bridged++"), ax=N
     ax.set_xticks(range(len(order)), [str(s) for s in order])
     _style(ax, _title(title or "Test accuracy vs real training images per class", table, runs),
            "real images per class (shots)")
+    return fig
+
+
+def difference_table(runs: pd.DataFrame, recipes, by: str = "shots", baseline: str = "vanilla",
+                     where: dict | None = None, baseline_where: dict | None = None) -> pd.DataFrame:
+    """Per recipe and value of `by`: recipe − baseline in points, paired by training seed
+    (`claims.paired_differences`), with its 95% interval and n. `where` holds the recipes' other
+    columns fixed, `baseline_where` the baseline's; with by="shots" both sides share the shots."""
+    where, rows = dict(where or {}), []
+    for recipe in recipes:
+        mine = select(runs, {**where, "recipe": recipe})
+        for value in sorted(set(study_values(mine, by).dropna()),
+                            key=lambda v: math.inf if v == "full" else float(v)):
+            b = {**(baseline_where or {}), "recipe": baseline}
+            if by == "shots":
+                b["shots"] = value
+            diffs = paired_differences(runs, {**where, "recipe": recipe, by: value}, b)
+            mean, low, high, n = paired_interval(diffs)
+            rows.append({"recipe": recipe, by: value, "diff": 100 * mean, "ci_low": 100 * low,
+                         "ci_high": 100 * high, "n": n})
+    return pd.DataFrame(rows, columns=["recipe", by, "diff", "ci_low", "ci_high", "n"])
+
+
+def recipe_differences(runs: pd.DataFrame, recipes, by: str = "shots",
+                       baseline: str = "vanilla", ax=None, *, where: dict | None = None,
+                       baseline_where: dict | None = None, title: str | None = None,
+                       live: pd.DataFrame | None = None) -> Figure:
+    """Each recipe minus the baseline (points, paired by seed) with its 95% interval, per value
+    of `by` in numeric order: a bar that crosses the 0 line (the baseline) is within noise.
+    `live`: optional rows (recipe, `by`, diff) of one seed, drawn as crosses without interval."""
+    table = difference_table(runs, recipes, by, baseline, where, baseline_where)
+    table = table[table["n"] > 0]  # a value with no pair has nothing to draw
+    if table.empty:
+        raise ValueError(f"no {recipes} run pairs with a {baseline!r} run of the same seed")
+    order = sorted(set(table[by]), key=lambda v: math.inf if v == "full" else float(v))
+    pos = {v: i for i, v in enumerate(order)}
+    step = 0.8 / max(1, len(recipes))
+    fig, ax = _axes(ax, size=(max(6.4, 1.1 * len(order) + 3), 4.2))
+    for k, (recipe, t) in enumerate(table.groupby("recipe", sort=False)):
+        x = t[by].map(pos) + (k - (len(recipes) - 1) / 2) * step
+        ax.errorbar(x, t["diff"], yerr=[t["diff"] - t["ci_low"], t["ci_high"] - t["diff"]],
+                    fmt=MARKERS.get(recipe, "o"), color=COLORS.get(recipe), ms=6, capsize=3,
+                    label=recipe)
+        if live is not None:
+            lv = live[live["recipe"] == recipe]
+            if len(lv):
+                ax.plot(lv[by].map(pos) + (k - (len(recipes) - 1) / 2) * step, lv["diff"], "x",
+                        color="black", ms=8, mew=2, zorder=4)
+    if live is not None and len(live):
+        ax.plot([], [], "x", color="black", ms=8, mew=2, label="live run (one seed)")
+    ax.axhline(0, color=COLORS.get(baseline, "black"), lw=1.2, label=f"{baseline} (= 0)")
+    labels = {"shots": lambda v: "full pool" if v == "full" else f"{v}-shot",
+              "volume": lambda v: f"{v:g}/class"}.get(by, str)
+    ax.set_xticks(range(len(order)), [labels(v) for v in order])
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    world = runs if "profile" in runs else None
+    _style(ax, _title(title or f"Each recipe minus {baseline}, paired by seed (95% intervals)",
+                      None, world), {"shots": "real images per class", "volume":
+                                     "synthetic images per class"}.get(by, by),
+           f"recipe − {baseline} (points of test accuracy)")
+    ax.legend(frameon=False, fontsize=8, ncols=min(3, len(recipes) + 1))
     return fig
 
 
@@ -161,7 +253,7 @@ def convergence(histories, stage: str = "real", ax=None, *, runs: pd.DataFrame |
     table = convergence_table(histories, stage, runs, **where)
     fig, ax = _axes(ax)
     for label, t in table.groupby("label", sort=False):
-        line, = ax.plot(t["epoch"], t["mean"], marker="o", ms=3, label=label,
+        line, = ax.plot(t["epoch"], t["mean"], marker=MARKERS.get(label, "o"), ms=4, label=label,
                         color=COLORS.get(label))
         if (t["count"] > 1).any():
             s = t["std"].fillna(0)

@@ -127,7 +127,7 @@ def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
     assert ax.get_xscale() == "log"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["vanilla (reference)", "mixed", "bridged++"]
-    assert "synthetic images per class" in ax.get_xlabel() and "shots=4" in ax.get_title()
+    assert "synthetic images per class" in ax.get_xlabel() and "4 shots" in ax.get_title()
 
 
 def test_volume_holds_other_studies_fixed(store):
@@ -158,7 +158,7 @@ def test_accuracy_vs_guidance(store):
     assert len(bars) == 2
     assert all(list(b[0].get_xdata()) == [1.5, 3.0, 7.5] for b in bars)
     assert "guidance" in fig.axes[0].get_xlabel()
-    assert "synthetic/class=500" in fig.axes[0].get_title()
+    assert "500 synthetic/class" in fig.axes[0].get_title()
     assert len(errorbars(report.accuracy_vs_guidance(store, recipes=["vanilla", "bridged++"]))) == 1
 
 
@@ -204,7 +204,7 @@ def test_convergence_from_the_store_one_line_per_recipe(store, history_table):
     fig = report.convergence(history_table, runs=store, shots=16)
     ax = fig.axes[0]
     assert [l.get_label() for l in ax.lines] == ["vanilla", "mixed", "bridged++"]
-    assert "shots=16" in ax.get_title() and "mini world" in ax.get_title()
+    assert "16 shots" in ax.get_title() and "mini world" in ax.get_title()
     table = convergence_table(history_table, runs=store, shots=16)
     assert set(table["count"]) == {3}  # three seeds per recipe and epoch
     first = table[table.epoch == 1].set_index("label")["mean"]
@@ -305,3 +305,22 @@ def test_a_file_of_yours_named_like_a_report_file_is_not_replaced(store, tmp_pat
     with pytest.raises(FileExistsError, match="summary.csv"):
         report.write_report(store, tmp_path)
     assert (tmp_path / "summary.csv").read_text() == "my numbers"
+
+
+def test_titles_say_held_columns_in_words_and_differences_keep_shots_in_order():
+    runs = pd.DataFrame([{"run": f"{r}-k{k}-s{s}", "recipe": r, "shots": k, "seed": s,
+                          "test_acc": 0.5 + (0.02 if r == "bridged++" else 0) + 0.001 * s}
+                         for r in ("vanilla", "bridged++") for k in ("full", 16, 2, 4)
+                         for s in range(3)])
+    table = report.difference_table(runs, ["bridged++"])
+    assert list(table["shots"]) == [2, 4, 16, "full"]
+    assert table["diff"].round(6).eq(2.0).all() and (table["n"] == 3).all()
+    fig = report.recipe_differences(runs, ["bridged++"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2-shot", "4-shot", "16-shot", "full pool"]
+    table = pd.DataFrame({"at_fixed_steps": [0], "at_match_compute": [False], "at_scratch": [False],
+                          "at_volume": [200.0], "at_gen_seed": [0.0]})
+    title = report._title("T", table)
+    assert "=" not in title and "fixed_steps" not in title and "200 synthetic/class" in title
+    with pytest.raises(ValueError, match="no \\['mixed'\\] run pairs"):
+        report.recipe_differences(runs, ["mixed"])

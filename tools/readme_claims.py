@@ -1,10 +1,12 @@
-"""Write README's claims table from the shipped store's verdicts, so that README and notebook 06
-(which renders the same `claims.claims_markdown`) cannot disagree.
+"""Write README's claims table and its opening "what this course measured" paragraph from the
+shipped store's verdicts, so that README and notebook 06 (which renders the same
+`claims.claims_markdown` and `verdicts.claim_paragraphs`) cannot disagree.
 
-    python tools/readme_claims.py          # rewrite the table between the markers in README.md
-    python tools/readme_claims.py --check  # exit 1 if README's table is not the store's
+    python tools/readme_claims.py          # rewrite both between their markers in README.md
+    python tools/readme_claims.py --check  # exit 1 if either is not the store's
 
-`make results` runs it after rebuilding the store; tests/test_claims.py runs --check's comparison.
+`make results` runs it after rebuilding the store; tests/test_claims.py (the table) and
+tests/test_verdicts.py (the paragraph) run --check's comparison.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 BEGIN = "<!-- claims table: written by tools/readme_claims.py from data/results/store -->"
 END = "<!-- end of the claims table -->"
+OPENING = ("<!-- what this course measured: written by tools/readme_claims.py from "
+           "data/results/store -->", "<!-- end of what this course measured -->")
+STORE_DIR = REPO_ROOT / "data" / "results" / "store"
 
 
 def store_table(store_dir: Path = REPO_ROOT / "data" / "results" / "store") -> str:
@@ -36,10 +41,28 @@ def store_table(store_dir: Path = REPO_ROOT / "data" / "results" / "store") -> s
     return f"{status}\n\n{claims_markdown(claim_verdicts(read_store(store_dir), histories))}"
 
 
-def readme_table(readme: str) -> str:
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README.md has no claims-table markers ({BEGIN!r} ... {END!r})")
-    return readme.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+def store_paragraph(store_dir: Path = STORE_DIR) -> str:
+    """README's opening paragraph on what the course measured (verdicts.course_paragraph)."""
+    import pandas as pd
+    from bridgelib.claims import claim_verdicts
+    from bridgelib.store import HISTORY_FILE, read_store
+    from bridgelib.verdicts import course_paragraph
+    store = read_store(store_dir)
+    table = claim_verdicts(store, pd.read_csv(store_dir / HISTORY_FILE))
+    return course_paragraph(table, runs=len(store)) + "\n"
+
+
+def readme_table(readme: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    begin, end = markers
+    if begin not in readme or end not in readme:
+        raise ValueError(f"README.md has no markers {begin!r} ... {end!r}")
+    return readme.split(begin, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
+def replace_between(readme: str, markers: tuple[str, str], text: str) -> str:
+    readme_table(readme, markers)  # refuses a README without them
+    head, rest = readme.split(markers[0], 1)
+    return f"{head}{markers[0]}\n{text}{markers[1]}{rest.split(markers[1], 1)[1]}"
 
 
 def main(argv=None) -> int:
@@ -47,15 +70,19 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="compare only; exit 1 if they differ")
     args = p.parse_args(argv)
     path = REPO_ROOT / "README.md"
-    readme, table = path.read_text(), store_table()
+    readme, table, opening = path.read_text(), store_table(), store_paragraph()
     if args.check:
-        same = readme_table(readme) == table
-        print("README's claims table is the store's" if same else
-              "README's claims table differs from the store's: run python tools/readme_claims.py")
-        return 0 if same else 1
-    head, rest = readme.split(BEGIN, 1)
-    path.write_text(f"{head}{BEGIN}\n{table}{END}{rest.split(END, 1)[1]}")
-    print(f"wrote the claims table ({table.count(chr(10)) - 2} rows) into {path}")
+        stale = [name for name, markers, text in (("claims table", (BEGIN, END), table),
+                                                  ("opening paragraph", OPENING, opening))
+                 if readme_table(readme, markers) != text]
+        print(f"README's {' and '.join(stale)} differ(s) from the store's: run python "
+              f"tools/readme_claims.py" if stale else "README's claims table and opening "
+              f"paragraph are the store's")
+        return 1 if stale else 0
+    readme = replace_between(readme, (BEGIN, END), table)
+    path.write_text(replace_between(readme, OPENING, opening))
+    print(f"wrote the claims table ({table.count(chr(10)) - 2} rows) and the opening paragraph "
+          f"into {path}")
     return 0
 
 
