@@ -273,7 +273,9 @@ VERDICT_COLORS = dict(zip(VERDICTS, ("tab:blue", "tab:red", "#8c8c8c", "#d0d0d0"
 def forest_plot(claims: pd.DataFrame, title: str | None = None,
                 profile: str | None = None) -> Figure:
     """One row per (claim, setting) of `claim_verdicts`: the paired difference with its 95%
-    interval, coloured by verdict, the paper's side shaded; LEEP rows on their own axis."""
+    interval, coloured by verdict, the paper's side shaded; LEEP rows on their own axis. A
+    filled star marks a row whose verdict survives Holm's correction over all rows (an open
+    dot: reproduced or opposite at 5% alone, but not after the correction)."""
     parts = [claims[claims["unit"] == "points"], claims[claims["unit"] == "LEEP"]]
     parts = [p for p in parts if len(p)]
     heights = [len(p) + 1.5 for p in parts]
@@ -285,12 +287,19 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
             color = VERDICT_COLORS[row.verdict]
             if math.isfinite(row.ci_low):
                 ax.plot([row.ci_low, row.ci_high], [yi, yi], color=color, lw=2.2)
-            ax.plot(row.diff, yi, "o", color=color, ms=5)
+            held = getattr(row, "holm_verdict", row.verdict) == row.verdict
+            if row.verdict in ("reproduced", "opposite") and held:
+                ax.plot(row.diff, yi, "*", color=color, ms=11)
+            else:
+                ax.plot(row.diff, yi, "o", ms=5, color=color,
+                        mfc="white" if row.verdict in ("reproduced", "opposite") else color)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, [f"{c} — {s}" for c, s in zip(part["claim"], part["setting"])],
                       fontsize=7.5)
         for yi, row in zip(y, part.itertuples()):  # the verdict and the paper's number beside
-            ax.annotate(f"{row.verdict} (n={row.n}) · paper {row.paper_diff}", (1.01, yi),
+            holm = getattr(row, "holm_verdict", row.verdict)
+            after = f", {holm} after Holm" if holm != row.verdict else ""
+            ax.annotate(f"{row.verdict}{after} (n={row.n}) · paper {row.paper_diff}", (1.01, yi),
                         xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
                         color=VERDICT_COLORS[row.verdict] if row.n else "#8c8c8c")
         ax.set_ylim(-0.8, len(part) - 0.2)
@@ -301,7 +310,8 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
                       if unit == "points" else "LEEP after the synthetic stage − before")
     for verdict, color in VERDICT_COLORS.items():
         axes[-1].plot([], [], "o-", color=color, label=verdict)
-    axes[-1].legend(frameon=False, fontsize=8, ncols=4, loc="upper left",
+    axes[-1].plot([], [], "*", color="#444444", ms=10, label="survives Holm's correction")
+    axes[-1].legend(frameon=False, fontsize=8, ncols=5, loc="upper left",
                     bbox_to_anchor=(0, -0.35 if len(parts) > 1 else -0.08))
     world = pd.DataFrame({"profile": [profile]}) if profile else None
     fig.suptitle(_title(title or "The paper's claims: paired differences, 95% intervals",
