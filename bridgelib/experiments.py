@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from bridgelib.config import Config, cache_root, check_value
-from bridgelib.files import append_bytes, atomic_write_bytes, progress, write_json
+from bridgelib.files import append_bytes, atomic_write_bytes, progress, progress_enabled, write_json
 from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
 from bridgelib.invert import cached_style_token
 from bridgelib.pipeline import load_pipeline, model_fingerprint, read_style_token
@@ -201,8 +201,9 @@ def _train_in_workers(jobs: list[tuple], workers: int, root: Path) -> None:
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = max(1, (cores or 1) // workers)
+    init = dict(initializer=_worker_init, initargs=(threads, progress_enabled()))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_threads, initargs=(threads,)) as pool:
+                             **init) as pool:
         pending = {pool.submit(_train_cell, *job) for job in jobs}
         bar = progress(total=len(jobs), desc="runs")
         while pending:
@@ -214,10 +215,12 @@ def _train_in_workers(jobs: list[tuple], workers: int, root: Path) -> None:
         bar.close()
 
 
-def _worker_threads(threads: int) -> None:
-    """A worker process's PyTorch threads: its share of the cores (files.share_cpu reads it)."""
-    from bridgelib.files import THREADS_ENV
+def _worker_init(threads: int, bars: bool) -> None:
+    """A worker process's PyTorch threads (its share of the cores: files.share_cpu reads it)
+    and progress bars (off when the sweep's are: a fresh process starts with them on)."""
+    from bridgelib.files import THREADS_ENV, set_progress
     os.environ[THREADS_ENV] = str(threads)
+    set_progress(bars)
 
 
 def sweep_identity(cfg: Config) -> dict:
