@@ -427,7 +427,8 @@ def row_to_metrics(row: pd.Series) -> dict:
 
 def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     """results.csv (the grid's runs), histories.csv (HISTORY_FAMILIES) and store.json."""
-    from bridgelib.store import HISTORY_FILE, STORE_FILE, collect_histories, tidy_runs, collect_runs
+    from bridgelib.store import (HISTORY_FILE, STORE_COLUMNS, STORE_FILE, collect_histories,
+                                 collect_runs, tidy_runs)
     from bridgelib.files import atomic_write_bytes, write_json
     from bridgelib.pipeline import model_fingerprint
     root, dest = Path(root), Path(dest)
@@ -448,6 +449,8 @@ def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     store = pd.concat(parts, ignore_index=True) if parts else tidy_runs(pd.DataFrame())
     store = store.drop_duplicates("run").sort_values("run", ignore_index=True)
     store = store.drop(columns=[c for c in ("restored_from_store",) if c in store])
+    store = store[[c for c in STORE_COLUMNS if c in store] + [c for c in store if c not in
+                                                              STORE_COLUMNS]]
     histories = (pd.concat(hist_parts, ignore_index=True).drop_duplicates(["run", "stage", "epoch"])
                  if hist_parts else pd.DataFrame(columns=HISTORY_COLUMNS))
     histories = histories[[c for c in HISTORY_COLUMNS if c in histories]].round(4)
