@@ -403,11 +403,13 @@ def test_train_run_writes_its_files_and_refuses_to_overwrite(tmp_path, cfg):
     assert returned == metrics
     assert list(history.stage) == ["real", "real"]
     assert metrics["synthetic"] is None and metrics["synthetic_images"] == 0
-    files = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert {"config.json", "history.csv", "metrics.json"} <= files.keys()
+    def files():  # the run's files, the classifier folder's included
+        return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    written = files()
+    assert {"config.json", "history.csv", "metrics.json"} <= written.keys()
     with pytest.raises(FileExistsError, match="--overwrite"):
         train_run(cfg, "vanilla", out, shots=1, seed=5)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    assert files() == written
 
 
 @pytest.mark.parametrize("metadata", [True, False], ids=["metadata.jsonl", "class-folders"])
