@@ -158,7 +158,8 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     A DSI cell at k shots uses a token learned on its own k-shot subset (`Cell.own_token`).
     `workers` > 1: the synthetic sets and tokens are made first, in this process, then the runs
     train in that many worker processes, each with its share of the CPU's cores (a run's result
-    does not depend on which process trains it; tests/test_experiments.py checks it).
+    does not depend on which process trains it, only, by float rounding, on its thread count:
+    tests/test_experiments.py checks it at one thread).
     """
     root = Path(root)
     if synthetic_dir is not None:

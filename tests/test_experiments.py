@@ -179,9 +179,13 @@ def test_a_k_shot_dsi_run_learns_its_token_on_its_own_k_shot_subset(cfg, tmp_pat
     assert store.loc[store["recipe"] == "vanilla", "token_real_per_class"].isna().all()
 
 
-def test_workers_train_the_same_runs_as_one_process(cfg, tmp_path):
+def test_workers_train_the_same_runs_as_one_process(cfg, tmp_path, monkeypatch):
+    # At the same number of PyTorch threads (a worker gets its share of the cores: one each on
+    # 2 cores); a different thread count sums in another order, a few test images apart.
+    from bridgelib.files import THREADS_ENV
     grid = dict(recipes=["bridged"], shots=[1], seeds=[0, 1], volumes=[1],
                 cache=tmp_path / "cache")
+    monkeypatch.setenv(THREADS_ENV, "1")
     one = run_sweep(cfg, tmp_path / "one", **grid)
     two = run_sweep(cfg, tmp_path / "two", workers=2, **grid)
     cols = ["run", "test_acc", "leep_pretrained", "leep_after_synthetic"]
