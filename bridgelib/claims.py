@@ -151,7 +151,9 @@ def _recipe_rules() -> list[Rule]:
     """The recipes against vanilla and each other. In the paper's setting both generation seeds
     count: a pair is (training seed, generation seed) where both sides have one; vanilla has
     none, so against it a seed's synthetic runs are averaged first (n = training seeds: pairing
-    one vanilla run twice would count it as two). The second setting keeps generation seed 0."""
+    one vanilla run twice would count it as two). At the full pool training seed s trains on
+    generation seed s % 2 alone (the builder's `alternate_gen_seeds`), so its 10 seeds are 10
+    independent pairs. The second setting keeps generation seed 0."""
     rules = []
     for setting in (PAPER, SECOND):
         gen = {"gen_seed": [0, 1]} if setting is PAPER else {}

@@ -216,6 +216,8 @@ def _add_sweep(sub) -> None:
                    "template and guidance; --volumes default to its size)")
     s.add_argument("--gen-seeds", nargs="+", type=int, default=[0],
                    help="seeds of the synthetic sets (and DSI tokens): generation noise")
+    s.add_argument("--alternate-gen-seeds", action="store_true", help="training seed s trains "
+                   "on generation seed number s %% len(--gen-seeds) only (independent pairs)")
     s.add_argument("--fixed-steps", type=int, default=0,
                    help="every synthetic stage trains exactly N steps (default: its epochs)")
     s.add_argument("--match-compute", action="store_true",
@@ -399,7 +401,8 @@ def _sweep(args) -> None:
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
                       match_compute=args.match_compute, synthetic_dir=args.synthetic,
                       style_token=args.style_token, save_model=not args.no_save_model,
-                      token=args.token, mixed_epochs=args.mixed_epochs, workers=args.workers)
+                      token=args.token, mixed_epochs=args.mixed_epochs, workers=args.workers,
+                      alternate_gen_seeds=args.alternate_gen_seeds)
     by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
           "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))

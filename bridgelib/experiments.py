@@ -93,11 +93,14 @@ class Cell:
 
 def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidances=(3.0,),
                templates=("single",), scratch=(False,), gen_seeds=(0,), fixed_steps=0,
-               match_compute=False, mixed_epochs=False) -> list[Cell]:
+               match_compute=False, mixed_epochs=False, alternate_gen_seeds=False) -> list[Cell]:
     """Every cell of the grid, once: vanilla collapses over volume, guidance, template and
     generation seed. `fixed_steps`: every synthetic stage trains exactly that many steps (more
     images, not more training). `match_compute`: beside each plain vanilla, a vanilla that trains
-    as many steps as bridged at each volume (the fair-budget control)."""
+    as many steps as bridged at each volume (the fair-budget control).
+    `alternate_gen_seeds`: training seed s trains on generation seed gen_seeds[s % len] only,
+    instead of on every generation seed: each vanilla run then pairs with one run of each other
+    recipe (independent pairs, none counted twice) while both kinds of noise still vary."""
     bad = [r for r in recipes if r not in RECIPES]
     if bad:
         raise ValueError(f"unknown recipe {bad[0]!r}; valid: {', '.join(RECIPES)}")
@@ -122,6 +125,8 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
     data = list(itertools.product(volumes, [float(g) for g in guidances], templates,
                                   [int(g) for g in gen_seeds]))
     for recipe, k, seed, s in itertools.product(recipes, shots, seeds, scratch):
+        seed_data = [d for d in data if not alternate_gen_seeds
+                     or d[3] == int(gen_seeds[int(seed) % len(gen_seeds)])]
         if recipe != "vanilla" and not volumes:
             raise ValueError(f"recipe {recipe!r} needs synthetic images: give volumes (images per "
                              f"class, --volumes N ...) or a synthetic set (--synthetic DIR)")
@@ -129,7 +134,7 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
             cells.setdefault((c := Cell(recipe, k, int(seed), scratch=bool(s))).name, c)
             if not match_compute:
                 continue
-        for v, g, t, gs in data:
+        for v, g, t, gs in seed_data:
             cell = Cell(recipe, k, int(seed), v, g, t, bool(s), gs,
                         0 if recipe == "vanilla" else fixed_steps, recipe == "vanilla",
                         mixed_epochs and recipe == "mixed")
@@ -144,7 +149,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
               synthetic_dir=None, style_token=None, command: str | None = None,
               cache: str | Path | None = None, save_model: bool = True,
               token: str | None = None, mixed_epochs: bool = False,
-              workers: int = 1) -> pd.DataFrame:
+              workers: int = 1, alternate_gen_seeds: bool = False) -> pd.DataFrame:
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
@@ -152,7 +157,8 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     (default: the package's cached one, learned once per generation seed); `token`: the word
     prompts use for it, instead of the file's (as `generate_synthetic_set`). Generation and
     training seeds are apart: the synthetic sets and tokens are drawn with each seed of
-    `gen_seeds`, and every training seed trains on the same images of a generation seed. `cache`:
+    `gen_seeds`, and every training seed trains on the same images of a generation seed (or, with
+    `alternate_gen_seeds`, seed s on gen_seeds[s % len] alone: see `plan_sweep`). `cache`:
     where generated sets and the token are cached (default: the repository's cache/, shared
     with the notebooks). save_model=False keeps no run's classifier (5 MB a run in mini).
     A DSI cell at k shots uses a token learned on its own k-shot subset (`Cell.own_token`).
@@ -168,7 +174,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
         volumes = volumes or [per_class]
     guidances = [cfg.generation.guidance if g is None else g for g in guidances]
     cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch, gen_seeds,
-                       fixed_steps, match_compute, mixed_epochs)
+                       fixed_steps, match_compute, mixed_epochs, alternate_gen_seeds)
     check_value("workers", workers, "generation.batch_size")  # a positive integer
     check_sweep_folder(cfg, root)
     read_style_token(style_token, token)  # a bad token file: refused before the first run trains

@@ -62,6 +62,19 @@ def test_plan_shares_vanilla_across_volume_guidance_and_template():
     assert {c.shots for c in cells} == {4, "full"}
 
 
+def test_alternate_gen_seeds_gives_each_training_seed_one_set():
+    grid = dict(recipes=["vanilla", "bridged++"], shots=["full"], seeds=range(4), volumes=[50],
+                gen_seeds=[0, 1], match_compute=True)
+    crossed = plan_sweep(**grid)
+    alternate = plan_sweep(**grid, alternate_gen_seeds=True)
+    assert len([c for c in crossed if c.recipe == "bridged++"]) == 8
+    synthetic = [c for c in alternate if c.volume]  # bridged++ and the matched vanilla
+    assert sorted((c.recipe, c.seed, c.gen_seed) for c in synthetic) == sorted(
+        (r, s, s % 2) for r in ("bridged++", "vanilla") for s in range(4))
+    # plain vanilla has no generation seed: one run per training seed either way
+    assert len([c for c in alternate if c.recipe == "vanilla" and not c.volume]) == 4
+
+
 @pytest.mark.parametrize("kw, named", [
     (dict(recipes=["bridged+"]), "'bridged+'"),
     (dict(recipes=["mixed"]), "volumes"),
@@ -276,7 +289,8 @@ def test_full_grid_plan_shares_runs_between_families():
     plain = sorted(n for n in cells if n.startswith("vanilla-k"))
     assert set(plain) == {*(f"vanilla-k{k}-s{s}" for k in tool.SHOTS for s in tool.SEEDS),
                           *(f"vanilla-k{k}-s{s}-scratch" for k in tool.SHOTS for s in range(3)),
-                          *(f"vanilla-k4-s{s}" for s in tool.FEW_SHOT_SEEDS)}
+                          *(f"vanilla-k4-s{s}" for s in tool.FEW_SHOT_SEEDS),
+                          *(f"vanilla-kfull-s{s}" for s in tool.PAPER_SEEDS)}
     assert "bridged++-single-g3-n100-k4-s0" in cells  # volume-epochs and guidance share it
     # the claims' settings: the paper's mixing ratio with its compute-matched vanilla, the
     # fixed-budget volume study and DSI at a second generation seed, five training seeds
@@ -284,14 +298,17 @@ def test_full_grid_plan_shares_runs_between_families():
                  "bridged++-single-g3-n400-gen1-steps125-kfull-s4",
                  "bridged++-dsi-g3-n200-gen1-kfull-s4", "synthetic-only-single-g3-n2400-kfull-s4",
                  # the paper's setting: 1,500/class at 20 seeds at 4 shots, 3,000 in two protocols
-                 "bridged++-single-g3-n1500-gen1-kfull-s4", "bridged-single-g3-n1500-k4-s19",
+                 "bridged++-single-g3-n1500-gen1-kfull-s9", "bridged-single-g3-n1500-k4-s19",
                  "vanilla-matched-single-g3-n1500-k4-s19", "bridged++-dsi-g3-n200-k4-s19",
                  "bridged++-single-g3-n3000-steps940-k4-s19", "mixed-single-g3-n1500-epochs-kfull-s4"):
         assert name in cells, name
+    # full pool, paper's setting: seed s trains on generation seed s % 2 only
+    assert "bridged++-single-g3-n1500-gen1-kfull-s4" not in cells
+    assert "bridged++-single-g3-n1500-kfull-s4" in cells
     assert "bridged++-dsi-g3-n200-k4-s4" not in {  # the pool-token 4-shot DSI runs are gone
         c.name for f, fam in tool.GRIDS["full"]["families"].items() if not f.startswith("paper")
         for c in tool.family_cells(cfg, fam, tool.SEEDS)}
-    assert tool.run_steps(cfg, cells["bridged++-single-g3-n1500-gen1-kfull-s4"]) == \
+    assert tool.run_steps(cfg, cells["bridged++-single-g3-n1500-gen1-kfull-s9"]) == \
         tool.PAPER_BUDGET + 15 * 32  # synthetic 4 epochs of 15,000 / 64, real 15 of 1,000 / 32
     assert cells["bridged++-single-g3-n400-gen1-steps125-kfull-s4"].fixed_steps == 125
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")

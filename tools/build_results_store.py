@@ -42,7 +42,11 @@ DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (
 # real image): 1,500 per class = 15 : 1 on the mini pool, the synthetic stage at its epochs.
 PAPER_VOLUME = 1500
 PAPER_BUDGET = 940               # synthetic-stage steps at PAPER_VOLUME's epochs (4 x 15,000 / 64)
-PAPER_SEEDS = SEEDS              # full pool: 5 training x 2 generation seeds
+# Full pool: 10 training seeds, seed s on generation seed s % 2 (`alternate_gen_seeds`): 5 per
+# generation seed, and each vanilla run pairs with one run of each recipe (10 independent pairs;
+# every seed on both sets would pair each vanilla twice: 5 pairs, or 10 that count runs twice).
+PAPER_SEEDS = list(range(10))
+PAPER_GEN_SEEDS = dict(seeds=PAPER_SEEDS, gen_seeds=[0, 1], alternate_gen_seeds=True)
 FEW_SHOT_SEEDS = list(range(20))  # 4 shots: 20 paired seeds (the k-shot draw is the noise)
 # Both arms of every paper-setting comparison run in fp32, whatever the CPU (auto would train
 # in bf16 on a Xeon with AMX and in fp32 elsewhere, and a store is built over several sessions
@@ -74,20 +78,20 @@ PAPER_RECIPES = ["vanilla", "bridged", "bridged-reinit", "bridged++"]
 # (epochs fixed: steps grow with the set; steps fixed at PAPER_BUDGET: more images, not more
 # training; at 1,500/class the two are the same run); mixed at 15 : 1 under both budgets.
 PAPER_FAMILIES = {
-    "paper-main": _paper(recipes=PAPER_RECIPES, shots=["full"], gen_seeds=[0, 1],
+    "paper-main": _paper(recipes=PAPER_RECIPES, shots=["full"], **PAPER_GEN_SEEDS,
                          match_compute=True),
     "paper-main-k4": _paper(recipes=PAPER_RECIPES, shots=[4], seeds=FEW_SHOT_SEEDS,
                             match_compute=True),
     "paper-dsi-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
                            volumes=[200], templates=["single", "dsi"]),
     "paper-dsi-full": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
-                             templates=["dsi"], gen_seeds=[0, 1]),
+                             templates=["dsi"], **PAPER_GEN_SEEDS),
     "paper-volume": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
-                           volumes=[500, 1500, 3000], gen_seeds=[0, 1]),
+                           volumes=[500, 1500, 3000], **PAPER_GEN_SEEDS),
     "paper-volume-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
                               volumes=[500, 1500, 3000]),
     "paper-volume-steps": _paper(recipes=["bridged++"], shots=["full"], volumes=[500, 3000],
-                                 gen_seeds=[0, 1], fixed_steps=PAPER_BUDGET),
+                                 **PAPER_GEN_SEEDS, fixed_steps=PAPER_BUDGET),
     "paper-volume-steps-k4": _paper(recipes=["bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
                                     volumes=[500, 3000], fixed_steps=PAPER_BUDGET),
     "paper-mixed": _paper(recipes=["vanilla", "mixed"], shots=["full"]),
@@ -163,6 +167,8 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
         args.append("--match-compute")
     if family.get("mixed_epochs"):
         args.append("--mixed-epochs")
+    if family.get("alternate_gen_seeds"):
+        args.append("--alternate-gen-seeds")
     for key, value in family.get("set", {}).items():
         args += ["--set", f"{key}={value}"]
     if True in family.get("scratch", ()):
@@ -181,7 +187,8 @@ def family_sweep(cfg, family: dict, seeds) -> dict:
                 scratch=family.get("scratch", [False]), gen_seeds=family.get("gen_seeds", [0]),
                 fixed_steps=family.get("fixed_steps", 0),
                 match_compute=family.get("match_compute", False),
-                mixed_epochs=family.get("mixed_epochs", False))
+                mixed_epochs=family.get("mixed_epochs", False),
+                alternate_gen_seeds=family.get("alternate_gen_seeds", False))
 
 
 def family_cells(cfg, family: dict, seeds) -> list:
