@@ -461,13 +461,13 @@ def _filled(store):
 
 
 def _mini_build(args) -> None:
-    from bridgelib.mini.build import build_mini_world
+    from bridgelib.mini_build.build import build_mini_world
     _refuse_set(args, "the mini world is built with its own fixed settings")
     build_mini_world(args.out, only=args.only, seed=args.seed)
 
 
 def _mini_calibrate(args) -> None:
-    from bridgelib.mini.calibrate import WORLD_FILE, calibrate
+    from bridgelib.mini_build.calibrate import WORLD_FILE, calibrate
     _refuse_set(args, "calibration measures the mini profile's defaults")
     world = calibrate(args.out or WORLD_FILE)
     for key, ok in world["within_bands"].items():
