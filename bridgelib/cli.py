@@ -327,17 +327,13 @@ def dataset_overrides(value: str) -> dict:
 
 
 def _generate(args) -> None:
-    from bridgelib.datasets import MINI_DATASET, load_dataset
     from bridgelib.generate import generate_synthetic_set
     cfg = _config(args)
-    # the dataset's class names in label order (the mini target's are built in); decoded small,
-    # as only the names are needed
-    names = None if cfg.dataset == MINI_DATASET else load_dataset(cfg, "test", size=8).class_names
-    out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
-                                 template=args.template, style_token=args.style_token,
-                                 token=args.token, guidance=args.guidance,
-                                 steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                                 overwrite=args.overwrite)
+    # class_names left out: the dataset's own, read without decoding (datasets.dataset_class_names)
+    out = generate_synthetic_set(cfg, args.out, args.per_class, template=args.template,
+                                 style_token=args.style_token, token=args.token,
+                                 guidance=args.guidance, steps=args.steps, seed=args.seed,
+                                 batch_size=args.batch_size, overwrite=args.overwrite)
     if _first_process():
         print(f"wrote {out}")
 
