@@ -329,17 +329,13 @@ def dataset_overrides(value: str) -> dict:
 
 
 def _generate(args) -> None:
-    from bridgelib.datasets import MINI_DATASET, load_dataset
     from bridgelib.generate import generate_synthetic_set
     cfg = _config(args)
-    # the dataset's class names in label order (the mini target's are built in); decoded small,
-    # as only the names are needed
-    names = None if cfg.dataset == MINI_DATASET else load_dataset(cfg, "test", size=8).class_names
-    out = generate_synthetic_set(cfg, args.out, args.per_class, class_names=names,
-                                 template=args.template, style_token=args.style_token,
-                                 token=args.token, guidance=args.guidance,
-                                 steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                                 overwrite=args.overwrite)
+    # class_names left out: the dataset's own, read without decoding (datasets.dataset_class_names)
+    out = generate_synthetic_set(cfg, args.out, args.per_class, template=args.template,
+                                 style_token=args.style_token, token=args.token,
+                                 guidance=args.guidance, steps=args.steps, seed=args.seed,
+                                 batch_size=args.batch_size, overwrite=args.overwrite)
     if _first_process():
         print(f"wrote {out}")
 
@@ -464,13 +460,13 @@ def _filled(store):
 
 
 def _mini_build(args) -> None:
-    from bridgelib.mini.build import build_mini_world
+    from bridgelib.mini_build.build import build_mini_world
     _refuse_set(args, "the mini world is built with its own fixed settings")
     build_mini_world(args.out, only=args.only, seed=args.seed)
 
 
 def _mini_calibrate(args) -> None:
-    from bridgelib.mini.calibrate import WORLD_FILE, calibrate
+    from bridgelib.mini_build.calibrate import WORLD_FILE, calibrate
     _refuse_set(args, "calibration measures the mini profile's defaults")
     world = calibrate(args.out or WORLD_FILE)
     for key, ok in world["within_bands"].items():

@@ -55,8 +55,8 @@ class GenerationConfig:
     template: str = "single"
     negative_prompt: str = ""
     dtype: str = "float32"
-    # torch.compile the UNet (opt-in): on the mini world, 2 CPU cores, 84 s to compile, then 1.33x
-    # the images/s of eager bf16: worth it for a store rebuild, not for a notebook's few sets
+    # torch.compile the UNet (opt-in): its compile time pays back over a store rebuild, not over a
+    # notebook's few sets (README's "Measured speed")
     compile: bool = False
 
 
@@ -137,9 +137,9 @@ def _mini() -> Config:
         profile="mini", dataset="fashion-mnist", image_size=32,
         backbone="resnet10t", backbone_kwargs={"channels": [32, 64, 128, 256]},
         backbone_weights=str(DATA_DIR / "mini-backbone"),
-        # 10 DPM-Solver++ steps (bf16 where the chip has it, `precision`): 4.3x the images/s of
-        # 20 fp32 steps with the judge's recognisability and the Fréchet distance unchanged
-        # within noise on 1,000 images (benchmarks/bench_quality.py)
+        # 10 DPM-Solver++ steps (bf16 where the chip has it, `precision`): faster than 20 fp32
+        # steps at equal recognisability and Fréchet distance (README's "Measured speed",
+        # benchmarks/bench_quality.py)
         generation=GenerationConfig(model=str(MINI_GENERATOR), resolution=32, steps=10,
                                     batch_size=100),
         # Small sets at 32 px: few epochs of many small batches, floor of steps for 1-shot sets.

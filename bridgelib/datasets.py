@@ -42,12 +42,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bridgelib.config import Config
+from bridgelib.config import Config, check_value
 from bridgelib.data import ImageSet, Pairs, StreamSet, decode_images, stream_pairs, streams
 from bridgelib.folders import FOLDER_PREFIX, IMAGE_SUFFIXES, ClassFolder, class_files
 from bridgelib.mini import fashion
 from bridgelib.prompts import clean_class_names
 from bridgelib.splits import fixed_split, kshot_split, kshot_subset, parse_shots, split_file
+from bridgelib.validation import integer, number, optional
 
 # Heavy third-party modules (scipy, torchvision) are imported inside the functions that use them,
 # so that `import bridgelib` and `bridge --help` do not load them.
@@ -304,6 +305,7 @@ def load_dataset(cfg: Config | str, split: str, shots: int | str | None = None, 
 
 def _first_of(n: int, max_images: int | None) -> np.ndarray | None:
     """`max_images` of n items, a seeded random choice in their order (None: all of them)."""
+    check_value("max_images", max_images, optional(integer(1)))  # -1 would silently drop one
     if max_images is None or max_images >= n:
         return None
     return np.sort(np.random.default_rng(0).permutation(n)[:max_images])
@@ -329,8 +331,7 @@ def _decode_split(spec: DatasetSpec, split: str, root: Path, size, download: boo
                   max_images: int | None, split_seed: int, test_fraction: float,
                   split_dir, workers: int) -> ImageSet:
     """One split of a dataset read from disk: its reader's (file, label) pairs, decoded."""
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"size={size!r} is invalid; expected a positive integer")
+    check_value("size", size, "image_size")
     pairs, raw_names = _read_pairs(spec, split, root, download, split_seed, test_fraction,
                                    split_dir)
     pick = _first_of(len(pairs), max_images)
@@ -354,8 +355,7 @@ def _read_pairs(spec: DatasetSpec, split: str, root: Path, download: bool, split
                 test_fraction: float, split_dir) -> tuple[Pairs, list[str]]:
     """The (file, label) pairs of one split and the raw class names, from the reader of its
     layout, after the layout's required paths are checked (or downloaded)."""
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction={test_fraction!r} is invalid; expected 0 < x < 1")
+    check_value("test_fraction", test_fraction, number(0, 1, open_low=True))
     missing = [r for r in spec.required if not (root / r).exists()]
     if missing and not (download and spec.fetches):
         hint = (f"; pass download=True (--download) to fetch {spec.fetches}, or point data_root "
@@ -386,8 +386,7 @@ def generation_hours(images_per_s: float, per_class: int = 1000):
     """GPU hours to generate `per_class` images for every dataset of the paper profile (the
     registry's, less the mini target and imagefolder) at `images_per_s` (measure yours with
     benchmarks/bench_generate.py --profile paper), as a pandas table."""
-    if not images_per_s > 0:
-        raise ValueError(f"images_per_s={images_per_s!r} is invalid; expected a positive number")
+    check_value("images_per_s", images_per_s, number(0, open_low=True))
     rows = [{"dataset": name, "classes": n, "images": n * per_class,
              "gpu_hours": round(n * per_class / images_per_s / 3600, 1)}
             for name, n in CLASS_COUNTS.items()]

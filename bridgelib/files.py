@@ -382,9 +382,8 @@ def share_cpu(device) -> int:
     """Set PyTorch's CPU threads for the stage about to run, and return them: the cores this
     process may use minus those other processes keep busy now (at least one). Why: with a
     second PyTorch process on the same cores (another notebook kernel, a sweep), threads that
-    cannot all get a core spin-wait for each other; on 2 cores a training loop ran 6-20x slower
-    with 2 threads than pinned to one. $BRIDGELIB_THREADS fixes the count; a GPU stage is left
-    as it is."""
+    cannot all get a core spin-wait for each other (docs/design.md, "Measurements behind design
+    choices"). $BRIDGELIB_THREADS fixes the count; a GPU stage is left as it is."""
     import torch
     if getattr(device, "type", str(device)) != "cpu":
         return torch.get_num_threads()
@@ -435,9 +434,9 @@ def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory in the process instead of returning it to the OS.
 
     Why: by default glibc unmaps every large freed block, so the big temporary tensors of each
-    diffusion step page-fault in again (2.5 million faults per 300 mini images). Keeping them made
-    mini generation 10.5-11 -> 12.9-13.7 images/s with bit-identical images and 7% more peak memory
-    (measured on 2 CPU cores). A no-op where glibc is absent (macOS, Windows, musl).
+    diffusion step page-fault in again; keeping them draws faster, with the same images, for a
+    little more peak memory (docs/design.md, "Measurements behind design choices"). A no-op
+    where glibc is absent (macOS, Windows, musl).
     """
     import ctypes
     import sys
@@ -460,10 +459,8 @@ def seed_everything(seed: int) -> None:
 
 def bf16_autocast(device: "torch.device", precision: str = "auto") -> bool:
     """Whether `precision` 'auto' computes in bf16 on `device`: on CUDA, and on CPUs with AMX
-    tiles; never for 'fp32'. AVX512-BF16 alone is not enough: on such a Xeon (no AMX) a 2048^3
-    matmul ran at 148 GFLOP/s in bf16 against 309 in fp32, and the mini generation and training
-    at 0.87x and 0.91x of fp32 (benchmarks/bench_precision.py), where AMX gave 2,200 against
-    350 GFLOP/s."""
+    tiles; never for 'fp32'. AVX512-BF16 alone is not enough: without AMX bf16 ran slower than
+    fp32 (README's "Measured speed", benchmarks/bench_precision.py)."""
     import torch
     if precision == "fp32":
         return False

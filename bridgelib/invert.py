@@ -83,7 +83,7 @@ def learn_style_token(cfg: Config, images: ImageSet, out: str | Path, steps: int
     gives the vectors of an uninterrupted run bit for bit (torch.equal) on CPU (same threads
     and library versions). On CUDA that needs torch.use_deterministic_algorithms(True) and
     CUBLAS_WORKSPACE_CONFIG=:4096:8; without them CUDA's atomics make even two uninterrupted
-    runs differ slightly (2e-5 after 6 steps of a tiny model, measured on an H200).
+    runs differ slightly (docs/design.md, "Measurements behind design choices").
     The two newest checkpoints stay in `record["checkpoints"]` after the run, so that
     `resume=True` with more steps extends it; deleting that folder loses only this.
     """

@@ -43,7 +43,7 @@ CLASSIFIER_FILES = ("config.json", "model.safetensors")  # all that save_for_hf 
 # still by load_classifier, never written.
 LEGACY_CLASSIFIER_FILE = "classifier.safetensors"
 LEGACY_CLASSIFIER_CONFIG = "classifier.json"
-JUDGE_DIR = "mini-judge"         # data/mini-judge: reads the garment in any look (mini/backbone.py)
+JUDGE_DIR = "mini-judge"         # data/mini-judge: reads the garment in any look (mini_build/backbone.py)
 REBUILD_HINT = "rebuild it with `bridge mini build --only backbone`"
 FILE_HINT = ("expected a safetensors file of timm.create_model({arch!r}).state_dict() "
              "(safetensors.torch.save_file)")

@@ -147,10 +147,9 @@ def compile_unet(unet, device: torch.device):
 
 
 # How a pipeline draws images, as run.json names it (a resume never mixes two).
-# On a CPU with AMX (files.bf16_autocast) the UNet, VAE and text encoder keep fp32 weights and compute in bf16
-# under autocast (norms and softmax stay fp32); measured on this project's 2-core AMX CPU: about
-# 2x the images/s, images bit-identical between batch 1 and 16, and as recognisable and as far
-# from an fp32 set as a second fp32 draw (benchmarks/bench_quality.py, 1,000 images).
+# On a CPU with AMX (files.bf16_autocast) the UNet, VAE and text encoder keep fp32 weights and
+# compute in bf16 under autocast (norms and softmax stay fp32): faster at equal quality, and
+# batch-size invariant (README's "Measured speed", benchmarks/bench_quality.py).
 # On CUDA the pipeline's own dtype (generation.dtype); on MPS fp32.
 BF16_AUTOCAST = "bfloat16 autocast"
 
@@ -401,10 +400,9 @@ def check_style_token(pipe, token: StyleToken) -> list[int] | None:
     return ids
 
 
-# x the largest row norm of the embedding table. Measured on the mini generator (4 images, 10
-# steps): a token 0.5x the largest row drew images of mean 0.39; at 10x, 100x and 1000x the
-# images were alike and darker (mean 0.17-0.20): the token's length no longer mattered, only
-# that it drowned the prompt. `bridge invert` keeps its token at 1.5x the mean row norm.
+# x the largest row norm of the embedding table: from 10x up a token drowns the prompt, whatever
+# its length (docs/design.md, "Measurements behind design choices"). `bridge invert` keeps its
+# token at 1.5x the mean row norm.
 MAX_TOKEN_NORM = 10.0
 
 

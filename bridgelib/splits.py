@@ -24,9 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from bridgelib.config import cache_root
+from bridgelib.config import cache_root, check_value
 from bridgelib.data import ImageSet, Pairs
 from bridgelib.files import read_json, write_json
+from bridgelib.validation import integer
 
 SHOTS = (1, 2, 4, 8, 16, "full")   # the paper's shot counts
 
@@ -37,9 +38,9 @@ def parse_shots(shots: int | str | None) -> int | None:
         return None
     if isinstance(shots, str) and shots.strip().isdigit():
         shots = int(shots)
-    if isinstance(shots, bool) or not isinstance(shots, numbers.Integral) or shots <= 0:
-        raise ValueError(f"shots={shots!r} is invalid; expected a positive integer or 'full'")
-    return int(shots)
+    if isinstance(shots, numbers.Integral) and not isinstance(shots, bool):
+        shots = int(shots)  # a numpy integer, e.g. a results store's `shots` column
+    return check_value("shots", shots, (integer(1)[0], "a positive integer or 'full'"))
 
 
 def kshot_indices(labels, shots: int | str | None, seed: int = 0) -> list[int]:

@@ -78,5 +78,5 @@ MAX_LR = 10.0
 MAX_STAGE_LR = 1.0             # SGD fine-tuning: peers use 1e-3..0.1; lr 1.9 trained to chance
 MAX_WEIGHT_DECAY = 1.0         # SGD's coupled decay: peers use 0..5e-3; 1e30 trained to NaN
 # What a generated image costs in memory while it is drawn, per pixel (the mini generator,
-# CPU, fp32, guidance on): 10 GiB per image at 4096 px, measured in issue 29.
+# CPU, fp32, guidance on; docs/design.md, "Measurements behind design choices").
 GEN_BYTES_PER_PIXEL = 640

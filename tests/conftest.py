@@ -34,7 +34,7 @@ def save_tiny_pipeline(root: Path, max_length: int | None = None) -> Path:
     from diffusers import StableDiffusionPipeline
 
     from bridgelib.mini import vocab
-    from bridgelib.mini.generator import components
+    from bridgelib.mini_build.generator import components
     torch.manual_seed(0)
     vae, unet, text_encoder, tokenizer, scheduler = components(
         root / "tok", max_length or vocab.MAX_LENGTH)

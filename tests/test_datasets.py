@@ -327,6 +327,16 @@ def test_generation_hours_covers_the_registry_and_scales_with_volume():
         generation_hours(0)
 
 
+@pytest.mark.parametrize("name, arg, value, valid", [
+    ("imagefolder", "size", 0, "a positive integer up to 4,096"),
+    ("imagefolder", "test_fraction", 1.0, "a positive number below 1"),
+    ("fashion-mnist", "max_images", -1, "none or a positive integer")])  # -1 once dropped one image
+def test_a_bad_size_fraction_or_count_is_refused_in_one_line(tmp_path, name, arg, value, valid):
+    with pytest.raises(ValueError) as err:
+        ds.load_dataset(name, "test", **{"root": tmp_path, "size": SIZE, arg: value})
+    assert str(err.value) == f"{arg}={value!r} is invalid; expected {valid}"
+
+
 def test_the_config_download_knob_reaches_torchvision(tmp_path, monkeypatch):
     """`--download` (config field `download`) is what lets torchvision fetch a missing dataset;
     without it the one-line error says what would be fetched, how big, and how to point at a copy."""

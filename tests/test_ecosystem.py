@@ -121,8 +121,8 @@ def test_every_shipped_model_has_a_card_the_hub_reads(folder, library, task):
 
 def test_the_cards_are_what_the_build_writes():
     """A rebuild writes the same cards: they are made from the manifests, not edited by hand."""
-    from bridgelib.mini.backbone import classifier_card
-    from bridgelib.mini.build import model_card
+    from bridgelib.mini_build.backbone import classifier_card
+    from bridgelib.mini_build.build import model_card
     gen = DATA_DIR / "mini-generator"
     assert (gen / "README.md").read_text() == model_card(json.loads((gen / "manifest.json").read_text()))
     for kind in ("judge", "backbone"):
@@ -226,7 +226,7 @@ def test_intervals_are_scipys_bca_with_the_method_recorded():
 
 
 def test_the_calibration_writes_bca_intervals_and_the_world_records_each_method():
-    from bridgelib.mini.calibrate import gap_intervals
+    from bridgelib.mini_build.calibrate import gap_intervals
     rng = np.random.default_rng(3)
     real, template, dsi = (rng.normal(size=(60, 4)) + s for s in (0.0, 1.0, 0.2))
     ci = gap_intervals(real, template, dsi, rng.random(120) < 0.9, rng.random(120) < 0.6)

@@ -6,7 +6,7 @@ import pytest
 
 from bridgelib.cli import main
 from bridgelib.mini.fashion import load_mini_part
-from bridgelib.mini.calibrate import BANDS, WORLD_FILE
+from bridgelib.mini_build.calibrate import BANDS, WORLD_FILE
 
 FIGURES = ("vanilla_full", "vanilla_4shot", "synthetic_only", "content", "domain_accuracy")
 

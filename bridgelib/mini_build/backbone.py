@@ -177,7 +177,7 @@ Accuracy on {len(m['held_out_fonts'])} held-out fonts ({', '.join(m['held_out_fo
 
 ## How it was built
 `{m['build_command']}` ({m['build_seconds']:.0f} s on 2 CPU cores, torch {m['torch']}), with
-the course's own training loop (`bridgelib/mini/backbone.py`). `manifest.json` records the
+the course's own training loop (`bridgelib/mini_build/backbone.py`). `manifest.json` records the
 build and the sha256 of `model.safetensors`, which bridgelib checks before use.
 
 ## Use

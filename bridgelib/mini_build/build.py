@@ -21,7 +21,7 @@ from bridgelib.files import sha256_file, write_json
 from bridgelib.folders import load_image_folder
 from bridgelib.generate import generate_synthetic_set
 from bridgelib.metrics import recognisability
-from bridgelib.mini import backbone as classifiers, generator
+from bridgelib.mini_build import backbone as classifiers, generator
 from bridgelib.mini.fashion import CLASSES as MINI_CLASSES, load_mini_part
 from bridgelib.models import JUDGE_DIR, load_judge
 

@@ -44,7 +44,7 @@ CAPTION_DROPOUT = 0.1        # empty captions, so classifier-free guidance has a
 VAE_STEPS, UNET_STEPS = 800, 6000
 BATCH = 64
 CHECKPOINT_EVERY = 250       # UNet steps between checkpoints (a killed build resumes from the last)
-SECONDS_PER_STEP = 0.3       # UNet step on 2 CPU cores (6,000 steps: 35 min with other jobs running)
+SECONDS_PER_STEP = 0.3       # a UNet step on 2 CPU cores: the printed time estimate's basis
 CHECKPOINT_DIR = "_checkpoint"
 
 
