@@ -169,10 +169,10 @@ def load_image_folder(root: str | Path, size: int, class_names: list[str] | None
     """
     root = Path(root).expanduser()
     read_record(root, required=False)  # a training run reads it at its end: checked before
-    listed = listed_classes(root)  # a synthetic set's manifest: None for a plain ImageFolder
-    names = listed if listed is not None else \
-        {p.name: p.name for p in class_folders(root)} if root.is_dir() else {}
-    only = set(listed) if listed is not None else None
+    listed = listed_classes(root)  # {folder: class} of a synthetic set; None: a plain ImageFolder
+    only = None if listed is None else set(listed)
+    names = listed if listed is not None else {p.name: p.name for p in class_folders(root)} \
+        if root.is_dir() else {}
     n = sum(len(c.images) for c in class_files(root) if only is None or c.path.name in only) \
         if root.is_dir() else 0
     stream = streams(n, size)  # too large to hold decoded: checked now, decoded as batches need it

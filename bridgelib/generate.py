@@ -228,8 +228,8 @@ def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[st
 
 def generation_options(cfg: Config, class_names, template, style_token, guidance, steps, seed,
                        negative_prompt, token=None) -> tuple[dict, StyleToken | None]:
-    """The validated generation options (what a set's record holds and a resume must match) and the
-    style token as read (pipeline.read_style_token), or None."""
+    """The validated generation options (what a set's record holds and a resume must match)
+    and the style token as read (pipeline.read_style_token), or None."""
     g = cfg.generation
     template = template or ("dsi" if style_token is not None else g.template)
     guidance = g.guidance if guidance is None else guidance
