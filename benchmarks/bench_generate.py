@@ -21,7 +21,8 @@ import torch
 
 from bridgelib.config import get_config
 from bridgelib.files import set_progress, write_json
-from bridgelib.generate import generate_synthetic_set, image_seed, read_manifest
+from bridgelib.generate import generate_synthetic_set
+from bridgelib.manifest import image_seed, read_manifest
 from bridgelib.pipeline import load_pipeline, package_versions
 
 import utilisation  # benchmarks/utilisation.py: this script's folder is on sys.path

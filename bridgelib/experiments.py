@@ -24,7 +24,6 @@ import itertools
 import json
 import os
 import shlex
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -33,9 +32,10 @@ from pathlib import Path
 import pandas as pd
 
 from bridgelib.config import Config, cache_root, check_value
-from bridgelib.files import append_bytes, atomic_write_bytes, progress, progress_enabled, write_json
-from bridgelib.generate import cached_synthetic_set, generation_options, read_manifest
+from bridgelib.files import append_bytes, progress, progress_enabled, write_json
+from bridgelib.generate import cached_synthetic_set, generation_options
 from bridgelib.invert import cached_style_token
+from bridgelib.manifest import complete_per_class, find_set, read_options, synthetic_subset
 from bridgelib.pipeline import load_pipeline, model_fingerprint, read_style_token
 from bridgelib.prompts import TEMPLATES
 from bridgelib.splits import parse_shots
@@ -169,7 +169,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     """
     root = Path(root)
     if synthetic_dir is not None:
-        options, per_class = set_options(synthetic_dir), complete_per_class(synthetic_dir)
+        options, per_class = read_options(synthetic_dir), complete_per_class(synthetic_dir)
         guidances, templates = [options["guidance_scale"]], [options["template"]]
         volumes = volumes or [per_class]
     guidances = [cfg.generation.guidance if g is None else g for g in guidances]
@@ -352,94 +352,11 @@ def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: flo
                        seed: int | None = None, token: str | None = None) -> Path | None:
     """The smallest complete set under `root` (default cache/synthetic/) drawn with exactly
     these options (model fingerprint, seed, template, token, guidance, steps, ...) and at least
-    `per_class` images per class; None if there is none."""
+    `per_class` images per class; None if there is none (manifest.find_set)."""
     seed = cfg.seed if seed is None else seed
-    want = json.loads(json.dumps(generation_options(cfg, None, template, style_token, guidance,
-                                                    None, seed, None, token)[0], default=str))
-    root = Path(root) if root else cache_root() / "synthetic"
-    found = []
-    for run in root.glob("*/run.json"):
-        try:
-            options = json.loads(run.read_text())["options"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if all(options.get(k) == v for k, v in want.items()):
-            n = complete_per_class(run.parent)
-            if n >= per_class:
-                found.append((n, str(run.parent)))
-    return Path(min(found)[1]) if found else None
-
-
-def synthetic_subset(source: str | Path, per_class: int, out: str | Path) -> Path:
-    """The first `per_class` images of each class of `source`, as a set of its own in `out`
-    (hard links, or copies across file systems; metadata.jsonl and run.json filtered to them).
-
-    This IS the set `generate_synthetic_set(..., per_class)` draws with the same options:
-    generate.py seeds image i of class c with image_seed(run seed, c, i), names it
-    `<class>/<i:05d>.png`, picks its prompt from that seed, and never depends on how many
-    images per class are asked for. Pixels match up to the rounding of batching (generate.py
-    documents at most 1/255 on a few values in 100,000); tests/test_experiments.py checks it.
-    Written to a temporary folder and renamed, so `out` is complete or absent.
-    """
-    source, out = Path(source), Path(out)
-    if (out / "metadata.jsonl").exists():
-        made_from = json.loads((out / "run.json").read_text()).get("subset_of", {}).get("path")
-        if made_from != str(source.resolve()):
-            raise ValueError(f"{str(out)!r} is a subset of {made_from!r}, not of {str(source)!r}")
-        return out
-    have = complete_per_class(source)
-    if per_class > have:
-        raise ValueError(f"per_class={per_class} is more than the {have} images per class of "
-                         f"{str(source)!r}")
-    rows = read_manifest(source)
-    rows = rows[rows["file_name"].map(lambda f: int(Path(f).stem)) < per_class]
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for name in rows["file_name"]:
-        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source / name, tmp / name)
-        except OSError:
-            shutil.copy2(source / name, tmp / name)
-    run = json.loads((source / "run.json").read_text())
-    run.setdefault("request", {})["per_class"] = per_class
-    run["subset_of"] = {"path": str(source.resolve()), "per_class": have}
-    run.get("result", {}).update(images=len(rows), generated=0)
-    write_json(tmp / "run.json", run)
-    lines = [json.dumps(r) for r in rows.to_dict("records")]
-    atomic_write_bytes(tmp / "metadata.jsonl", ("\n".join(lines) + "\n").encode())
-    if (source / "README.md").exists():  # its dataset card: class names, no counts, so still true
-        shutil.copy2(source / "README.md", tmp / "README.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
-    return out
-
-
-def set_options(folder: str | Path) -> dict:
-    """The generation options a synthetic set's run.json records (template, guidance_scale, ...)."""
-    run = Path(folder) / "run.json"
-    if not run.exists():
-        raise FileNotFoundError(f"{str(run)!r} does not exist; is {str(folder)!r} a synthetic set "
-                                f"written by `bridge generate`?")
-    try:
-        options = json.loads(run.read_text())["options"]
-    except (ValueError, KeyError, TypeError):
-        options = None
-    if not isinstance(options, dict):
-        raise ValueError(f"{str(run)!r} is not a synthetic set's run record (a JSON object with "
-                         f"its generation options); was {str(folder)!r} written by `bridge generate`?")
-    return options
-
-
-def complete_per_class(folder: str | Path) -> int:
-    """N such that images 0..N-1 of every class are in the set's manifest (0 if none)."""
-    rows = read_manifest(folder)
-    if rows.empty:
-        return 0
-    index = rows["file_name"].map(lambda f: int(Path(f).stem))
-    classes = len(set_options(folder)["class_names"])
-    have = [set(index[rows["label"] == c]) for c in range(classes)]
-    return min(next(i for i in itertools.count() if i not in s) for s in have)
+    want = generation_options(cfg, None, template, style_token, guidance, None, seed, None,
+                              token)[0]
+    return find_set(Path(root) if root else cache_root() / "synthetic", want, per_class)
 
 
 def _command() -> str:

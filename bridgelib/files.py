@@ -114,8 +114,8 @@ def save_figure(fig, path: str | Path, **kwargs) -> Path:
 
 
 # ---- the one reader: user-supplied files are regular files of a bounded size ------------------
-MAX_JSON_BYTES = 64 << 20       # run.json, metrics.json, config.json, split files, sweep.json
-MAX_MANIFEST_BYTES = 2 << 30    # metadata.jsonl: ~350 B a row, 5,000 images x 1,000 classes
+MAX_JSON_BYTES = 64 << 20       # a set's record, metrics.json, config.json, splits, sweep.json
+MAX_MANIFEST_BYTES = 2 << 30    # a set's manifest: ~350 B a row, 5,000 images x 1,000 classes
 
 
 def _amount(n: int) -> str:

@@ -17,7 +17,6 @@ Taught in notebooks 02, 03, 04, 07.
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import warnings
@@ -31,8 +30,8 @@ import torch
 from PIL import Image
 
 from bridgelib.data import ImageSet, StreamSet, check_memory, read_image, streams
-from bridgelib.files import MAX_JSON_BYTES, atomic_write_bytes, read_bytes
-from bridgelib.manifest import read_manifest
+from bridgelib.files import atomic_write_bytes
+from bridgelib.manifest import listed_classes, read_record
 from bridgelib.prompts import clean_class_names, validate_class_names
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -161,17 +160,19 @@ def load_image_folder(root: str | Path, size: int, class_names: list[str] | None
     """An ImageFolder (`root/<class>/<image>`) decoded once to (N, 3, size, size) uint8, each
     image stretched to size x size (`data.resize_image`'s `stretch`).
 
-    Synthetic sets written by `bridge generate` are ImageFolders; their metadata.jsonl names
-    each folder's class. `class_names`, if given, fixes the label order and must match.
+    Synthetic sets written by `bridge generate` are ImageFolders; their manifest names each
+    folder's class, and only the images it lists are read (bridgelib.manifest).
+    `class_names`, if given, fixes the label order and must match.
     The folder is checked as it is read (`check_image_folder`): an unreadable file is skipped
     with a warning naming it, not left to crash a DataLoader in epoch 3; a missing or empty
     folder, or a class without one readable image, stops here with a one-line ValueError.
     """
     root = Path(root).expanduser()
-    if (root / "metadata.jsonl").exists():  # a synthetic set: its record is read after training
-        _check_run_record(root / "run.json")
-    names = _folder_class_names(root) if root.is_dir() else {}
-    only = set(names) if (root / "metadata.jsonl").exists() else None
+    read_record(root, required=False)  # a training run reads it at its end: checked before
+    listed = listed_classes(root)  # {folder: class} of a synthetic set; None: a plain ImageFolder
+    only = None if listed is None else set(listed)
+    names = listed if listed is not None else {p.name: p.name for p in class_folders(root)} \
+        if root.is_dir() else {}
     n = sum(len(c.images) for c in class_files(root) if only is None or c.path.name in only) \
         if root.is_dir() else 0
     stream = streams(n, size)  # too large to hold decoded: checked now, decoded as batches need it
@@ -229,7 +230,7 @@ def walk_image_folder(root: Path, splits: bool,
     split is 'all' for a folder of class folders, else 'train' or 'test'. Refuses, in one line
     naming the folder and the layout, a missing folder (FolderError), one without class folders,
     and (unless `splits`) a train/ + test/ layout. only: just these class folders (the ones a
-    synthetic set's metadata.jsonl lists)."""
+    synthetic set's manifest lists)."""
     layout = SPLIT_LAYOUT if splits else FOLDER_LAYOUT
     if not root.is_dir():
         raise FolderError(f"image folder {str(root)!r} does not exist; expected {layout}")
@@ -306,29 +307,6 @@ def _remove_image_folder(root: Path) -> None:
             raise FileExistsError(f"{str(root)!r} holds {p.name!r}, which is not a class folder "
                                   f"of images; not replacing it (choose another folder)")
     shutil.rmtree(root)
-
-
-def _check_run_record(path: Path) -> None:
-    """A synthetic set's run.json, when present, must be a JSON object whose options are one:
-    refused here, before a training run that would read it only at its end."""
-    if not path.exists():
-        return
-    data = read_bytes(path, MAX_JSON_BYTES, "run.json")  # a FIFO once hung `train` here
-    try:
-        run = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        run = None
-    if not isinstance(run, dict) or not isinstance(run.get("options", {}), dict):
-        raise ValueError(f"{str(path)!r} is not a run.json of `bridge generate` (a JSON object "
-                         f"with its options); regenerate the set, or delete run.json")
-
-
-def _folder_class_names(root: Path) -> dict[str, str]:
-    """{folder: class name}: from metadata.jsonl when present (synthetic sets), else folder names."""
-    if (root / "metadata.jsonl").exists():
-        rows = read_manifest(root)  # the one reader: it checks every row
-        return dict(zip(rows.file_name.str.split("/").str[0], rows.class_name))
-    return {p.name: p.name for p in class_folders(root)}
 
 
 # ---- warnings before a comparison that cannot tell recipes apart (your own folder) -------------

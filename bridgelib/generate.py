@@ -1,7 +1,8 @@
 """Synthetic training sets from a text-to-image model: batched, seeded, resumable.
 
-A set is an ImageFolder plus `metadata.jsonl` and `run.json`; `manifest.py` describes the layout
-and decides what a rerun keeps.
+A set is an ImageFolder plus a manifest (one row per image) and a record of the run;
+`manifest.py` is their one home: it describes the layout, reads and writes both files, and decides
+what a rerun keeps.
 
 Every image has its own seed, `image_seed(run_seed, class_idx, index)`, and its own
 `torch.Generator`, so an image does not depend on the batch it was drawn in, on the order of the
@@ -10,8 +11,8 @@ appended only once its PNG is in place, so a crash leaves a folder that a rerun 
 
 Launched on several processes (`accelerate launch --multi_gpu --num_processes N -m bridgelib.cli
 generate ...`, or torchrun), the work is split between them: each process draws its share and
-appends its rows to `metadata.rank{R}.jsonl`; rank 0 merges the parts into `metadata.jsonl`, the
-same file, row for row, as one process writes.
+appends its rows to a manifest part of its own (`manifest.manifest_parts`); rank 0 merges the
+parts into the set's manifest, the same file, row for row, as one process writes.
 
 Taught in notebooks 02, 03, 04, 07.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import time
 import warnings
 from pathlib import Path
@@ -30,11 +30,14 @@ import torch
 from bridgelib.config import MINI_GENERATOR, PER_CLASS, Config, cache_root, check_value
 from bridgelib.datasets import MINI_CLASSES, MINI_DATASET, dataset_class_names
 from bridgelib.files import (atomic_write_bytes, check_free_space, process_state, progress,
-                             resolve_device, sha256_file, share_cpu, write_json)
+                             resolve_device, sha256_file, share_cpu)
 from bridgelib.locks import output_lock
-from bridgelib.manifest import (COLUMNS, check_folder, class_folders_of, image_seed,
-                                manifest_parts, manifest_rows, prepare_folder, read_manifest,
-                                set_class_folders, write_manifest)
+from bridgelib.manifest import (appending_rows, check_folder, class_folders_of, image_seed,
+                                manifest_part, manifest_parts, manifest_rows, prepare_folder,
+                                set_class_folders, write_manifest, write_record)
+# Notebooks 02 and 07 import read_manifest from here (another branch edits notebooks/); delete
+# this line once they import it from bridgelib.manifest, as the package, tools and tests do.
+from bridgelib.manifest import read_manifest  # noqa: F401
 from bridgelib.memory import check_generation_memory
 from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token,
@@ -44,8 +47,8 @@ from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token
 from bridgelib.prompts import (clean_class_names, make_prompt, template_strings,
                                validate_class_names)
 
-__all__ = ["COLUMNS", "cached_synthetic_set", "generate_synthetic_set", "image_seed",
-           "read_manifest"]  # the layout helpers live in manifest.py; the pipeline in pipeline.py
+__all__ = ["cached_synthetic_set", "generate_synthetic_set", "generation_options"]
+# a set's layout and files live in manifest.py; the pipeline in pipeline.py
 
 
 def generate_synthetic_set(cfg: Config, out: str | Path, per_class: int,
@@ -133,8 +136,7 @@ def _draw_set(cfg: Config, out: Path, per_class: int, batch_size: int, options: 
     work = [(c, i) for c in range(len(names)) for i in range(per_class) if (c, i) not in done]
     # Rank-stride shares differ by at most one image; each image's seed makes the split invisible.
     mine = work if state is None else work[state.process_index::state.num_processes]
-    manifest = out / ("metadata.jsonl" if state is None else
-                      f"metadata.rank{state.process_index}.jsonl")
+    manifest = manifest_part(out, None if state is None else state.process_index)
     t0 = time.perf_counter()
     done.update(_draw_all(pipe, out, mine, batch_size, options, slugs, manifest,
                           progress_bar and main))
@@ -144,12 +146,12 @@ def _draw_set(cfg: Config, out: Path, per_class: int, batch_size: int, options: 
             return out
         done.update(manifest_rows(slugs, manifest_parts(out)))
     write_manifest(out, done)
-    for part in manifest_parts(out):  # merged into metadata.jsonl just now
+    for part in manifest_parts(out):  # merged into the set's manifest just now
         part.unlink()
     seconds = time.perf_counter() - t0
     run["result"] = {"images": len(done), "generated": len(work), "seconds": round(seconds, 3),
                      "images_per_s": round(len(work) / seconds, 3) if work else None}
-    write_json(out / "run.json", run)
+    write_record(out, run)
     return out
 
 
@@ -212,7 +214,7 @@ def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[st
             "scheduler": type(pipe.scheduler).__name__, "model": o["model"],
             "style_token": o["style_token"], "width": res, "height": res}
     rows = {}
-    with open(manifest_path, "a") as manifest:
+    with appending_rows(manifest_path) as append:
         for (c, i), s, prompt, image in zip(batch, seeds, prompts, images):
             buf = io.BytesIO()
             image.save(buf, format="PNG")
@@ -220,15 +222,14 @@ def _draw(pipe, out: Path, batch: list[tuple[int, int]], o: dict, slugs: list[st
             atomic_write_bytes(out / file_name, buf.getvalue())
             rows[(c, i)] = {"file_name": file_name, "label": c, "class_name": o["class_names"][c],
                             "prompt": prompt, "seed": s, **meta}
-            manifest.write(json.dumps({k: rows[(c, i)][k] for k in COLUMNS}) + "\n")
-            manifest.flush()
+            append(rows[(c, i)])
     return rows
 
 
 def generation_options(cfg: Config, class_names, template, style_token, guidance, steps, seed,
                        negative_prompt, token=None) -> tuple[dict, StyleToken | None]:
-    """The validated generation options (what run.json records and a resume must match) and the
-    style token as read (pipeline.read_style_token), or None."""
+    """The validated generation options (what a set's record holds and a resume must match)
+    and the style token as read (pipeline.read_style_token), or None."""
     g = cfg.generation
     template = template or ("dsi" if style_token is not None else g.template)
     guidance = g.guidance if guidance is None else guidance

@@ -146,7 +146,7 @@ def compile_unet(unet, device: torch.device):
     return torch.compile(unet)
 
 
-# How a pipeline draws images, as run.json names it (a resume never mixes two).
+# How a pipeline draws images, as a synthetic set's record names it (a resume never mixes two).
 # On a CPU with AMX (files.bf16_autocast) the UNet, VAE and text encoder keep fp32 weights and
 # compute in bf16 under autocast (norms and softmax stay fp32): faster at equal quality, and
 # batch-size invariant (README's "Measured speed", benchmarks/bench_quality.py).

@@ -97,7 +97,8 @@ def make_prompt(template: str, class_name: str, seed: int, token: str | None = N
 
 
 def template_strings(template: str) -> list[str]:
-    """The wording(s) a template uses, recorded in run.json so a changed wording is noticed."""
+    """The wording(s) a template uses, recorded in a synthetic set's record so a changed
+    wording is noticed."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
     return {"single": [SINGLE_TEMPLATE], "multi": list(MULTI_TEMPLATES),

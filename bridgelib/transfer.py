@@ -28,7 +28,6 @@ Taught in notebooks 01, 03, 07.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from bridgelib.files import (atomic_write_bytes, autocast, bf16_autocast, check_
                              write_json)
 from bridgelib.locks import LOCK_NAME
 from bridgelib.folders import load_image_folder, warn_polarity_gap, warn_small_test_split
+from bridgelib.manifest import trained_on
 from bridgelib.metrics import model_leep
 from bridgelib.models import (CLASSIFIER_DIR, LEGACY_CLASSIFIER_CONFIG, LEGACY_CLASSIFIER_FILE,
                               check_classifier_folder, create_classifier, evaluate, input_stats, reinit_head,
@@ -361,7 +361,8 @@ def train_run(cfg: Config, recipe: str, out, shots: int | str | None = "full", s
                "weights": weights_source(cfg, source),
                "profile": cfg.profile, "dataset": cfg.dataset, "data_folder": data_folder,
                # a compute-matched vanilla records the set it is matched to, not as trained on
-               **_synthetic_facts(synthetic_dir, synthetic),
+               **trained_on(synthetic_dir, len(synthetic) // len(synthetic.class_names)
+                            if synthetic is not None else 0),
                "match_compute": budget_only,
                "fixed_steps": cfg.train.synthetic.steps or 0 if synthetic is not None else 0,
                **({"compute_matched_to": str(synthetic_dir), "synthetic": None,
@@ -408,18 +409,3 @@ def _refuse_foreign_files(out) -> None:
                                   f"a file of a `bridge train` run; choose another --out or pass "
                                   f"--overwrite (it replaces only a run's config.json, "
                                   f"history.csv, metrics.json and classifier)")
-
-
-def _synthetic_facts(synthetic_dir, synthetic: ImageSet | None) -> dict:
-    """What a results table needs about the synthetic set: template, guidance, images per class."""
-    if synthetic is None:
-        return {"template": None, "guidance": None, "gen_seed": None, "synthetic_per_class": 0,
-                "token_real_per_class": None}
-    run = Path(synthetic_dir) / "run.json"
-    options = json.loads(run.read_text()).get("options", {}) if run.exists() else {}
-    token = options.get("style_token") or {}
-    return {"template": options.get("template"), "guidance": options.get("guidance_scale"),
-            "gen_seed": options.get("seed"),
-            # a DSI set: the real images per class its token was learned on (k at k shots)
-            "token_real_per_class": token.get("real_per_class") if token else None,
-            "synthetic_per_class": len(synthetic) // len(synthetic.class_names)}

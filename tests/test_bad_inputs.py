@@ -289,7 +289,7 @@ def test_bad_input_gives_one_line_and_loses_nothing(setup, named, tmp_path, monk
 
 
 def test_disk_full_keeps_what_was_written_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
-    from bridgelib.generate import read_manifest
+    from bridgelib.manifest import read_manifest
     argv = generate(tmp_path)
     disk_full_after(monkeypatch, 3)
     assert cli.main(argv) == 1  # a failure met by the run

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from bridgelib.config import get_config
-from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.generate import generate_synthetic_set
+from bridgelib.manifest import read_manifest
 from bridgelib.transfer import train_run
 from cli_helpers import write_folder
 

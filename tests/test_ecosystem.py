@@ -74,7 +74,7 @@ def test_the_card_yaml_is_what_the_hub_reads(synthetic_set):
 
 
 def test_a_sweeps_subset_of_a_set_keeps_its_card(synthetic_set, tmp_path):
-    from bridgelib.experiments import synthetic_subset
+    from bridgelib.manifest import synthetic_subset
     sub = synthetic_subset(synthetic_set, 1, tmp_path / "sub")
     assert (sub / "README.md").read_bytes() == (synthetic_set / "README.md").read_bytes()
 

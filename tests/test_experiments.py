@@ -10,9 +10,9 @@ from PIL import Image
 
 from bridgelib import experiments
 from bridgelib.config import get_config
-from bridgelib.experiments import (Cell, complete_per_class, find_synthetic_set, plan_sweep,
-                                   run_sweep, synthetic_subset)
-from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.experiments import Cell, find_synthetic_set, plan_sweep, run_sweep
+from bridgelib.generate import generate_synthetic_set
+from bridgelib.manifest import complete_per_class, read_manifest, synthetic_subset
 from bridgelib.pipeline import load_pipeline
 from bridgelib.store import STORE_COLUMNS, collect_histories, load_runs, read_store
 

@@ -17,7 +17,8 @@ import bridgelib.generate as gen
 from bridgelib.config import get_config
 from bridgelib.folders import load_image_folder
 from bridgelib.files import sha256_file
-from bridgelib.generate import COLUMNS, generate_synthetic_set, image_seed, read_manifest
+from bridgelib.generate import generate_synthetic_set
+from bridgelib.manifest import COLUMNS, image_seed, read_manifest
 from bridgelib.pipeline import load_pipeline
 
 CLASSES = ["digit one", "digit seven", "letter a"]

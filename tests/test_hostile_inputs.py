@@ -229,13 +229,15 @@ CASES = [
     # --- late failures found before the first step --------------------------------------------
     ("synthetic-run-json-a-list",  # once: a traceback after the whole training
      lambda t: train(t, "--recipe", "bridged", "--synthetic", str(with_record(t, "[1, 2]"))),
-     ["syn/run.json'", "not a run.json of `bridge generate`", "regenerate"]),
+     ["syn/run.json' is not a JSON object", "expected the run.json that `bridge generate` "
+      "writes", "regenerate"]),
     ("synthetic-run-json-corrupt",
      lambda t: train(t, "--recipe", "bridged", "--synthetic", str(with_record(t, '{"opt'))),
-     ["syn/run.json'", "not a run.json"]),
+     ["syn/run.json' is not JSON", "expected the run.json"]),
     ("synthetic-options-not-an-object",
      lambda t: train(t, "--recipe", "bridged", "--synthetic",
-                     str(with_record(t, '{"options": "single"}'))), ["syn/run.json'"]),
+                     str(with_record(t, '{"options": "single"}'))),
+     ["syn/run.json' has no options object"]),
     ("train-out-inside-a-file", lambda t: (
         (t / "f").write_text("keep"), train(t) + ["--out", str(t / "f" / "run")])[1],
      ["f/run'", "is inside", "not a folder"]),
@@ -313,7 +315,7 @@ def test_hostile_input_gives_one_line_and_loses_nothing(setup, named, tmp_path, 
 def test_a_subset_of_a_set_whose_manifest_leaves_it_is_refused(tmp_path):
     """`bridge sweep --synthetic` copies a set's files into its own folder (synthetic_subset):
     a row naming a file outside the set is refused before anything is linked or copied."""
-    from bridgelib.experiments import synthetic_subset
+    from bridgelib.manifest import synthetic_subset
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "0.sh").write_text("secret")
     source = fake_set(tmp_path / "syn", json.dumps({"file_name": "../x/0.sh", "label": 0,

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from bridgelib.config import get_config
 from bridgelib.datasets import load_dataset
 from bridgelib.files import sha256_file
-from bridgelib.generate import generate_synthetic_set, read_manifest
+from bridgelib.generate import generate_synthetic_set
+from bridgelib.manifest import read_manifest
 from bridgelib.invert import add_style_token, learn_style_token, token_loss
 from bridgelib.pipeline import load_pipeline, load_style_token, nearest_words, single_token_id
 

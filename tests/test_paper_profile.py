@@ -47,7 +47,8 @@ def test_paper_chain_check_invert_generate_train_on_a_stand_in_pipeline(stand_in
     folder of "your" classes: invert, generate with the token, train bridged++ on the set."""
     from bridgelib.datasets import load_dataset
     from bridgelib.folders import check_image_folder
-    from bridgelib.generate import generate_synthetic_set, read_manifest
+    from bridgelib.generate import generate_synthetic_set
+    from bridgelib.manifest import read_manifest
     from bridgelib.invert import learn_style_token
     _, root = stand_in
     cfg = get_config("paper", dataset="imagefolder", data_root=str(root / "data"), image_size=32,

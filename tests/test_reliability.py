@@ -96,7 +96,8 @@ def pixels(out: Path) -> dict[str, np.ndarray]:
 
 
 def test_generate_survives_sigkill(tmp_path):
-    from bridgelib.generate import generate_synthetic_set, read_manifest
+    from bridgelib.generate import generate_synthetic_set
+    from bridgelib.manifest import read_manifest
     out = tmp_path / "set"
     argv = ["generate", "--per-class", "2", "--out", str(out), "--steps", "2",
             "--batch-size", "2", "--seed", "3"]

@@ -149,7 +149,7 @@ GRIDS = {
 HISTORY_FAMILIES = ("recipes", "paper-main", "paper-main-k4")  # for the convergence figure
 HISTORY_COLUMNS = ["run", "stage", "epoch", "train_loss", "train_acc", "test_acc"]
 # Used when nothing is measured yet: a line fitted to the wall_s of the first world's runs
-# (mini, 2 CPU cores, no other load), 10 images/s from run.json.
+# (mini, 2 CPU cores, no other load), 10 images/s from the synthetic sets' records.
 SECONDS = {"per_run": 3.3, "per_step": 0.04, "images_per_s": 10.0, "invert_s": 120.0}
 
 
@@ -303,6 +303,7 @@ def measured_rates(cfg, root) -> dict:
     import numpy as np
     from bridgelib.config import cache_root
     from bridgelib.experiments import Cell
+    from bridgelib.manifest import set_records
     from bridgelib.store import collect_runs
     rate = dict(SECONDS)
     roots = [r for r in [Path(root), *Path(root).parent.glob(Path(root).name + "-*")]
@@ -315,7 +316,7 @@ def measured_rates(cfg, root) -> dict:
         if len(set(steps)) > 1:
             slope, intercept = np.polyfit(steps, runs["wall_s"], 1)
             rate.update(per_step=round(float(slope), 4), per_run=round(max(float(intercept), 0), 2))
-    records = [json.loads(p.read_text()) for p in (cache_root() / "synthetic").glob("*/run.json")]
+    records = [record for _, record in set_records(cache_root() / "synthetic")]
     speeds = [r.get("result", {}).get("images_per_s") for r in records]
     speeds = [s for s in speeds if s]
     if speeds:
