@@ -42,23 +42,24 @@ MONITOR_IMAGES = 2000       # per-epoch accuracy is read on this many (config.mo
 EQUIVALENCE_POINTS = 2.0    # "robust to guidance": every value within ±2 points of another
 LEVEL = 0.95
 POWER = 0.80                # min_detectable: the effect a row finds 80% of the time at LEVEL
-# The synthetic : real ratio (synthetic images per real image in the training data; the store's
-# `syn_per_real`) of the mixing map: 50%, 20%, 6.25% and 4% real (the paper's 15-24 : 1).
+# The mixing ratio, synthetic : real (synthetic images per real image in a mixed run's
+# training data; the store's column `syn_per_real`) of the mixing map: 50%, 20%, 6.25% and 4%
+# real (the paper's 15-24 : 1). Not config's `train.mixed_real_fraction` (a mixed batch's
+# real share).
 SYN_PER_REAL = (1, 4, 15, 24)
-MIX_RATIOS = SYN_PER_REAL   # the name the mixing map used before
-# The paper's setting (the store's main one): 1,500 synthetic images per class, 15 per real
-# image on the full pool, the synthetic stage at its epochs, both arms in fp32.
-PAPER_VOLUME = 1500
+# The paper's setting (the store's main one): 1,500 synthetic images per class (`per_class`), 15
+# per real image on the full pool, the synthetic stage at its epochs, both arms in fp32.
+PAPER_PER_CLASS = 1500
 PAPER_BUDGET = 940          # synthetic-stage steps at 1,500/class (the volume study's fixed budget)
-VOLUMES = (500, 1500, 3000)  # the paper's volume range, per class
-DSI_FEW_SHOT_VOLUME = 200   # DSI at 4 shots: one token and one set per k-shot subset
+PAPER_PER_CLASS_RANGE = (500, 1500, 3000)  # the paper's volume study, per class
+DSI_FEW_SHOT_PER_CLASS = 200  # DSI at 4 shots: one token and one set per k-shot subset
 # The second setting (the store's first): 200 per class, 2 per real image, any precision.
-DEFAULT_VOLUME = 200        # the second setting's synthetic images per class
-FIXED_BUDGET = 125          # its volume family's synthetic-stage steps (DEFAULT_VOLUME's epochs)
+DEFAULT_PER_CLASS = 200     # the second setting's synthetic images per class
+FIXED_BUDGET = 125          # its volume family's synthetic-stage steps (at 200/class's epochs)
 
 # What a run of the store is unless a rule says otherwise: pretrained, its recipe's own budget,
 # not compute-matched. Synthetic recipes also: the single template, the profile's guidance and
-# the first generation seed, at the setting's volume and precision.
+# the first generation seed, at the setting's images per class and precision.
 BASE = {"scratch": False, "match_compute": False, "fixed_steps": 0}
 SYNTHETIC = {"template": "single", "guidance": 3.0, "gen_seed": 0}
 PAPER = {"precision": "fp32"}
@@ -82,17 +83,17 @@ class Rule:
 
 def _runs(recipe: str, shots, setting: dict = PAPER, **where) -> dict:
     """The runs of `recipe` at `shots` in a setting (PAPER or SECOND): synthetic recipes at the
-    setting's volume unless `where` names one."""
-    volume = PAPER_VOLUME if setting is PAPER else DEFAULT_VOLUME
-    synthetic = {} if recipe == "vanilla" else {**SYNTHETIC, "volume": volume}
+    setting's `per_class` unless `where` names one."""
+    per_class = PAPER_PER_CLASS if setting is PAPER else DEFAULT_PER_CLASS
+    synthetic = {} if recipe == "vanilla" else {**SYNTHETIC, "per_class": per_class}
     mixed = {"mixed_budget": "bridged"} if recipe == "mixed" else {}
     return {**BASE, **setting, **synthetic, **mixed, "recipe": recipe, "shots": shots, **where}
 
 
-def _matched(shots, setting: dict = PAPER, volume=None, **where) -> dict:
-    """The vanilla trained as many steps as bridged at `volume` (the fair-budget control)."""
-    volume = volume or (PAPER_VOLUME if setting is PAPER else DEFAULT_VOLUME)
-    return {**BASE, **setting, "recipe": "vanilla", "shots": shots, "volume": volume,
+def _matched(shots, setting: dict = PAPER, per_class=None, **where) -> dict:
+    """The vanilla trained as many steps as bridged at `per_class` (the fair-budget control)."""
+    per_class = per_class or (PAPER_PER_CLASS if setting is PAPER else DEFAULT_PER_CLASS)
+    return {**BASE, **setting, "recipe": "vanilla", "shots": shots, "per_class": per_class,
             "match_compute": True, **where}
 
 
@@ -119,8 +120,8 @@ RECIPE_CLAIMS = [  # (claim, a, b, direction, paper, source, paper_diff)
 
 def _where(shots_name: str, setting: dict) -> str:
     if setting is PAPER:
-        return f"{shots_name}, {PAPER_VOLUME:,}/class"
-    return f"{shots_name}, {DEFAULT_VOLUME}/class (second setting)"
+        return f"{shots_name}, {PAPER_PER_CLASS:,}/class"
+    return f"{shots_name}, {DEFAULT_PER_CLASS}/class (second setting)"
 
 
 def _rules() -> list[Rule]:
@@ -137,12 +138,12 @@ def _mixing_rules() -> list[Rule]:
                           f"vanilla", _runs("mixed", "full", mixed_budget=budget, gen_seed=0),
                           _runs("vanilla", "full"), -1, mixed, REVIEW, "−6 to −10"))
     for ratio in (15, 24):
-        volume = POOL_PER_CLASS * ratio
+        per_class = POOL_PER_CLASS * ratio
         for b, vs in ((_runs("vanilla", "full", SECOND), "vanilla"),
-                      (_matched("full", SECOND, volume), "compute-matched vanilla")):
+                      (_matched("full", SECOND, per_class), "compute-matched vanilla")):
             rules.append(Rule("Mixed transfer is below vanilla", f"full pool, {ratio} : 1 "
                               f"(second setting), vs {vs}",
-                              _runs("mixed", "full", SECOND, volume=volume), b, -1, mixed,
+                              _runs("mixed", "full", SECOND, per_class=per_class), b, -1, mixed,
                               REVIEW, "−6 to −10"))
     return rules
 
@@ -176,27 +177,28 @@ def _dsi_rules() -> list[Rule]:
     dsi = "bridged++ with DSI above the single template: Aircraft +0.6, Cars +0.4, SUN397 +2.6"
     dsi_vs_vanilla = ("bridged++ with DSI images above vanilla: Aircraft 79.7 → 85.8, "
                       "Cars 83.8 → 92.0")
-    full = {"volume": PAPER_VOLUME, "gen_seed": [0, 1]}
-    k4 = {"volume": DSI_FEW_SHOT_VOLUME, "gen_seed": 0}
-    where_k4 = f"4 shots, {DSI_FEW_SHOT_VOLUME}/class, each arm's token learned on its own 40 images"
+    full = {"per_class": PAPER_PER_CLASS, "gen_seed": [0, 1]}
+    k4 = {"per_class": DSI_FEW_SHOT_PER_CLASS, "gen_seed": 0}
+    where_k4 = (f"4 shots, {DSI_FEW_SHOT_PER_CLASS}/class, each arm's token learned on its own "
+                "40 images")
     rules = [
-        Rule("Bridged++ on DSI images beats vanilla", f"full pool, {PAPER_VOLUME:,}/class, vs "
+        Rule("Bridged++ on DSI images beats vanilla", f"full pool, {PAPER_PER_CLASS:,}/class, vs "
              f"vanilla", _runs("bridged++", "full", template="dsi", **full),
              _runs("vanilla", "full"), +1, dsi_vs_vanilla, TABLE, "+6.1, +8.2"),
-        Rule("Bridged++ on DSI images beats vanilla", f"full pool, {PAPER_VOLUME:,}/class, vs "
+        Rule("Bridged++ on DSI images beats vanilla", f"full pool, {PAPER_PER_CLASS:,}/class, vs "
              f"compute-matched vanilla", _runs("bridged++", "full", template="dsi", **full),
              _matched("full", gen_seed=[0, 1]), +1, dsi_vs_vanilla, TABLE, "+6.1, +8.2",
              pair_on=BOTH),
         Rule("Bridged++ on DSI images beats vanilla", f"{where_k4}, vs vanilla",
              _runs("bridged++", 4, template="dsi", **k4), _runs("vanilla", 4), +1,
              dsi_vs_vanilla, TABLE, "+6.1, +8.2"),
-        Rule("DSI images beat the single template", f"full pool, {PAPER_VOLUME:,}/class, "
+        Rule("DSI images beat the single template", f"full pool, {PAPER_PER_CLASS:,}/class, "
              f"bridged++", _runs("bridged++", "full", template="dsi", **full),
              _runs("bridged++", "full", **full), +1, dsi, TABLE, "+0.4 to +2.6", pair_on=BOTH),
         Rule("DSI images beat the single template", f"{where_k4}, bridged++",
              _runs("bridged++", 4, template="dsi", **k4), _runs("bridged++", 4, **k4), +1, dsi,
              TABLE, "+0.4 to +2.6", pair_on=BOTH),
-        Rule("DSI images beat the single template", f"full pool, {DEFAULT_VOLUME}/class "
+        Rule("DSI images beat the single template", f"full pool, {DEFAULT_PER_CLASS}/class "
              f"(second setting), bridged++",
              _runs("bridged++", "full", SECOND, template="dsi", gen_seed=[0, 1]),
              _runs("bridged++", "full", SECOND, gen_seed=[0, 1]), +1, dsi, TABLE,
@@ -205,25 +207,25 @@ def _dsi_rules() -> list[Rule]:
 
 
 def _volume_rules() -> list[Rule]:
-    volume = "accuracy rises from 500 to 3,000 images/class, not saturated (Aircraft, Cars, Food)"
+    paper = "accuracy rises from 500 to 3,000 images/class, not saturated (Aircraft, Cars, Food)"
     rules = []
-    small, middle, big = VOLUMES
+    small, middle, big = PAPER_PER_CLASS_RANGE
     for shots, name in SHOT_SETTINGS:
         seeds = {"gen_seed": [0, 1]} if shots == "full" else {"gen_seed": 0}
         for what, lower in (("More synthetic images keep helping", small),
                             ("Volume is not saturated", middle)):
             # epochs fixed: a bigger set also trains longer, as a study that adds images does
             rules.append(Rule(what, f"{name}, bridged++ {big:,} vs {lower:,}/class, epochs fixed",
-                              _runs("bridged++", shots, volume=big, **seeds),
-                              _runs("bridged++", shots, volume=lower, **seeds), +1, volume,
+                              _runs("bridged++", shots, per_class=big, **seeds),
+                              _runs("bridged++", shots, per_class=lower, **seeds), +1, paper,
                               REVIEWS, "> 0 (500 → 3,000)", pair_on=BOTH))
             # steps fixed at the 1,500 set's epoch budget (whose epoch run is that budget)
-            b = _runs("bridged++", shots, volume=lower, **seeds,
-                      fixed_steps=PAPER_BUDGET if lower != PAPER_VOLUME else 0)
+            b = _runs("bridged++", shots, per_class=lower, **seeds,
+                      fixed_steps=PAPER_BUDGET if lower != PAPER_PER_CLASS else 0)
             rules.append(Rule(what, f"{name}, bridged++ {big:,} vs {lower:,}/class, "
                               f"{PAPER_BUDGET} synthetic steps",
-                              _runs("bridged++", shots, volume=big, fixed_steps=PAPER_BUDGET,
-                                    **seeds), b, +1, volume, REVIEWS, "> 0 (500 → 3,000)",
+                              _runs("bridged++", shots, per_class=big, fixed_steps=PAPER_BUDGET,
+                                    **seeds), b, +1, paper, REVIEWS, "> 0 (500 → 3,000)",
                               pair_on=BOTH))
     for shots, name in SHOT_SETTINGS:  # the second setting: 25-400/class at 125 steps
         for big_, small_, what in ((400, 25, "More synthetic images keep helping"),
@@ -231,13 +233,13 @@ def _volume_rules() -> list[Rule]:
             at = dict(fixed_steps=FIXED_BUDGET, gen_seed=[0, 1])
             rules.append(Rule(what, f"{name}, bridged++ {big_} vs {small_}/class, "
                               f"{FIXED_BUDGET} synthetic steps (second setting)",
-                              _runs("bridged++", shots, SECOND, volume=big_, **at),
-                              _runs("bridged++", shots, SECOND, volume=small_, **at), +1,
-                              volume, REVIEWS, "> 0 (500 → 3,000)", pair_on=BOTH))
+                              _runs("bridged++", shots, SECOND, per_class=big_, **at),
+                              _runs("bridged++", shots, SECOND, per_class=small_, **at), +1,
+                              paper, REVIEWS, "> 0 (500 → 3,000)", pair_on=BOTH))
     rules.append(Rule("Robust to the guidance scale", "4 shots, bridged++ 100/class, guidance "
                       "7.5 vs 2 (second setting; 1, no guidance, shown, not scored)",
-                      _runs("bridged++", 4, SECOND, volume=100, guidance=7.5, gen_seed=[0, 1]),
-                      _runs("bridged++", 4, SECOND, volume=100, guidance=2.0, gen_seed=[0, 1]),
+                      _runs("bridged++", 4, SECOND, per_class=100, guidance=7.5, gen_seed=[0, 1]),
+                      _runs("bridged++", 4, SECOND, per_class=100, guidance=2.0, gen_seed=[0, 1]),
                       0, "results are robust to the guidance scale (scales not given)", REVIEWS,
                       "≈ 0", pair_on=BOTH))
     return rules
@@ -398,7 +400,7 @@ def select(store: pd.DataFrame, where: dict) -> pd.DataFrame:
         allowed = want if isinstance(want, list) else [want]
         if col == "shots":
             mask &= values.astype(str).isin([str(v) for v in allowed])
-        elif col in ("volume", "guidance", "gen_seed", "fixed_steps"):
+        elif col in ("per_class", "guidance", "gen_seed", "fixed_steps"):
             mask &= pd.to_numeric(values, errors="coerce").isin([float(v) for v in allowed])
         else:
             mask &= values.isin(allowed)
@@ -489,24 +491,24 @@ def verdict_summary(table: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- the mixing map's table
 def mixing_table(runs: pd.DataFrame, baseline: str = "vanilla") -> pd.DataFrame:
-    """mixed − vanilla per (shots, volume), paired by seed (gen seed 0, the recipes' own
+    """mixed − vanilla per (shots, per_class), paired by seed (gen seed 0, the recipes' own
     budgets), with the real share, its interval and n, and what synthetic-only scores at that
-    volume (what the synthetic images alone can teach)."""
+    per_class (what the synthetic images alone can teach)."""
     runs = runs.assign(**{c: v for c, v in {**BASE, "gen_seed": 0, "template": "single"}.items()
                           if c not in runs})  # a store made before these columns existed
     mixed = select(runs, {**BASE, "recipe": "mixed", "template": "single", "gen_seed": 0})
-    only = runs[runs["recipe"] == "synthetic-only"].groupby("volume")["test_acc"].mean()
+    only = runs[runs["recipe"] == "synthetic-only"].groupby("per_class")["test_acc"].mean()
     rows = []
-    for (shots, volume), group in mixed.groupby(["shots", "volume"], sort=False):
+    for (shots, per_class), group in mixed.groupby(["shots", "per_class"], sort=False):
         at = {"shots": shots, "template": "single", "gen_seed": 0}
-        d = paired_differences(runs, {**BASE, **at, "recipe": "mixed", "volume": int(volume)},
+        d = paired_differences(runs, {**BASE, **at, "recipe": "mixed", "per_class": int(per_class)},
                                {**BASE, "recipe": baseline, "shots": shots})
         mean, low, high, n = paired_interval(d)
         ratio = float(group["syn_per_real"].mean()) if "syn_per_real" in group else math.nan
-        rows.append({"shots": shots, "volume": int(volume), "syn_per_real": ratio,
+        rows.append({"shots": shots, "per_class": int(per_class), "syn_per_real": ratio,
                      "real_share": 1 / (1 + ratio), "diff": mean * 100,
                      "ci_low": low * 100, "ci_high": high * 100, "n": n,
-                     "synthetic_only": only.get(volume, np.nan)})
-    table = pd.DataFrame(rows, columns=["shots", "volume", "syn_per_real", "real_share", "diff",
+                     "synthetic_only": only.get(per_class, np.nan)})
+    table = pd.DataFrame(rows, columns=["shots", "per_class", "syn_per_real", "real_share", "diff",
                                         "ci_low", "ci_high", "n", "synthetic_only"])
     return table.sort_values(["shots", "syn_per_real"], key=paper_order, ignore_index=True)

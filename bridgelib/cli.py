@@ -197,14 +197,15 @@ def _add_train(sub) -> None:
 
 def _add_sweep(sub) -> None:
     s = _common(sub.add_parser("sweep", help="run a grid of training runs (skips finished ones)",
-                               description="Train every cell of recipes x shots x seeds x volume "
-                               "x guidance x template not already in --out; synthetic sets are "
-                               "generated once per (template, guidance) and cached; "
+                               description="Train every cell of recipes x shots x seeds x "
+                               "synthetic images per class x guidance x template not already "
+                               "in --out; synthetic sets are generated once per (template, "
+                               "guidance) and cached; "
                                "--out/results.csv (one row per run) is rewritten after each run."))
     s.add_argument("--recipes", nargs="+", default=["vanilla"])
     s.add_argument("--shots", nargs="+", default=["4"])
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--volumes", nargs="+", type=int, default=[],
+    s.add_argument("--per-class", nargs="+", type=int, default=[],
                    help="synthetic images per class (each smaller one: the first N of the largest)")
     s.add_argument("--guidance", nargs="+", type=float, default=[None],
                    help="guidance scales of the generated sets (default: the profile's)")
@@ -213,7 +214,7 @@ def _add_sweep(sub) -> None:
     s.add_argument("--token", help="the word prompts use for --style-token, instead of the "
                    "file's own (needed for kohya/A1111 emb_params files, which name none)")
     s.add_argument("--synthetic", help="use this synthetic set instead of generating (its "
-                   "template and guidance; --volumes default to its size)")
+                   "template and guidance; --per-class defaults to its size)")
     s.add_argument("--gen-seeds", nargs="+", type=int, default=[0],
                    help="seeds of the synthetic sets (and DSI tokens): generation noise")
     s.add_argument("--alternate-gen-seeds", action="store_true", help="training seed s trains "
@@ -221,7 +222,7 @@ def _add_sweep(sub) -> None:
     s.add_argument("--fixed-steps", type=int, default=0,
                    help="every synthetic stage trains exactly N steps (default: its epochs)")
     s.add_argument("--match-compute", action="store_true",
-                   help="also train vanilla for as many steps as bridged at each volume")
+                   help="also train vanilla for as many steps as bridged at each --per-class")
     s.add_argument("--mixed-epochs", action="store_true", help="mixed trains the real stage's "
                    "epochs over the union (each real image as many passes as in vanilla)")
     s.add_argument("--workers", type=int, default=1, help="train runs in N processes at once "
@@ -392,21 +393,21 @@ def _sweep(args) -> None:
     cfg = _config(args)
     check_training_memory(cfg)
     store = run_sweep(cfg, args.out, recipes=args.recipes, shots=args.shots,
-                      seeds=args.seeds, volumes=args.volumes, guidances=args.guidance,
+                      seeds=args.seeds, per_class=args.per_class, guidances=args.guidance,
                       templates=args.templates, scratch=(False, True) if args.with_scratch
                       else (False,), gen_seeds=args.gen_seeds, fixed_steps=args.fixed_steps,
                       match_compute=args.match_compute, synthetic_dir=args.synthetic,
                       style_token=args.style_token, save_model=not args.no_save_model,
                       token=args.token, mixed_epochs=args.mixed_epochs, workers=args.workers,
                       alternate_gen_seeds=args.alternate_gen_seeds)
-    by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "volume",
+    by = ("recipe", "match_compute", "template", "guidance", "gen_seed", "fixed_steps", "per_class",
           "shots", "scratch")
     print(summarize(_filled(store), by=by).to_string(index=False))
 
 
 def _check_grid(args) -> None:
     """Each value of a sweep's grid by the rule of the option it stands for: a bad one is one
-    line now, not after the cells before it trained (`--volumes 100001` was refused only then)."""
+    line now, not after the cells before it trained (`--per-class 100001` was refused only then)."""
     from bridgelib.config import PER_CLASS
     from bridgelib.splits import parse_shots
     from bridgelib.transfer import RECIPES
@@ -423,8 +424,8 @@ def _check_grid(args) -> None:
         except ValueError:
             raise ValueError(f"--shots {shots!r} is invalid; expected a positive integer or "
                              f"'full'") from None
-    for volume in args.volumes:
-        check_value("--volumes", volume, PER_CLASS)
+    for per_class in args.per_class:
+        check_value("--per-class", per_class, PER_CLASS)
     for seed in (*args.seeds, *args.gen_seeds):
         check_value("--seeds/--gen-seeds", seed, "seed")
     for guidance in args.guidance:
@@ -446,7 +447,7 @@ def _report(args) -> None:
                 check_target(p)
     store, histories = load_runs(*args.runs)
     written = write_report(store, args.out, histories=histories, overwrite=args.overwrite)
-    table = summarize(_filled(store), by=("dataset", "template", "guidance", "volume", "recipe",
+    table = summarize(_filled(store), by=("dataset", "template", "guidance", "per_class", "recipe",
                                           "scratch", "shots"))
     atomic_write_bytes(f"{args.out}/summary.csv", table.to_csv(index=False).encode())
     print(table.to_string(index=False))
@@ -454,9 +455,9 @@ def _report(args) -> None:
 
 
 def _filled(store):
-    """Vanilla's empty template, guidance, volume and generation seed as "none" and 0, so
+    """Vanilla's empty template, guidance, per_class and generation seed as "none" and 0, so
     summaries keep it."""
-    return store.fillna({"template": "none", "guidance": 0, "volume": 0, "gen_seed": 0})
+    return store.fillna({"template": "none", "guidance": 0, "per_class": 0, "gen_seed": 0})
 
 
 def _mini_build(args) -> None:

@@ -78,7 +78,11 @@ class TrainConfig:
     synthetic: StageConfig
     mixup_alpha: float = 0.2       # Mixup in the synthetic stage of bridged++ (ours)
     match_compute: bool = False    # vanilla trains as many steps as bridged's two stages (fair budget)
-    mixed_real_fraction: float | None = None  # None = all real + all synthetic (the paper's); else the real share
+    # mixed only: the real share of its training images, so of a batch on average (0.5: half
+    # real). Not the mixing ratio (the store's `syn_per_real`, synthetic : real images), though
+    # it sets one: a share f leaves 1/f - 1 synthetic per real. None: every real and every
+    # synthetic image (the paper's mixed; its ratio is whatever the two sets' sizes make).
+    mixed_real_fraction: float | None = None
     # mixed's budget: "bridged" = as many steps as bridged's two stages (same images seen);
     # "epochs" = the real stage's epochs over the union (each real image as many passes as vanilla)
     mixed_budget: str = "bridged"

@@ -80,7 +80,7 @@ def check_memory(n_images: int, size: int, what: str, copies: int = 1) -> None:
     if have is not None and need > have:
         raise ValueError(f"{what!r}: {n_images:,} images at {size} px need {amount(need)} "
                          f"decoded, more than the {amount(have)} of memory available; use "
-                         f"fewer images (a smaller --per-class or volume) or a smaller size")
+                         f"fewer images (a smaller --per-class) or a smaller size")
 
 
 # ours: far above any photo a run needs (it is resized to at most a few hundred px), low enough

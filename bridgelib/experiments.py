@@ -1,16 +1,16 @@
 """Grids of training runs: run what is missing, skip what is on disk, keep one tidy results store.
 
-A sweep is the grid recipes x shots x seeds x synthetic volume (images per class) x guidance x
+A sweep is the grid recipes x shots x seeds x synthetic images per class (`per_class`) x guidance x
 template (single | dsi) x generation seed [x scratch]. Each cell is one `train_run` in
 `root/<cell name>/`; a cell whose metrics.json exists is never recomputed, so an interrupted sweep
 resumes where it stopped and a finished one reruns in seconds. Vanilla uses no synthetic images,
-so one vanilla run serves every volume, guidance and template of its (shots, seed); its
-compute-matched twin (`match_compute`) trains as many steps as bridged would at each volume.
+so one vanilla run serves every `per_class`, guidance and template of its (shots, seed); its
+compute-matched twin (`match_compute`) trains as many steps as bridged would at each `per_class`.
 
 Synthetic sets are never recomputed either: one set per (template, guidance, generation seed) at
-the largest volume still needed (the package's cached set, `cache/synthetic/` or
+the largest `per_class` still needed (the package's cached set, `cache/synthetic/` or
 `$BRIDGELIB_CACHE/synthetic/`, reused when one with the same options is big enough), and every
-smaller volume is the first N images per class of it.
+smaller `per_class` is the first N images per class of it.
 
 After every run `root/results.csv` (the store: one row per run, config then metrics columns,
 `bridgelib.store`) is rewritten atomically; `pd.read_csv` reads it as is.
@@ -45,25 +45,25 @@ from bridgelib.transfer import RECIPES, train_run
 # ---------------------------------------------------------------- the cells of a grid
 @dataclass(frozen=True)
 class Cell:
-    """One run of a sweep; `volume` None means no synthetic data (plain vanilla)."""
+    """One run of a sweep; `per_class` None means no synthetic data (plain vanilla)."""
     recipe: str
     shots: int | str
     seed: int                      # training seed (and the k-shot subset's)
-    volume: int | None = None      # synthetic images per class
+    per_class: int | None = None   # synthetic images per class
     guidance: float | None = None
     template: str | None = None
     scratch: bool = False          # random initialisation instead of the pretrained backbone
     gen_seed: int = 0              # seed of the synthetic set (and of its DSI token)
     fixed_steps: int = 0           # synthetic stage of exactly this many steps; 0: its epochs
-    match_compute: bool = False    # vanilla only: as many steps as bridged at this volume
+    match_compute: bool = False    # vanilla only: as many steps as bridged at this per_class
     mixed_epochs: bool = False     # mixed only: vanilla's epochs over the union (train.mixed_budget)
 
     @property
     def name(self) -> str:
-        data = (f"-{self.template}-g{self.guidance:g}-n{self.volume}"
+        data = (f"-{self.template}-g{self.guidance:g}-n{self.per_class}"
                 + (f"-gen{self.gen_seed}" if self.gen_seed else "")
                 + (f"-steps{self.fixed_steps}" if self.fixed_steps else "")
-                + ("-epochs" if self.mixed_epochs else "")) if self.volume else ""
+                + ("-epochs" if self.mixed_epochs else "")) if self.per_class else ""
         recipe = "vanilla-matched" if self.match_compute else self.recipe
         return (f"{recipe}{data}-k{self.shots}-s{self.seed}"
                 + ("-scratch" if self.scratch else ""))
@@ -91,13 +91,14 @@ class Cell:
         return key + ((self.shots, self.seed) if self.own_token else ())
 
 
-def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidances=(3.0,),
+def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), per_class=(), guidances=(3.0,),
                templates=("single",), scratch=(False,), gen_seeds=(0,), fixed_steps=0,
                match_compute=False, mixed_epochs=False, alternate_gen_seeds=False) -> list[Cell]:
-    """Every cell of the grid, once: vanilla collapses over volume, guidance, template and
-    generation seed. `fixed_steps`: every synthetic stage trains exactly that many steps (more
-    images, not more training). `match_compute`: beside each plain vanilla, a vanilla that trains
-    as many steps as bridged at each volume (the fair-budget control).
+    """Every cell of the grid, once (`per_class`: a list of synthetic images per class): vanilla
+    collapses over per_class, guidance, template and generation seed. `fixed_steps`: every
+    synthetic stage trains exactly that many steps (more images, not more training).
+    `match_compute`: beside each plain vanilla, a vanilla that trains as many steps as bridged
+    at each `per_class` (the fair-budget control).
     `alternate_gen_seeds`: training seed s trains on generation seed gen_seeds[s % len] only,
     instead of on every generation seed: each vanilla run then pairs with one run of each other
     recipe (independent pairs, none counted twice) while both kinds of noise still vary."""
@@ -107,9 +108,9 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
     bad = [t for t in templates if t not in TEMPLATES]
     if bad:
         raise ValueError(f"unknown template {bad[0]!r}; valid: {', '.join(TEMPLATES)}")
-    for v in volumes:
+    for v in per_class:
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"volume={v!r} is invalid; expected a positive number of images "
+            raise ValueError(f"per_class={v!r} is invalid; expected a positive number of images "
                              f"per class")
     if fixed_steps != 0:  # 0: the stage's own epochs
         check_value("fixed_steps", fixed_steps, "train.synthetic.steps")
@@ -117,19 +118,19 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
         check_value("guidance", g, "generation.guidance")
     for g in gen_seeds:
         check_value("gen_seed", g, "seed")
-    if match_compute and not volumes:
-        raise ValueError("match_compute needs volumes: the matched vanilla trains as many steps "
+    if match_compute and not per_class:
+        raise ValueError("match_compute needs per_class: the matched vanilla trains as many steps "
                          "as bridged would on that many synthetic images per class")
     shots = [parse_shots(k) or "full" for k in shots]
     cells: dict[str, Cell] = {}
-    data = list(itertools.product(volumes, [float(g) for g in guidances], templates,
+    data = list(itertools.product(per_class, [float(g) for g in guidances], templates,
                                   [int(g) for g in gen_seeds]))
     for recipe, k, seed, s in itertools.product(recipes, shots, seeds, scratch):
         seed_data = [d for d in data if not alternate_gen_seeds
                      or d[3] == int(gen_seeds[int(seed) % len(gen_seeds)])]
-        if recipe != "vanilla" and not volumes:
-            raise ValueError(f"recipe {recipe!r} needs synthetic images: give volumes (images per "
-                             f"class, --volumes N ...) or a synthetic set (--synthetic DIR)")
+        if recipe != "vanilla" and not per_class:
+            raise ValueError(f"recipe {recipe!r} needs synthetic images: give per_class (images "
+                             f"per class, --per-class N ...) or a synthetic set (--synthetic DIR)")
         if recipe == "vanilla":
             cells.setdefault((c := Cell(recipe, k, int(seed), scratch=bool(s))).name, c)
             if not match_compute:
@@ -144,7 +145,7 @@ def plan_sweep(recipes=("vanilla",), shots=(4,), seeds=(0,), volumes=(), guidanc
 
 # ---------------------------------------------------------------- running a sweep
 def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), seeds=(0,),
-              volumes=(), guidances=(None,), templates=("single",), scratch=(False,),
+              per_class=(), guidances=(None,), templates=("single",), scratch=(False,),
               gen_seeds=(0,), fixed_steps=0, match_compute=False,
               synthetic_dir=None, style_token=None, command: str | None = None,
               cache: str | Path | None = None, save_model: bool = True,
@@ -153,7 +154,7 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     """Train every cell of the grid not already in `root`; return this grid's rows of the store.
 
     guidance None is the profile's default. `synthetic_dir`: use this set (its own template and
-    guidance; volumes default to its size) instead of generating. `style_token`: the DSI token
+    guidance; per_class defaults to its size) instead of generating. `style_token`: the DSI token
     (default: the package's cached one, learned once per generation seed); `token`: the word
     prompts use for it, instead of the file's (as `generate_synthetic_set`). Generation and
     training seeds are apart: the synthetic sets and tokens are drawn with each seed of
@@ -169,11 +170,11 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
     """
     root = Path(root)
     if synthetic_dir is not None:
-        options, per_class = read_options(synthetic_dir), complete_per_class(synthetic_dir)
+        options, size = read_options(synthetic_dir), complete_per_class(synthetic_dir)
         guidances, templates = [options["guidance_scale"]], [options["template"]]
-        volumes = volumes or [per_class]
+        per_class = per_class or [size]
     guidances = [cfg.generation.guidance if g is None else g for g in guidances]
-    cells = plan_sweep(recipes, shots, seeds, volumes, guidances, templates, scratch, gen_seeds,
+    cells = plan_sweep(recipes, shots, seeds, per_class, guidances, templates, scratch, gen_seeds,
                        fixed_steps, match_compute, mixed_epochs, alternate_gen_seeds)
     check_value("workers", workers, "generation.batch_size")  # a positive integer
     check_sweep_folder(cfg, root)
@@ -186,10 +187,10 @@ def run_sweep(cfg: Config, root: str | Path, recipes=("vanilla",), shots=(4,), s
                          token)
     if workers == 1:
         for cell in progress(todo, desc="runs"):
-            _train_cell(cfg, cell, root, sets.folder(cell) if cell.volume else None, save_model)
+            _train_cell(cfg, cell, root, sets.folder(cell) if cell.per_class else None, save_model)
             write_store(root)
     else:
-        jobs = [(cfg, c, root, sets.folder(c) if c.volume else None, save_model) for c in todo]
+        jobs = [(cfg, c, root, sets.folder(c) if c.per_class else None, save_model) for c in todo]
         _train_in_workers(jobs, workers, root)
     store = write_store(root)
     return store[store["run"].isin([c.name for c in cells])].reset_index(drop=True)
@@ -281,9 +282,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
 class SyntheticSets:
     """The synthetic folder of each cell, made only when a cell that needs it runs.
 
-    One source set per (template, guidance), at the largest volume the cells still to run need;
-    smaller volumes are `synthetic_subset`s of it under `subsets/`. The pipeline loads at most
-    once, and only if something must be generated or a style token learned.
+    One source set per (template, guidance), at the largest `per_class` the cells still to run
+    need; smaller ones are `synthetic_subset`s of it under `subsets/`. The pipeline loads at
+    most once, and only if something must be generated or a style token learned.
     """
 
     def __init__(self, cfg: Config, subsets: Path, given=None, style_token=None, todo=(),
@@ -293,8 +294,8 @@ class SyntheticSets:
         self.cache = Path(cache) if cache else cache_root()
         self.need: dict[tuple, int] = {}
         for c in todo:
-            if c.volume:
-                self.need[c.set_key] = max(self.need.get(c.set_key, 0), c.volume)
+            if c.per_class:
+                self.need[c.set_key] = max(self.need.get(c.set_key, 0), c.per_class)
         self.sources: dict[tuple, Path] = {}
         self.tokens: dict[tuple, Path] = {}
         self._pipe = None
@@ -338,13 +339,13 @@ class SyntheticSets:
         shots, seed = (cell.shots, cell.seed) if cell.own_token else ("full", None)
         source = self.source(cell.template, cell.guidance, cell.gen_seed, shots, seed)
         have = complete_per_class(source)
-        if cell.volume > have:
-            raise ValueError(f"volume={cell.volume} is more than the {have} images per class of "
-                             f"{str(source)!r}")
-        if cell.volume == have:
+        if cell.per_class > have:
+            raise ValueError(f"per_class={cell.per_class} is more than the {have} images per "
+                             f"class of {str(source)!r}")
+        if cell.per_class == have:
             return source
-        out = self.subsets / f"{source.name}-first{cell.volume}"
-        return synthetic_subset(source, cell.volume, out)
+        out = self.subsets / f"{source.name}-first{cell.per_class}"
+        return synthetic_subset(source, cell.per_class, out)
 
 
 def find_synthetic_set(cfg: Config, per_class: int, template: str, guidance: float,

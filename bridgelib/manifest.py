@@ -362,7 +362,7 @@ def trained_on(folder: str | Path | None, per_class: int = 0) -> dict:
     token = options.get("style_token") or {}
     return {"template": options.get("template"), "guidance": options.get("guidance_scale"),
             "gen_seed": options.get("seed"), "token_real_per_class": token.get("real_per_class"),
-            "synthetic_per_class": per_class}
+            "per_class": per_class}
 
 
 def check_folder(out: Path, options: dict, overwrite: bool, reads: Path | None = None) -> None:

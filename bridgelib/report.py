@@ -20,8 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bridgelib.claims import (MIX_RATIOS, VERDICTS, claim_verdicts, mixing_table, paired_differences,
-                              paired_interval, select)
+from bridgelib.claims import (SYN_PER_REAL, VERDICTS, claim_verdicts, mixing_table,
+                              paired_differences, paired_interval, select)
 from bridgelib.config import DATA_DIR
 from bridgelib.files import atomic_write_bytes, save_figure
 from bridgelib.store import (RECIPE_ORDER, convergence_table, curve_table, radar_table,
@@ -319,7 +319,7 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
     return fig
 
 
-def mixing_map(runs: pd.DataFrame, ratios=MIX_RATIOS, title: str | None = None,
+def mixing_map(runs: pd.DataFrame, ratios=SYN_PER_REAL, title: str | None = None,
                profile: str | None = None) -> Figure:
     """The mixing map: mixed − vanilla (points) over shots × real share (`ratios`, synthetic
     images per real one), each cell with its 95% interval; blue where mixing helps, red where
@@ -475,7 +475,7 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
             save_figure(fig, out / f"claims_forest.{ext}", dpi=150)
             written[f"claims_forest.{ext}"] = out / f"claims_forest.{ext}"
     mixing = mixing_table(runs)
-    if (mixing["n"] > 0).any() and mixing["syn_per_real"].round(2).isin(MIX_RATIOS).any():
+    if (mixing["n"] > 0).any() and mixing["syn_per_real"].round(2).isin(SYN_PER_REAL).any():
         save_csv("mixing_map.csv", mixing)
         fig = mixing_map(runs, profile=profile)
         for ext in ("png", "svg"):

@@ -130,10 +130,10 @@ def test_mixing_map_pairs_mixed_with_vanilla_per_cell():
     rows = []
     for seed in SEEDS:
         rows.append(dict(run=f"v{seed}", recipe="vanilla", shots="4", seed=seed, test_acc=0.6 + NOISE[seed]))
-        for volume, gain in ((4, 0.02), (96, -0.05)):
-            rows.append(dict(run=f"m{volume}-{seed}", recipe="mixed", shots="4", seed=seed,
-                             volume=volume, template="single", guidance=3.0, gen_seed=0,
-                             syn_per_real=volume / 4, test_acc=0.6 + NOISE[seed] + gain))
+        for per_class, gain in ((4, 0.02), (96, -0.05)):
+            rows.append(dict(run=f"m{per_class}-{seed}", recipe="mixed", shots="4", seed=seed,
+                             per_class=per_class, template="single", guidance=3.0, gen_seed=0,
+                             syn_per_real=per_class / 4, test_acc=0.6 + NOISE[seed] + gain))
     runs = pd.DataFrame(rows).assign(scratch=False, match_compute=False, fixed_steps=0)
     table = claims.mixing_table(runs)
     assert table["syn_per_real"].tolist() == [1, 24] and table["n"].tolist() == [5, 5]

@@ -52,9 +52,9 @@ def no_pipeline(*args, **kwargs):
 
 def test_plan_shares_vanilla_across_volume_guidance_and_template():
     cells = plan_sweep(["vanilla", "bridged++"], shots=["4", "full"], seeds=[0, 1],
-                       volumes=[25, 50], guidances=[1, 3], templates=["single", "dsi"])
+                       per_class=[25, 50], guidances=[1, 3], templates=["single", "dsi"])
     vanilla = [c for c in cells if c.recipe == "vanilla"]
-    assert len(vanilla) == 2 * 2 and all(c.volume is None for c in vanilla)
+    assert len(vanilla) == 2 * 2 and all(c.per_class is None for c in vanilla)
     assert len(cells) == 4 + 2 * 2 * 2 * 2 * 2
     assert len({c.name for c in cells}) == len(cells)
     assert Cell("bridged++", 4, 0, 25, 7.5, "dsi").name == "bridged++-dsi-g7.5-n25-k4-s0"
@@ -63,23 +63,23 @@ def test_plan_shares_vanilla_across_volume_guidance_and_template():
 
 
 def test_alternate_gen_seeds_gives_each_training_seed_one_set():
-    grid = dict(recipes=["vanilla", "bridged++"], shots=["full"], seeds=range(4), volumes=[50],
+    grid = dict(recipes=["vanilla", "bridged++"], shots=["full"], seeds=range(4), per_class=[50],
                 gen_seeds=[0, 1], match_compute=True)
     crossed = plan_sweep(**grid)
     alternate = plan_sweep(**grid, alternate_gen_seeds=True)
     assert len([c for c in crossed if c.recipe == "bridged++"]) == 8
-    synthetic = [c for c in alternate if c.volume]  # bridged++ and the matched vanilla
+    synthetic = [c for c in alternate if c.per_class]  # bridged++ and the matched vanilla
     assert sorted((c.recipe, c.seed, c.gen_seed) for c in synthetic) == sorted(
         (r, s, s % 2) for r in ("bridged++", "vanilla") for s in range(4))
     # plain vanilla has no generation seed: one run per training seed either way
-    assert len([c for c in alternate if c.recipe == "vanilla" and not c.volume]) == 4
+    assert len([c for c in alternate if c.recipe == "vanilla" and not c.per_class]) == 4
 
 
 @pytest.mark.parametrize("kw, named", [
     (dict(recipes=["bridged+"]), "'bridged+'"),
-    (dict(recipes=["mixed"]), "volumes"),
-    (dict(recipes=["mixed"], volumes=[0]), "volume=0"),
-    (dict(recipes=["mixed"], volumes=[5], templates=["fancy"]), "'fancy'"),
+    (dict(recipes=["mixed"]), "per_class"),
+    (dict(recipes=["mixed"], per_class=[0]), "per_class=0"),
+    (dict(recipes=["mixed"], per_class=[5], templates=["fancy"]), "'fancy'"),
     (dict(shots=["0"]), "shots="),
 ])
 def test_bad_grids_are_refused_in_one_line(kw, named):
@@ -121,7 +121,7 @@ def test_find_synthetic_set_picks_the_smallest_big_enough_match(cfg, pipe, tmp_p
 
 def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkeypatch):
     root, cache = tmp_path / "sweep", tmp_path / "cache"
-    grid = dict(recipes=["vanilla", "bridged++"], shots=[1], seeds=[0], volumes=[1, 2],
+    grid = dict(recipes=["vanilla", "bridged++"], shots=[1], seeds=[0], per_class=[1, 2],
                 guidances=[2.0, None], cache=cache)
     counter = Counter()
     monkeypatch.setattr(experiments, "train_run", counter)
@@ -133,12 +133,12 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
     on_disk = pd.read_csv(root / "results.csv")
     assert list(on_disk.columns[:len(STORE_COLUMNS)]) == list(STORE_COLUMNS)
     assert len(on_disk) == 5 and on_disk["run"].is_unique
-    syn = on_disk[on_disk.recipe == "bridged++"].sort_values(["guidance", "volume"])
-    assert syn[["guidance", "volume"]].values.tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
-    assert (syn["synthetic_images"] == syn["volume"] * 10).all()
+    syn = on_disk[on_disk.recipe == "bridged++"].sort_values(["guidance", "per_class"])
+    assert syn[["guidance", "per_class"]].values.tolist() == [[2, 1], [2, 2], [3, 1], [3, 2]]
+    assert (syn["synthetic_images"] == syn["per_class"] * 10).all()
     assert (syn["template"] == "single").all() and not on_disk["scratch"].any()
     van = on_disk[on_disk.recipe == "vanilla"].iloc[0]
-    assert pd.isna(van["volume"]) and pd.isna(van["guidance"]) and pd.isna(van["template"])
+    assert pd.isna(van["per_class"]) and pd.isna(van["guidance"]) and pd.isna(van["template"])
     assert set(on_disk["profile"]) == {"mini"} and set(on_disk["dataset"]) == {"fashion-mnist"}
     assert on_disk["test_acc"].between(0, 1).all() and on_disk["leep_pretrained"].notna().all()
 
@@ -155,7 +155,7 @@ def test_sweep_writes_the_store_and_a_rerun_trains_nothing(cfg, tmp_path, monkey
 
 def test_an_interrupted_sweep_resumes_where_it_stopped(cfg, tmp_path, monkeypatch):
     root = tmp_path / "sweep"
-    grid = dict(recipes=["vanilla", "mixed"], shots=[1, 2], seeds=[0], volumes=[1],
+    grid = dict(recipes=["vanilla", "mixed"], shots=[1, 2], seeds=[0], per_class=[1],
                 cache=tmp_path / "cache")
     monkeypatch.setattr(experiments, "train_run", Counter(fail=3))
     with pytest.raises(KeyboardInterrupt):
@@ -177,7 +177,7 @@ def test_a_k_shot_dsi_run_learns_its_token_on_its_own_k_shot_subset(cfg, tmp_pat
     monkeypatch.setattr(experiments, "train_run", counter)
     run_sweep(cfg, root, recipes=["vanilla"], shots=[1], cache=cache)
     store = run_sweep(cfg, root, recipes=["vanilla", "bridged"], shots=[1], seeds=[0, 1],
-                      volumes=[1], templates=["dsi"], cache=cache)
+                      per_class=[1], templates=["dsi"], cache=cache)
     assert counter.calls.count("vanilla-k1-s0") == 1  # the first sweep's vanilla is reused
     assert len(counter.calls) == 4
     records = {json.loads(p.read_text())["seed"]: json.loads(p.read_text())
@@ -196,7 +196,7 @@ def test_workers_train_the_same_runs_as_one_process(cfg, tmp_path, monkeypatch):
     # At the same number of PyTorch threads (a worker gets its share of the cores: one each on
     # 2 cores); a different thread count sums in another order, a few test images apart.
     from bridgelib.files import THREADS_ENV
-    grid = dict(recipes=["bridged"], shots=[1], seeds=[0, 1], volumes=[1],
+    grid = dict(recipes=["bridged"], shots=[1], seeds=[0, 1], per_class=[1],
                 cache=tmp_path / "cache")
     monkeypatch.setenv(THREADS_ENV, "1")
     one = run_sweep(cfg, tmp_path / "one", **grid)
@@ -210,12 +210,12 @@ def test_a_given_synthetic_set_gives_its_own_template_and_guidance(cfg, pipe, tm
     given = generate_synthetic_set(cfg, tmp_path / "given", per_class=2, guidance=5.0, pipe=pipe,
                                    progress_bar=False)
     monkeypatch.setattr(experiments, "train_run", Counter())
-    store = run_sweep(cfg, tmp_path / "sweep", recipes=["bridged"], shots=[1], volumes=[1, 2],
+    store = run_sweep(cfg, tmp_path / "sweep", recipes=["bridged"], shots=[1], per_class=[1, 2],
                       synthetic_dir=given)
     assert sorted(store["run"]) == ["bridged-single-g5-n1-k1-s0", "bridged-single-g5-n2-k1-s0"]
     assert (tmp_path / "sweep" / "synthetic" / "given-first1").is_dir()
-    with pytest.raises(ValueError, match="volume=3"):
-        run_sweep(cfg, tmp_path / "sweep", recipes=["bridged"], shots=[1], volumes=[3],
+    with pytest.raises(ValueError, match="per_class=3"):
+        run_sweep(cfg, tmp_path / "sweep", recipes=["bridged"], shots=[1], per_class=[3],
                   synthetic_dir=given)
 
 
@@ -249,8 +249,8 @@ def load_tool():
 def test_the_store_building_tool_end_to_end_on_a_tiny_grid(cfg, tmp_path, monkeypatch):
     tool = load_tool()
     grid = {"seeds": [0], "families": {
-        "volume": dict(recipes=["vanilla", "bridged++"], shots=[1], volumes=[1, 2]),
-        "recipes": dict(recipes=["vanilla", "mixed", "bridged++"], shots=[1], volumes=[2])}}
+        "volume": dict(recipes=["vanilla", "bridged++"], shots=[1], per_class=[1, 2]),
+        "recipes": dict(recipes=["vanilla", "mixed", "bridged++"], shots=[1], per_class=[2])}}
     root, dest, cache = tmp_path / "sweeps", tmp_path / "store", tmp_path / "cache"
     before = tool.plan(cfg, grid, root, cache)
     assert (before["runs"], before["todo"], before["images"]) == (4, 4, 20)  # vanilla, n2 shared
@@ -262,7 +262,7 @@ def test_the_store_building_tool_end_to_end_on_a_tiny_grid(cfg, tmp_path, monkey
     meta = tool.build_store(cfg, grid, root, dest, cache=cache, name="full")
     assert len(counter.calls) == 4 and not meta["provisional"] and meta["runs"] == 4
     assert [c["command"].split()[:2] for c in meta["commands"]] == [["bridge", "sweep"]] * 2
-    assert "--volumes 1 2" in meta["commands"][0]["command"]
+    assert "--per-class 1 2" in meta["commands"][0]["command"]
     assert sorted(p.name for p in dest.iterdir()) == ["README.md", "histories.csv", "results.csv", "store.json"]
     store = read_store(dest)
     assert len(store) == 4 and store["run"].is_unique
@@ -313,7 +313,7 @@ def test_full_grid_plan_shares_runs_between_families():
     assert cells["bridged++-single-g3-n400-gen1-steps125-kfull-s4"].fixed_steps == 125
     command = tool.sweep_command("mini", tool.GRIDS["full"]["families"]["guidance"], [0, 1, 2], "out")
     assert command == ("bridge sweep --profile mini --recipes vanilla bridged++ --shots 4 --seeds "
-                       "0 1 2 --volumes 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --no-save-model --out out")
+                       "0 1 2 --per-class 100 --guidance 1 2 3 5 7.5 --gen-seeds 0 1 --no-save-model --out out")
 
 
 def test_bridge_sweep_then_bridge_report(tmp_path, capsys):
@@ -360,7 +360,7 @@ def test_a_results_csv_no_sweep_wrote_is_never_replaced(cfg, tmp_path, monkeypat
 def test_generation_seeds_budgets_and_compute_matching_are_cells_of_their_own():
     from bridgelib.data import ImageSet
     from bridgelib.transfer import plan_stages, stage_steps
-    cells = plan_sweep(["vanilla", "bridged++"], shots=[1], seeds=[0], volumes=[25],
+    cells = plan_sweep(["vanilla", "bridged++"], shots=[1], seeds=[0], per_class=[25],
                        gen_seeds=[0, 1], fixed_steps=10, match_compute=True)
     names = {c.name: c for c in cells}
     assert set(names) == {"vanilla-k1-s0", "vanilla-matched-single-g3-n25-k1-s0",
@@ -384,10 +384,10 @@ def test_generation_seeds_budgets_and_compute_matching_are_cells_of_their_own():
     budget = plan_stages("vanilla", real, syn, matched)
     assert stage_steps(budget[0]) == sum(stage_steps(s) for s in natural)
     with pytest.raises(ValueError, match="fixed_steps=-1"):
-        plan_sweep(["bridged++"], volumes=[25], fixed_steps=-1)
+        plan_sweep(["bridged++"], per_class=[25], fixed_steps=-1)
     with pytest.raises(ValueError, match="guidance=inf"):
-        plan_sweep(["bridged++"], volumes=[25], guidances=[float("inf")])
+        plan_sweep(["bridged++"], per_class=[25], guidances=[float("inf")])
     with pytest.raises(ValueError, match="gen_seed=-2"):
-        plan_sweep(["bridged++"], volumes=[25], gen_seeds=[-2])
-    with pytest.raises(ValueError, match="match_compute needs volumes"):
+        plan_sweep(["bridged++"], per_class=[25], gen_seeds=[-2])
+    with pytest.raises(ValueError, match="match_compute needs per_class"):
         plan_sweep(["vanilla"], match_compute=True)

@@ -106,7 +106,7 @@ def test_a_missing_record(tmp_path):
         manifest.complete_per_class(root)
     assert manifest.trained_on(root, 3) == {"template": None, "guidance": None, "gen_seed": None,
                                             "token_real_per_class": None,
-                                            "synthetic_per_class": 3}
+                                            "per_class": 3}
 
 
 def test_the_cache_lookup_warns_of_a_bad_record_and_uses_the_others(tmp_path):

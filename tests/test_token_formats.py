@@ -171,7 +171,7 @@ def test_bridge_sweep_takes_token_for_a_file_that_names_none(tmp_path, monkeypat
     prompts with that word."""
     monkeypatch.setenv("BRIDGELIB_CACHE", str(tmp_path / "cache"))  # not the repository's
     path = emb_params_file(tmp_path)
-    argv = ["sweep", "--recipes", "bridged", "--shots", "1", "--volumes", "1", "--templates",
+    argv = ["sweep", "--recipes", "bridged", "--shots", "1", "--per-class", "1", "--templates",
             "dsi", "--style-token", str(path), "--out", str(tmp_path / "runs"),
             "--set", "train.real.epochs=1", "--set", "train.real.min_steps=0",
             "--set", "train.synthetic.epochs=1", "--no-save-model"]

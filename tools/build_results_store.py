@@ -37,11 +37,11 @@ sys.path.insert(0, str(REPO_ROOT))
 RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]  # the transfer recipes
 SHOTS = [1, 2, 4, 8, 16, "full"]
 SEEDS = [0, 1, 2, 3, 4]          # training seeds of every claim's setting
-DEFAULT_BUDGET = 125             # synthetic-stage steps of the default volume (200/class, 4 epochs)
+DEFAULT_BUDGET = 125             # synthetic-stage steps at the default 200/class (4 epochs)
 # The paper's own setting (its main experiments add 1,000 synthetic images per class, about 15 per
 # real image): 1,500 per class = 15 : 1 on the mini pool, the synthetic stage at its epochs.
-PAPER_VOLUME = 1500
-PAPER_BUDGET = 940               # synthetic-stage steps at PAPER_VOLUME's epochs (4 x 15,000 / 64)
+PAPER_PER_CLASS = 1500
+PAPER_BUDGET = 940               # synthetic-stage steps at 1,500/class's epochs (4 x 15,000 / 64)
 # Full pool: 10 training seeds, seed s on generation seed s % 2 (`alternate_gen_seeds`): 5 per
 # generation seed, and each vanilla run pairs with one run of each recipe (10 independent pairs;
 # every seed on both sets would pair each vanilla twice: 5 pairs, or 10 that count runs twice).
@@ -55,11 +55,11 @@ PAPER_SETTING = {"precision": "fp32"}
 
 
 def _mixing(k) -> dict:
-    """One row of the mixing map: mixed at shots k, at each real share of MIX_RATIOS."""
+    """One row of the mixing map: mixed at shots k, at each mixing ratio of SYN_PER_REAL."""
     from bridgelib.mini.fashion import POOL_PER_CLASS
-    from bridgelib.claims import MIX_RATIOS  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
-    per_class = POOL_PER_CLASS if k == "full" else k
-    return dict(recipes=["vanilla", "mixed"], shots=[k], volumes=[per_class * r for r in MIX_RATIOS])
+    from bridgelib.claims import SYN_PER_REAL  # 1 : 1, 4 : 1 and the paper's 15 : 1 and 24 : 1
+    real = POOL_PER_CLASS if k == "full" else k  # real images per class
+    return dict(recipes=["vanilla", "mixed"], shots=[k], per_class=[real * r for r in SYN_PER_REAL])
 
 
 # The figure families, in the order they are built: the claims' settings first (a build cut
@@ -68,7 +68,7 @@ def _mixing(k) -> dict:
 # "gen_seeds" [0, 1] puts generation noise (a second set, a second DSI token) into the claims
 # that depend on the images drawn (volume, guidance, DSI).
 def _paper(**family) -> dict:
-    return {"volumes": [PAPER_VOLUME], "set": PAPER_SETTING, **family}
+    return {"per_class": [PAPER_PER_CLASS], "set": PAPER_SETTING, **family}
 
 
 PAPER_RECIPES = ["vanilla", "bridged", "bridged-reinit", "bridged++"]
@@ -84,17 +84,17 @@ PAPER_FAMILIES = {
     "paper-main-k4": _paper(recipes=PAPER_RECIPES, shots=[4], seeds=FEW_SHOT_SEEDS,
                             match_compute=True),
     "paper-dsi-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
-                           volumes=[200], templates=["single", "dsi"]),
+                           per_class=[200], templates=["single", "dsi"]),
     "paper-dsi-full": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
                              templates=["dsi"], **PAPER_GEN_SEEDS),
     "paper-volume": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
-                           volumes=[500, 1500, 3000], **PAPER_GEN_SEEDS),
+                           per_class=[500, 1500, 3000], **PAPER_GEN_SEEDS),
     "paper-volume-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
-                              volumes=[500, 1500, 3000]),
-    "paper-volume-steps": _paper(recipes=["bridged++"], shots=["full"], volumes=[500, 3000],
+                              per_class=[500, 1500, 3000]),
+    "paper-volume-steps": _paper(recipes=["bridged++"], shots=["full"], per_class=[500, 3000],
                                  **PAPER_GEN_SEEDS, fixed_steps=PAPER_BUDGET),
     "paper-volume-steps-k4": _paper(recipes=["bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
-                                    volumes=[500, 3000], fixed_steps=PAPER_BUDGET),
+                                    per_class=[500, 3000], fixed_steps=PAPER_BUDGET),
     "paper-mixed": _paper(recipes=["vanilla", "mixed"], shots=["full"]),
     "paper-mixed-epochs": _paper(recipes=["vanilla", "mixed"], shots=["full"], mixed_epochs=True),
 }
@@ -105,45 +105,45 @@ GRIDS = {
         # The second setting (200/class, the store's first): families built before the paper's.
         # Every recipe at every shot setting (the radar, the ablation order, the convergence
         # histories), beside a vanilla trained as many steps as bridged (the fair-budget control).
-        "recipes": dict(recipes=RECIPES, shots=SHOTS, volumes=[200], match_compute=True),
+        "recipes": dict(recipes=RECIPES, shots=SHOTS, per_class=[200], match_compute=True),
         # The mixing map's full-pool row: the paper's 15 : 1 and 24 : 1, compute-matched too.
         "mixing-full": {**_mixing("full"), "match_compute": True},
         # More images at a fixed synthetic-stage budget: more data, not more training.
         "volume": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"],
-                       volumes=[25, 50, 100, 200, 400], gen_seeds=[0, 1],
+                       per_class=[25, 50, 100, 200, 400], gen_seeds=[0, 1],
                        fixed_steps=DEFAULT_BUDGET),
         # DSI at the full pool only: the 4-shot DSI runs of this setting used a token learned on
         # the whole pool (more real images than the arm's 40); paper-dsi-k4 replaces them.
-        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], volumes=[200],
+        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], per_class=[200],
                          templates=["single"], gen_seeds=[0, 1]),
-        "template-dsi": dict(recipes=["bridged++"], shots=["full"], volumes=[200],
+        "template-dsi": dict(recipes=["bridged++"], shots=["full"], per_class=[200],
                              templates=["dsi"], gen_seeds=[0, 1]),
-        "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
+        "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[100],
                          guidances=[1, 2, 3, 5, 7.5], gen_seeds=[0, 1]),
         # What the generator alone teaches (no real image seen), at every volume of the study.
         "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"],
-                               volumes=[25, 50, 100, 200, 400, 1500, 2400]),
+                               per_class=[25, 50, 100, 200, 400, 1500, 2400]),
         # The rest of the mixing map: shots x real share.
         **{f"mixing-k{k}": _mixing(k) for k in [16, 4, 1]},
         # Volume at the recipes' own epoch budgets (more data is also more training), 3 seeds.
         "volume-epochs": dict(recipes=["vanilla", "mixed", "bridged", "bridged++"], shots=[4],
-                              volumes=[25, 50, 100, 200, 400], seeds=[0, 1, 2]),
+                              per_class=[25, 50, 100, 200, 400], seeds=[0, 1, 2]),
         # Pretrained vs random initialisation (notebook 01), 3 seeds.
         "scratch": dict(recipes=["vanilla"], shots=SHOTS, scratch=[False, True], seeds=[0, 1, 2]),
     }},
     # A stand-in until the full store is built: one seed and the fewest runs that still draw
     # every figure (small sets on top of notebook 03/04's cached ones).
     "provisional": {"seeds": [0], "families": {
-        "recipes": dict(recipes=RECIPES, shots=[4], volumes=[100], match_compute=True),
-        "template": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[100],
+        "recipes": dict(recipes=RECIPES, shots=[4], per_class=[100], match_compute=True),
+        "template": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[100],
                          templates=["single", "dsi"]),
-        "volume": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[25, 50, 100],
+        "volume": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[25, 50, 100],
                        fixed_steps=DEFAULT_BUDGET),
-        "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], volumes=[25],
+        "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[25],
                          guidances=[1, 3]),
         "scratch": dict(recipes=["vanilla"], shots=[1, 4, 16, "full"], scratch=[False, True]),
         "mixing-k4": _mixing(4),
-        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"], volumes=[25, 100]),
+        "synthetic-only": dict(recipes=["synthetic-only"], shots=["full"], per_class=[25, 100]),
     }},
 }
 HISTORY_FAMILIES = ("recipes", "paper-main", "paper-main-k4")  # for the convergence figure
@@ -158,7 +158,7 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
     args = ["bridge", "sweep", "--profile", profile, "--recipes", *family["recipes"],
             "--shots", *map(str, family["shots"]),
             "--seeds", *map(str, family.get("seeds", seeds))]
-    for flag, key in (("--volumes", "volumes"), ("--guidance", "guidances"),
+    for flag, key in (("--per-class", "per_class"), ("--guidance", "guidances"),
                       ("--templates", "templates"), ("--gen-seeds", "gen_seeds")):
         if family.get(key):
             args += [flag, *(f"{v:g}" if isinstance(v, float) else str(v) for v in family[key])]
@@ -181,7 +181,7 @@ def sweep_command(profile: str, family: dict, seeds, root) -> str:
 def family_sweep(cfg, family: dict, seeds) -> dict:
     """The keyword arguments of `run_sweep` (and `plan_sweep`) a family equals."""
     return dict(recipes=family["recipes"], shots=family["shots"],
-                seeds=family.get("seeds", seeds), volumes=family.get("volumes", ()),
+                seeds=family.get("seeds", seeds), per_class=family.get("per_class", ()),
                 guidances=[cfg.generation.guidance if g is None else g
                            for g in family.get("guidances", [None])],
                 templates=family.get("templates", ["single"]),
@@ -239,8 +239,8 @@ def plan(cfg, grid: dict, root, cache=None, workers: int = 1, dest=None) -> dict
                 todo.append((fam, c))
     need: dict[tuple, int] = {}
     for _, c in todo:
-        if c.volume:
-            need[c.set_key] = max(need.get(c.set_key, 0), c.volume)
+        if c.per_class:
+            need[c.set_key] = max(need.get(c.set_key, 0), c.per_class)
     images, classes = 0, 10 if cfg.dataset == "fashion-mnist" else None
     for key, n in need.items():
         template, guidance, gen_seed = key[:3]
@@ -291,7 +291,7 @@ def run_steps(cfg, cell) -> int:
     def fake(n):
         return ImageSet(torch.zeros(n, 1, 1, 1, dtype=torch.uint8),
                         torch.zeros(n, dtype=torch.long), names)
-    syn = fake(cell.volume * len(names)) if cell.volume else None
+    syn = fake(cell.per_class * len(names)) if cell.per_class else None
     return sum(stage_steps(s) for s in plan_stages(cell.recipe, fake(n_real), syn,
                                                    cell.config(cfg)))
 
@@ -310,7 +310,7 @@ def measured_rates(cfg, root) -> dict:
              if r.is_dir()]
     runs = collect_runs(*roots) if roots else pd.DataFrame()
     if len(runs) >= 5:
-        steps = [run_steps(cfg, Cell(r.recipe, r.shots, r.seed, int(r.synthetic_per_class) or None,
+        steps = [run_steps(cfg, Cell(r.recipe, r.shots, r.seed, int(r.per_class) or None,
                                      fixed_steps=int(getattr(r, "fixed_steps", 0) or 0)))
                  for r in runs.itertuples()]
         if len(set(steps)) > 1:
@@ -363,7 +363,7 @@ def build_store(cfg, grid: dict, root, dest, cache=None, name: str = "custom",
 
 
 def draw_sets_once(cfg, grid: dict, root, cache=None) -> list:
-    """Draw each template set the grid's remaining runs need once, at the largest volume any
+    """Draw each template set the grid's remaining runs need once, at the largest per_class any
     of them needs, before the first family runs (else a family needing 1,500/class draws its
     set and a later one needing 3,000 draws the first 1,500 again). DSI sets are left to the
     sweeps: they need their tokens first."""
@@ -374,9 +374,10 @@ def draw_sets_once(cfg, grid: dict, root, cache=None) -> list:
     for fam in grid["families"].values():
         froot, fcfg = family_root(root, fam), family_config(cfg, fam)
         for c in family_cells(cfg, fam, grid["seeds"]):
-            if c.volume and c.template != "dsi" and not (froot / c.name / "metrics.json").exists():
+            if (c.per_class and c.template != "dsi"
+                    and not (froot / c.name / "metrics.json").exists()):
                 key = (setting_prefix(fam), c.template, c.guidance, c.gen_seed)
-                need[key] = (max(need.get(key, (0,))[0], c.volume), fcfg)
+                need[key] = (max(need.get(key, (0,))[0], c.per_class), fcfg)
     drawn, pipes = [], {}
     for (prefix, template, guidance, gen_seed), (n, fcfg) in sorted(need.items(), key=str):
         if prefix not in pipes:
@@ -424,9 +425,9 @@ def restore_runs(cfg, grid: dict, root, dest) -> int:
 def row_to_metrics(row: pd.Series) -> dict:
     """A store row as the metrics.json `store.collect_runs` reads back into the same row."""
     m = {k: (None if isinstance(v, float) and v != v else v.item() if hasattr(v, "item") else v)
-         for k, v in row.items() if k not in ("syn_per_real", "volume", "scratch")}
-    volume = row.get("volume")
-    m["synthetic_per_class"] = 0 if pd.isna(volume) else int(volume)
+         for k, v in row.items() if k not in ("syn_per_real", "per_class", "scratch")}
+    per_class = row.get("per_class")
+    m["per_class"] = 0 if pd.isna(per_class) else int(per_class)
     m["pretrained"] = not bool(row.get("scratch", False))
     m["leep"] = {k[len("leep_"):]: m.pop(k) for k in list(m) if k.startswith("leep_")
                  and k != "leep_estimate"}
@@ -495,12 +496,13 @@ Written by `tools/build_results_store.py --grid {meta['grid']}`; read by noteboo
 and by `bridge report --runs data/results/store --out DIR`.
 
 - `results.csv`: one row per run. Config: run, recipe, shots, seed (training seed and k-shot
-  subset), volume (synthetic images per class; empty for vanilla), guidance, template,
+  subset), per_class (synthetic images per class; empty for vanilla), guidance, template,
   gen_seed (the synthetic set's and its DSI token's seed), fixed_steps (the synthetic stage's
   fixed step budget; 0: its epochs), match_compute (true for the vanilla trained as many steps
-  as bridged at that volume), scratch, profile, dataset. Metrics: test_acc, leep_pretrained,
-  leep_after_synthetic, train_images, synthetic_images, syn_per_real (synthetic images per real
-  image in the training data), wall_s, n_test, n_classes; synthetic names the folder trained on.
+  as bridged at that per_class), scratch, profile, dataset. Metrics: test_acc, leep_pretrained,
+  leep_after_synthetic, train_images, synthetic_images, syn_per_real (the mixing ratio:
+  synthetic images per real image in the training data), wall_s, n_test, n_classes; synthetic
+  names the folder trained on.
 - `histories.csv`: per-epoch history (stage, epoch, train_loss, train_acc, test_acc) of the
   runs of the recipes family, for the convergence figure.
 - `store.json`: the grid, the sweeps that made it, runs missing from the grid.

@@ -41,7 +41,7 @@ from bridgelib.transfer import train_run
 
 WORLD_FILE = DATA_DIR / "mini-world.json"
 SEEDS = (0, 1, 2)
-VOLUME = 200            # template images per class: the results store's default volume
+SET_PER_CLASS = 200     # template images per class: the results store's default per_class
 BOOTSTRAP = BOOTSTRAP_RESAMPLES  # BCa resamples (over images) for the style-gap intervals
 DOMAIN_COMMAND = ("{gen}; bridge mini calibrate (metrics.domain_correct: real test images vs SYN, "
                   "logistic regression on backbone features, 5-fold cross-validated, one fit per seed)")
@@ -109,13 +109,13 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
                                           f"with --scratch, per seed")
         for k in ("full", 4)}
     pipe = load_pipeline(cfg)
-    template = cached_synthetic_set(cfg, VOLUME, "single", pipe=pipe, root=cache / "synthetic")
-    gen = f"bridge generate --profile mini --per-class {VOLUME} --out SYN"
+    template = cached_synthetic_set(cfg, SET_PER_CLASS, "single", pipe=pipe, root=cache / "synthetic")
+    gen = f"bridge generate --profile mini --per-class {SET_PER_CLASS} --out SYN"
     world["synthetic_only"] = _figure(
         [_train(cfg, "synthetic-only", "full", s, template, runs) for s in SEEDS],
         f"{gen}; bridge train --profile mini --recipe synthetic-only --synthetic SYN --seed S --out DIR")
     token = cached_style_token(cfg, seed=0, pipe=pipe, root=cache / "dsi")
-    dsi = cached_synthetic_set(cfg, VOLUME, "dsi", token, pipe=pipe, root=cache / "synthetic")
+    dsi = cached_synthetic_set(cfg, SET_PER_CLASS, "dsi", token, pipe=pipe, root=cache / "synthetic")
     world.update(_style_gap(cfg, template, dsi, gen))
     world["dsi"]["token"] = (str(Path(token).relative_to(cache.parent))
                              if cache.parent in Path(token).parents else str(token))
@@ -155,7 +155,7 @@ def _style_gap(cfg, template: Path, dsi: Path, gen: str) -> dict:
         "domain_accuracy": _figure(accs["template"], DOMAIN_COMMAND.format(gen=gen)),
         "dsi": {
             "command": f"bridge invert --profile mini --out TOKEN; bridge generate --profile mini "
-                       f"--per-class {VOLUME} --template dsi --style-token TOKEN --out DSI",
+                       f"--per-class {SET_PER_CLASS} --template dsi --style-token TOKEN --out DSI",
             "frechet": {"template": round(fd["template"], 2), "dsi": round(fd["dsi"], 2),
                         "template_minus_dsi_ci95": fd_ci, "ci95_method": fd_method},
             "domain_accuracy": {"template": round(float(np.mean(accs["template"])), 4),
