@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from bridgelib import claims  # noqa: E402
 from bridgelib.claims import claim_verdicts, paired_differences  # noqa: E402
-from bridgelib.store import HISTORY_FILE, read_store  # noqa: E402
+from bridgelib.store import read_histories, read_store  # noqa: E402
 
 STORE_DIR = REPO_ROOT / "data" / "results" / "store"
 OUT = REPO_ROOT / "docs" / "answers.md"
@@ -42,7 +42,7 @@ def diff(runs, a: dict, b: dict, col: str = "test_acc") -> str:
 
 def numbers() -> dict[str, str]:
     store = read_store(STORE_DIR)
-    histories = pd.read_csv(STORE_DIR / HISTORY_FILE)
+    histories = read_histories(STORE_DIR)
     table = claim_verdicts(store, histories)
     runs = shipped(store)
     n = {}
