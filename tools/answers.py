@@ -164,7 +164,7 @@ not a number nobody measured.
 ## 05 · How much synthetic data?
 
 1. **Add `"mixed"` and `"bridged"` to the live sweep**: only the new cells train, two recipes
-   at the three live volumes, six runs; the vanilla and bridged++ runs already on disk are
+   at the two live volumes, four runs; the vanilla and bridged++ runs already on disk are
    reused (the assert cell shows nothing retrained), and no set is drawn again.
 2. **`SHOTS = 16`**: the live runs train at 16 shots; the shipped volume study holds 4 shots
    only, so the figure is drawn at 4 shots without the live crosses (the notebook says so).
