@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -318,8 +319,10 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
                 ax.plot(row.diff, yi, "o", ms=5, color=color,
                         mfc="white" if row.verdict in ("reproduced", "opposite") else color)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y, [f"{c} — {s}" for c, s in zip(part["claim"], part["setting"])],
-                      fontsize=7.5)
+        # a claim and its setting run to 150 characters: on one line they squeeze the axes
+        # to nothing (matplotlib warns on the page); two short lines leave it its width
+        ax.set_yticks(y, [textwrap.fill(f"{c} — {s}", 75) for c, s in
+                          zip(part["claim"], part["setting"])], fontsize=7.5)
         for yi, row in zip(y, part.itertuples()):  # the verdict and the paper's number beside
             holm = getattr(row, "holm_verdict", row.verdict)
             after = f", {holm} after Holm" if holm != row.verdict else ""
