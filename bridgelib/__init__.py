@@ -20,7 +20,7 @@ from bridgelib.metrics import leep_score, model_leep, recognisability
 from bridgelib.mini.fashion import load_mini_part
 from bridgelib.models import create_classifier, reinit_head
 from bridgelib.notebook import (image_grid, mini_only, notebook_config, per_class_examples,
-                                setup_notebook, shipped_store_config)
+                                setup_notebook, shipped_store_config, store_banner)
 from bridgelib.splits import kshot_subset
 from bridgelib.transfer import RECIPES, evaluate, run_recipe, train_run
 

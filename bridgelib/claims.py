@@ -64,6 +64,7 @@ BASE = {"scratch": False, "match_compute": False, "fixed_steps": 0}
 SYNTHETIC = {"template": "single", "guidance": 3.0, "gen_seed": 0}
 PAPER = {"precision": "fp32"}
 SECOND = {"precision": "auto"}
+SETTINGS = {"paper": PAPER, "second": SECOND}  # setting_runs' names for them
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,16 @@ def holm(table: pd.DataFrame, alpha: float = 1 - LEVEL) -> pd.DataFrame:
         if table.at[idx, "verdict"] in ("reproduced", "opposite") and value >= alpha:
             table.at[idx, "holm_verdict"] = "within noise"
     return table
+
+
+def setting_runs(store: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """The store's runs of one of its two settings, which a figure never pools: "paper" (PAPER:
+    fp32 runs, 500-3,000 synthetic images per class) or "second" (SECOND: 25-400 per class, the
+    precision "auto"; a store from before precision was recorded is all "second")."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting {setting!r} is not one of the store's settings "
+                         f"{sorted(SETTINGS)}")
+    return select(store, SETTINGS[setting])
 
 
 def select(store: pd.DataFrame, where: dict) -> pd.DataFrame:

@@ -35,9 +35,6 @@ from bridgelib.locks import output_lock
 from bridgelib.manifest import (appending_rows, check_folder, class_folders_of, image_seed,
                                 manifest_part, manifest_parts, manifest_rows, prepare_folder,
                                 set_class_folders, write_manifest, write_record)
-# Notebooks 02 and 07 import read_manifest from here (another branch edits notebooks/); delete
-# this line once they import it from bridgelib.manifest, as the package, tools and tests do.
-from bridgelib.manifest import read_manifest  # noqa: F401
 from bridgelib.memory import check_generation_memory
 from bridgelib.mini.vocab import unknown_objects
 from bridgelib.pipeline import (StyleToken, apply_style_token, check_style_token,

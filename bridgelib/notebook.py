@@ -5,7 +5,6 @@ Taught in notebooks 01, 02, 03, 04, 05, 06, 07.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -104,16 +103,39 @@ def notebook_config(profile: str | None, data_root: str | None = None,
 
 
 def shipped_store_config(cfg: Config, store_dir) -> Config:
-    """The config of the profile the results store in `store_dir` was built in (its store.json);
-    when that is not `cfg`'s profile, one line says so: the notebook then shows that store beside
-    live runs of its own profile."""
+    """The config of the profile the results store in `store_dir` was built in
+    (`store.describe_store`); when that is not `cfg`'s profile, one line says so: the notebook
+    then shows that store beside live runs of its own profile."""
     from bridgelib.config import get_config
-    meta = json.loads((Path(store_dir) / "store.json").read_text())
-    if meta["profile"] != cfg.profile:
-        print(f"note: the results store {str(store_dir)!r} was built in the {meta['profile']!r} "
-              f"profile ({meta['dataset']}); the live runs here are {cfg.profile!r} "
+    from bridgelib.store import describe_store
+    info = describe_store(store_dir)
+    if info.profile != cfg.profile:
+        print(f"note: the results store {str(store_dir)!r} was built in the {info.profile!r} "
+              f"profile ({info.dataset}); the live runs here are {cfg.profile!r} "
               f"({cfg.dataset})")
-    return get_config(meta["profile"])
+    return get_config(info.profile)
+
+
+def store_banner(cfg: Config, store_dir):
+    """Say what the results store in `store_dir` is before a notebook shows its numbers: one
+    line of `StoreInfo.summary`, its generator, then a note for each reason to read it with
+    care (a provisional build, another generator than `cfg`'s). Returns its `StoreInfo`;
+    `shipped_store_config` says when it was built in another profile."""
+    from bridgelib.pipeline import model_fingerprint
+    from bridgelib.store import describe_store
+    info = describe_store(store_dir)
+    print(f"results store: {info.summary()}")
+    if info.generator:
+        print(f"generator {info.generator} (weights {info.generator_fingerprint})")
+    if info.provisional:
+        print(f"NOTE: this store is PROVISIONAL (grid {info.grid!r}, {len(info.missing_runs)} of "
+              f"its runs missing): read its verdicts as a demonstration; `make results` builds "
+              f"the full one.")
+    if info.generator_fingerprint and \
+            info.generator_fingerprint != model_fingerprint(cfg.generation.model):
+        print("NOTE: the store was drawn with another build of the generator than the one this "
+              "notebook's live runs use.")
+    return info
 
 
 # The config fields a course reader acts on, in words (the full object prints 60 fields).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,17 @@ def _style(ax, title: str, xlabel: str, ylabel: str = YLABEL) -> None:
 def _curves(ax, table: pd.DataFrame, x: str, xpos=None, dodge: float = 1.0) -> None:
     """One error-bar line per recipe; a recipe without x values is a dashed reference band.
     `dodge` > 1 (a log axis): recipes with a single point are spread by that factor around it,
-    so several recipes run at one volume do not hide behind each other."""
+    so several recipes run at one volume do not hide behind each other. A table with a
+    `scratch` column draws its from-scratch runs as a second line per recipe (dashed, open
+    markers, "recipe, from scratch")."""
+    if "scratch" in table:
+        for (recipe, scratch), t in table.groupby(["recipe", "scratch"], sort=False):
+            ax.errorbar(t[x].map(xpos) if xpos else t[x], t["mean"], yerr=t["std"].fillna(0),
+                        marker=MARKERS.get(recipe, "o"), ms=5, capsize=3, alpha=0.9,
+                        color=COLORS.get(recipe), mfc="none" if scratch else None,
+                        ls="--" if scratch else "-",
+                        label=f"{recipe}, from scratch" if scratch else recipe)
+        return
     singles = [r for r, t in table.groupby("recipe", sort=False) if t[x].notna().sum() == 1]
     for recipe, t in table.groupby("recipe", sort=False):
         color = COLORS.get(recipe)
@@ -144,13 +155,27 @@ def accuracy_vs_guidance(runs: pd.DataFrame, recipes=None, ax=None, *,
 
 
 def accuracy_vs_shots(runs: pd.DataFrame, recipes=("vanilla", "bridged++"), ax=None, *,
-                      title: str | None = None) -> Figure:
-    """Accuracy vs real images per class (1, 2, 4, 8, 16, full), one line per recipe."""
-    table = shots_table(runs, recipes)
-    order = sorted(table["shots"].unique(), key=lambda v: math.inf if v == "full" else v)
+                      title: str | None = None, scratch: bool = False,
+                      live: pd.DataFrame | None = None) -> Figure:
+    """Accuracy vs real images per class (1, 2, 4, 8, 16, full), one line per recipe;
+    scratch=True: a second line per recipe for its runs from scratch (what pretraining is
+    worth). `live`: runs of one seed (recipe, shots, test_acc; scratch) drawn as crosses in
+    their recipe's colour ("+" from scratch), without interval."""
+    table = shots_table(runs, recipes, scratch=scratch)
+    shown = set(table["shots"]) | set(live["shots"].map(shot_label) if live is not None else ())
+    order = sorted(shown, key=lambda v: math.inf if v == "full" else v)
     pos = {s: i for i, s in enumerate(order)}
     fig, ax = _axes(ax)
     _curves(ax, table, "shots", xpos=pos)
+    if live is not None and len(live):
+        from_scratch = (live["scratch"].astype(bool) if "scratch" in live
+                        else pd.Series(False, index=live.index))
+        for marker, rows, words in (("x", live[~from_scratch], "live run (one seed)"),
+                                    ("+", live[from_scratch], "live run from scratch")):
+            if len(rows):
+                ax.scatter(rows["shots"].map(shot_label).map(pos), rows["test_acc"], marker=marker,
+                           s=70, linewidths=2, zorder=4, label=words,
+                           c=[COLORS.get(r, "black") for r in rows["recipe"]])
     ax.set_xticks(range(len(order)), [str(s) for s in order])
     _style(ax, _title(title or "Test accuracy vs real training images per class", table, runs),
            "real images per class (shots)")
@@ -294,8 +319,10 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
                 ax.plot(row.diff, yi, "o", ms=5, color=color,
                         mfc="white" if row.verdict in ("reproduced", "opposite") else color)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y, [f"{c} — {s}" for c, s in zip(part["claim"], part["setting"])],
-                      fontsize=7.5)
+        # a claim and its setting run to 150 characters: on one line they squeeze the axes
+        # to nothing (matplotlib warns on the page); two short lines leave it its width
+        ax.set_yticks(y, [textwrap.fill(f"{c} — {s}", 75) for c, s in
+                          zip(part["claim"], part["setting"])], fontsize=7.5)
         for yi, row in zip(y, part.itertuples()):  # the verdict and the paper's number beside
             holm = getattr(row, "holm_verdict", row.verdict)
             after = f", {holm} after Holm" if holm != row.verdict else ""

@@ -6,7 +6,8 @@ A sweep (`bridgelib.experiments`) writes `root/results.csv`, one row per run: th
 `dataset`), then the metrics (`test_acc`, LEEP, image counts, `syn_per_real`, `wall_s`), then
 the synthetic set's folder name (STORE_COLUMNS). `pd.read_csv` reads it as is; `read_store`
 also types `shots` as int | "full". The shipped store (data/results/store, built by
-tools/build_results_store.py) adds `histories.csv`, every run's per-epoch test accuracy.
+tools/build_results_store.py) adds `histories.csv`, every run's per-epoch test accuracy
+(`read_histories`), and `store.json`, how it was built (`describe_store`).
 
 Every number a figure or table shows comes from `aggregate` (mean, std and count of test
 accuracy over seeds), and a table holds every study column it does not show at one value
@@ -18,6 +19,7 @@ Taught in notebooks 01, 03, 04, 05, 06.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from bridgelib.files import atomic_write_bytes, read_json
 
 STORE_FILE = "results.csv"
 HISTORY_FILE = "histories.csv"
+META_FILE = "store.json"  # written by tools/build_results_store.py, read by describe_store
 CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "gen_seed",
                   "fixed_steps", "match_compute", "mixed_budget", "scratch", "precision",
                   "profile", "dataset")
@@ -62,6 +65,74 @@ def read_store(path: str | Path) -> pd.DataFrame:
     return store
 
 
+@dataclass(frozen=True)
+class StoreInfo:
+    """How a results store was built: what its readers (notebooks 01, 03, 05, 06, README's
+    claims table) say about it before showing its numbers.
+
+    profile, dataset: the world its runs were trained in; runs: how many rows results.csv holds;
+    grid: the build's grid ("full", "quick"; None for a `bridge sweep` folder); provisional: the
+    grid is not complete (or is a small stand-in); missing_runs: the grid's runs not in it;
+    seeds: the training seeds of the grid; built: when; generator, generator_fingerprint: the
+    generator folder and its weights' fingerprint (`pipeline.model_fingerprint`), None when
+    unrecorded; commands: the `bridge sweep` commands that made it, [{"family", "command"}]."""
+    profile: str
+    dataset: str
+    runs: int
+    grid: str | None = None
+    provisional: bool = False
+    missing_runs: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
+    built: str | None = None
+    generator: str | None = None
+    generator_fingerprint: str | None = None
+    commands: tuple[dict, ...] = ()
+
+    def summary(self) -> str:
+        """One line: runs, world, seeds, grid, when built."""
+        grid = f", grid {self.grid!r}" if self.grid else ""
+        seeds = f", seeds {list(self.seeds)}" if self.seeds else ""
+        built = f", built {self.built}" if self.built else ""
+        return f"{self.runs} runs ({self.profile}, {self.dataset}){seeds}{grid}{built}"
+
+
+def describe_store(folder: str | Path) -> StoreInfo:
+    """How the results store in `folder` was built (its store.json). Keys a store.json of an
+    older build lacks take StoreInfo's defaults; a folder without store.json (a `bridge sweep`
+    folder) is described from its runs: their profile and dataset, no grid."""
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.exists():
+        runs = read_store(folder)  # its own one-line error when there is no store either
+        def only(col: str) -> str:
+            values = sorted(map(str, runs[col].dropna().unique())) if col in runs else []
+            return ", ".join(values) or "unrecorded"
+        return StoreInfo(profile=only("profile"), dataset=only("dataset"), runs=len(runs))
+    meta = read_json(meta_path, META_FILE)
+    missing = [k for k in ("profile", "dataset", "runs") if k not in meta]
+    if missing:
+        raise ValueError(f"{str(meta_path)!r} lacks {missing}; rebuild it with "
+                         f"tools/build_results_store.py")
+    return StoreInfo(profile=meta["profile"], dataset=meta["dataset"], runs=int(meta["runs"]),
+                     grid=meta.get("grid"), provisional=bool(meta.get("provisional", False)),
+                     missing_runs=tuple(meta.get("missing_runs", ())),
+                     seeds=tuple(meta.get("seeds", ())), built=meta.get("built"),
+                     generator=meta.get("generator"),
+                     generator_fingerprint=meta.get("generator_fingerprint"),
+                     commands=tuple(meta.get("commands", ())))
+
+
+def read_histories(folder: str | Path) -> pd.DataFrame:
+    """Per-epoch histories of the runs in `folder` (columns run, stage, epoch, ..., test_acc):
+    a shipped store's histories.csv, else every run folder's history.csv (`bridge sweep`)."""
+    path = Path(folder) / HISTORY_FILE
+    if path.exists():
+        return pd.read_csv(path)
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"no results store folder {str(folder)!r}")
+    return collect_histories(folder)
+
+
 def fill_recorded(df: pd.DataFrame) -> pd.DataFrame:
     """What runs made before a column was recorded did: precision "auto" (bf16 on a CPU with
     AMX, else fp32: not recorded), mixed's budget "bridged" (its only one then), LEEP in sample
@@ -91,9 +162,9 @@ def load_runs(*folders: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         if any(folder.glob("*/metrics.json")):
             parts.append((folder.name, tidy_runs(collect_runs(folder)), collect_histories(folder)))
         elif (folder / STORE_FILE).exists():
-            hist = folder / HISTORY_FILE
+            has_histories = (folder / HISTORY_FILE).exists()
             parts.append((folder.name, read_store(folder),
-                          pd.read_csv(hist) if hist.exists() else None))
+                          read_histories(folder) if has_histories else None))
     if not parts:
         raise FileNotFoundError(f"no runs (*/metrics.json) or {STORE_FILE} under "
                                 f"{', '.join(map(str, folders))}")
@@ -250,10 +321,12 @@ def curve_table(runs: pd.DataFrame, x: str, recipes=None) -> pd.DataFrame:
     return both.sort_values(["recipe", x], key=paper_order, ignore_index=True).assign(**at)
 
 
-def shots_table(runs: pd.DataFrame, recipes=None) -> pd.DataFrame:
-    """Per (recipe, shots) accuracy, shots ordered 1, 2, 4, 8, 16, "full"."""
-    runs, at = hold_fixed(_recipes(runs, recipes), ("shots",))
-    return aggregate(runs, ["recipe", "shots"]).assign(**at)
+def shots_table(runs: pd.DataFrame, recipes=None, scratch: bool = False) -> pd.DataFrame:
+    """Per (recipe, shots) accuracy, shots ordered 1, 2, 4, 8, 16, "full"; scratch=True: per
+    (recipe, scratch, shots), pretrained and from-scratch runs apart (else held at one)."""
+    keep = ("shots", "scratch") if scratch else ("shots",)
+    runs, at = hold_fixed(_recipes(runs, recipes), keep)
+    return aggregate(runs, ["recipe", *keep[1:], "shots"]).assign(**at)
 
 
 def radar_table(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla") -> pd.DataFrame:

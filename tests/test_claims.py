@@ -168,3 +168,14 @@ def test_difference_text_says_within_noise_exactly_when_the_interval_contains_ze
     assert claims.difference_text(237.6, 228.1, 246.9, scale=1, unit="", digits=1) == \
         "+237.6 [+228.1, +246.9]"
     assert claims.difference_text(0.5, -0.1, 1.2, scale=1, unit="LEEP").endswith("within noise")
+
+
+def test_forest_plot_of_every_rule_keeps_its_axes(recwarn):
+    """Every rule's row (claim + setting, up to 150 characters) beside its verdict: the labels
+    wrap, so constrained layout keeps the axes a width (it warned on notebook 06's page)."""
+    import io
+    rule = next(r for r in RULES if r.claim == "Bridged++ beats vanilla")
+    fig = report.forest_plot(claim_verdicts(rule_store(rule, 0.03)))
+    fig.savefig(io.BytesIO(), format="png", dpi=40)
+    assert not [w for w in recwarn if "constrained_layout" in str(w.message)]
+    assert fig.axes[0].get_position().width > 0.2

@@ -108,8 +108,9 @@ def design_integers() -> frozenset:
               fashion.POOL_PER_CLASS, 10 * fashion.POOL_PER_CLASS}
     for profile in ("mini", "workshop", "paper"):
         values |= _values_in(json.dumps(_flat(get_config(profile))))
-    meta = json.loads((REPO / "data" / "results" / "store" / "store.json").read_text())
-    values |= _values_in(" ".join(c["command"] for c in meta["commands"]))
+    from bridgelib.store import describe_store
+    commands = describe_store(REPO / "data" / "results" / "store").commands
+    values |= _values_in(" ".join(c["command"] for c in commands))
     values |= {claims.DEFAULT_VOLUME, claims.FIXED_BUDGET, claims.EARLY_EPOCHS, *claims.MIX_RATIOS}
     return frozenset(abs(v) for v in values | paper_numbers() if float(v).is_integer())
 

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
@@ -324,3 +325,22 @@ def test_titles_say_held_columns_in_words_and_differences_keep_shots_in_order():
     assert "=" not in title and "fixed_steps" not in title and "200 synthetic/class" in title
     with pytest.raises(ValueError, match="no \\['mixed'\\] run pairs"):
         report.recipe_differences(runs, ["mixed"])
+
+
+def test_accuracy_vs_shots_draws_scratch_apart_and_live_crosses(store):
+    both = pd.concat([store.assign(scratch=False),
+                      store.assign(scratch=True, test_acc=store["test_acc"] - 0.1,
+                                   run=store["run"] + "-scratch")], ignore_index=True)
+    live = pd.DataFrame({"recipe": ["vanilla", "vanilla"], "shots": [4, "full"],
+                         "scratch": [False, True], "test_acc": [0.7, 0.5]})
+    fig = report.accuracy_vs_shots(both, recipes=["vanilla"], scratch=True, live=live)
+    bars = errorbars(fig)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert len(bars) == 2 and {"vanilla", "vanilla, from scratch"} <= set(labels)
+    pretrained, scratch = (b[0].get_ydata() for b in bars)
+    assert (pretrained > scratch).all()  # the scratch line is the one 0.1 below
+    crosses = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert sorted(tuple(c.get_offsets()[0]) for c in crosses) == [(ticks.index("4"), 0.7),
+                                                                  (ticks.index("full"), 0.5)]
+    assert len(errorbars(report.accuracy_vs_shots(both, recipes=["vanilla"]))) == 1  # held

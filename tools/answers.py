@@ -19,20 +19,18 @@ sys.path.insert(0, str(REPO_ROOT))
 import pandas as pd  # noqa: E402
 
 from bridgelib import claims  # noqa: E402
-from bridgelib.claims import claim_verdicts, paired_differences  # noqa: E402
-from bridgelib.store import HISTORY_FILE, read_store  # noqa: E402
+from bridgelib.claims import claim_verdicts, paired_differences, setting_runs  # noqa: E402
+from bridgelib.store import hold_fixed, read_histories, read_store  # noqa: E402
 
 STORE_DIR = REPO_ROOT / "data" / "results" / "store"
 OUT = REPO_ROOT / "docs" / "answers.md"
 
 
 def shipped(store: pd.DataFrame) -> pd.DataFrame:
-    """The recipes family's slice (notebook 03's): 200/class, single template, generation seed
-    0, the recipes' own budgets, pretrained, not compute-matched."""
-    s = store
-    return s[(s.volume.isna() | (s.volume == 200)) & (s.template.isna() | (s.template == "single"))
-             & (s.guidance.isna() | (s.guidance == 3.0)) & ~s.scratch & ~s.match_compute
-             & (s.fixed_steps == 0) & (s.gen_seed.isna() | (s.gen_seed == 0))]
+    """The recipes family's slice (notebook 03's): the second setting with every column but
+    shots held at one value (200/class, single template, generation seed 0, the recipes' own
+    budgets, pretrained, not compute-matched)."""
+    return hold_fixed(setting_runs(store, "second"), ("shots",))[0]
 
 
 def diff(runs, a: dict, b: dict, col: str = "test_acc") -> str:
@@ -42,7 +40,7 @@ def diff(runs, a: dict, b: dict, col: str = "test_acc") -> str:
 
 def numbers() -> dict[str, str]:
     store = read_store(STORE_DIR)
-    histories = pd.read_csv(STORE_DIR / HISTORY_FILE)
+    histories = read_histories(STORE_DIR)
     table = claim_verdicts(store, histories)
     runs = shipped(store)
     n = {}
@@ -166,7 +164,7 @@ not a number nobody measured.
 ## 05 · How much synthetic data?
 
 1. **Add `"mixed"` and `"bridged"` to the live sweep**: only the new cells train, two recipes
-   at the three live volumes, six runs; the vanilla and bridged++ runs already on disk are
+   at the two live volumes, four runs; the vanilla and bridged++ runs already on disk are
    reused (the assert cell shows nothing retrained), and no set is drawn again.
 2. **`SHOTS = 16`**: the live runs train at 16 shots; the shipped volume study holds 4 shots
    only, so the figure is drawn at 4 shots without the live crosses (the notebook says so).

@@ -437,8 +437,8 @@ def row_to_metrics(row: pd.Series) -> dict:
 
 def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
     """results.csv (the grid's runs), histories.csv (HISTORY_FAMILIES) and store.json."""
-    from bridgelib.store import (HISTORY_FILE, STORE_COLUMNS, STORE_FILE, collect_histories,
-                                 collect_runs, tidy_runs)
+    from bridgelib.store import (HISTORY_FILE, META_FILE, STORE_COLUMNS, STORE_FILE,
+                                 collect_histories, collect_runs, tidy_runs)
     from bridgelib.files import atomic_write_bytes, write_json
     from bridgelib.pipeline import model_fingerprint
     root, dest = Path(root), Path(dest)
@@ -474,7 +474,7 @@ def export_store(cfg, grid: dict, root, dest, meta: dict) -> dict:
             "generator": cfg.generation.model.replace(str(REPO_ROOT) + "/", ""),
             "generator_fingerprint": model_fingerprint(cfg.generation.model),
             "seeds": grid["seeds"], "families": grid["families"]}
-    write_json(dest / "store.json", meta)
+    write_json(dest / META_FILE, meta)  # store.describe_store reads it
     atomic_write_bytes(dest / "README.md", readme(meta).encode())
     sizes = {p.name: p.stat().st_size for p in dest.iterdir() if p.is_file()}
     print(f"wrote {dest}: {len(store)} runs, {len(missing)} missing, "

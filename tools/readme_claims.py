@@ -24,31 +24,27 @@ OPENING = ("<!-- what this course measured: written by tools/readme_claims.py fr
 STORE_DIR = REPO_ROOT / "data" / "results" / "store"
 
 
-def store_table(store_dir: Path = REPO_ROOT / "data" / "results" / "store") -> str:
-    """What the store holds (one line from its store.json), then the claims table."""
-    import json
-
-    import pandas as pd
+def store_table(store_dir: Path = STORE_DIR) -> str:
+    """What the store holds (one line from store.describe_store), then the claims table."""
     from bridgelib.claims import claim_verdicts, claims_markdown
-    from bridgelib.store import HISTORY_FILE, read_store
-    histories = pd.read_csv(store_dir / HISTORY_FILE)
-    meta = json.loads((store_dir / "store.json").read_text())
-    missing = len(meta.get("missing_runs", []))
-    status = (f"Store: {meta['runs']} runs of the {meta['grid']!r} grid"
+    from bridgelib.store import describe_store, read_histories, read_store
+    info = describe_store(store_dir)
+    missing = len(info.missing_runs)
+    status = (f"Store: {info.runs} runs of the {info.grid!r} grid"
               + (f", **{missing} of its runs still missing** (`make results` resumes the build; "
                  f"claims without their runs read `not measured`)" if missing else ", complete")
-              + f"; generator weights {meta['generator_fingerprint']}.")
-    return f"{status}\n\n{claims_markdown(claim_verdicts(read_store(store_dir), histories))}"
+              + f"; generator weights {info.generator_fingerprint}.")
+    table = claim_verdicts(read_store(store_dir), read_histories(store_dir))
+    return f"{status}\n\n{claims_markdown(table)}"
 
 
 def store_paragraph(store_dir: Path = STORE_DIR) -> str:
     """README's opening paragraph on what the course measured (verdicts.course_paragraph)."""
-    import pandas as pd
     from bridgelib.claims import claim_verdicts
-    from bridgelib.store import HISTORY_FILE, read_store
+    from bridgelib.store import read_histories, read_store
     from bridgelib.verdicts import course_paragraph
     store = read_store(store_dir)
-    table = claim_verdicts(store, pd.read_csv(store_dir / HISTORY_FILE))
+    table = claim_verdicts(store, read_histories(store_dir))
     return course_paragraph(table, runs=len(store)) + "\n"
 
 
