@@ -36,7 +36,7 @@ MARKERS = {"vanilla": "s", "mixed": "v", "bridged": "^", "bridged-reinit": "D", 
            "synthetic-only": "X"}
 # A held-fixed study column said in words: no internal field name in a figure's title.
 HELD_WORDS = {
-    "volume": lambda v: f"{v:g} synthetic/class",
+    "per_class": lambda v: f"{v:g} synthetic/class",
     "guidance": lambda v: f"guidance {v:g}",
     "template": lambda v: f"{v} template",
     "shots": lambda v: "the full pool" if v == "full" else f"{v} shots",
@@ -130,13 +130,13 @@ def _curves(ax, table: pd.DataFrame, x: str, xpos=None, dodge: float = 1.0) -> N
                     ms=5, capsize=3, color=color, label=recipe, alpha=0.9)
 
 
-def accuracy_vs_volume(runs: pd.DataFrame, recipes=None, ax=None, *,
-                       title: str | None = None) -> Figure:
+def accuracy_vs_per_class(runs: pd.DataFrame, recipes=None, ax=None, *,
+                          title: str | None = None) -> Figure:
     """Accuracy vs synthetic images per class (log2 axis): the paper's volume study."""
     fig, ax = _axes(ax)
-    _curves(ax, table := curve_table(runs, "volume", recipes), "volume", dodge=1.12)
+    _curves(ax, table := curve_table(runs, "per_class", recipes), "per_class", dodge=1.12)
     ax.set_xscale("log", base=2)
-    ticks = sorted(table["volume"].dropna().unique())
+    ticks = sorted(table["per_class"].dropna().unique())
     ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
     ax.minorticks_off()
     _style(ax, _title(title or "Test accuracy vs synthetic images per class", table, runs),
@@ -231,12 +231,12 @@ def recipe_differences(runs: pd.DataFrame, recipes, by: str = "shots",
         ax.plot([], [], "x", color="black", ms=8, mew=2, label="live run (one seed)")
     ax.axhline(0, color=COLORS.get(baseline, "black"), lw=1.2, label=f"{baseline} (= 0)")
     labels = {"shots": lambda v: "full pool" if v == "full" else f"{v}-shot",
-              "volume": lambda v: f"{v:g}/class"}.get(by, str)
+              "per_class": lambda v: f"{v:g}/class"}.get(by, str)
     ax.set_xticks(range(len(order)), [labels(v) for v in order])
     ax.set_xlim(-0.6, len(order) - 0.4)
     world = runs if "profile" in runs else None
     _style(ax, _title(title or f"Each recipe minus {baseline}, paired by seed (95% intervals)",
-                      None, world), {"shots": "real images per class", "volume":
+                      None, world), {"shots": "real images per class", "per_class":
                                      "synthetic images per class"}.get(by, by),
            f"recipe − {baseline} (points of test accuracy)")
     ax.legend(frameon=False, fontsize=8, ncols=min(3, len(recipes) + 1))
@@ -365,7 +365,7 @@ def mixing_map(runs: pd.DataFrame, ratios=SYN_PER_REAL, title: str | None = None
     for row in table.itertuples():
         i, j = shots.index(row.shots), ratios.index(round(row.syn_per_real, 2))
         half = (row.ci_high - row.ci_low) / 2 if math.isfinite(row.ci_high) else math.nan
-        ax.text(j, i, f"{row.diff:+.1f}\n±{half:.1f}\n{row.volume}/class", ha="center",
+        ax.text(j, i, f"{row.diff:+.1f}\n±{half:.1f}\n{row.per_class}/class", ha="center",
                 va="center", fontsize=8, color="white" if abs(row.diff) > 0.6 * lim else "black")
     im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     fig.colorbar(im, ax=ax, label="mixed − vanilla (points)")
@@ -396,7 +396,7 @@ def plan_report(runs: pd.DataFrame, histories=None) -> dict[str, str | None]:
     """For each report item: None if it can be drawn, else why it is skipped."""
     base = next((f"no {c!r} column in the runs" for c in ("recipe", "test_acc")
                  if c not in runs.columns), "no runs" if runs.empty else None)
-    needs = {"accuracy_vs_volume": ("volume", 2, False),
+    needs = {"accuracy_vs_per_class": ("per_class", 2, False),
              "accuracy_vs_guidance": ("guidance", 2, False),
              "accuracy_vs_shots": ("shots", 2, False),
              "radar_shots": ("shots", 3, True), "radar_dataset": ("dataset", 3, True),
@@ -468,7 +468,8 @@ def write_report(runs: pd.DataFrame, out_dir, histories=None, profile: str | Non
     recipes = [r for r in RECIPE_ORDER if r in set(runs.get("recipe", ()))] or None
     hist = dict(runs=runs) if by_run else {}
     items = {  # name: () -> (the table behind the figure, the figure)
-        "accuracy_vs_volume": lambda: (curve_table(runs, "volume"), accuracy_vs_volume(runs)),
+        "accuracy_vs_per_class": lambda: (curve_table(runs, "per_class"),
+                                          accuracy_vs_per_class(runs)),
         "accuracy_vs_guidance": lambda: (curve_table(runs, "guidance"), accuracy_vs_guidance(runs)),
         "accuracy_vs_shots": lambda: (shots_table(runs, recipes), accuracy_vs_shots(runs, recipes)),
         "radar_shots": lambda: (radar_table(runs, "shots"), radar(runs, "shots")),

@@ -1,11 +1,12 @@
 """The results store: one row per training run, and the table algebra figures and claims share.
 
 A sweep (`bridgelib.experiments`) writes `root/results.csv`, one row per run: the config columns
-(`recipe`, `shots`, `seed`, `volume` = synthetic images per class, `guidance`, `template`
+(`recipe`, `shots`, `seed`, `per_class` = synthetic images per class, `guidance`, `template`
 ("single" | "dsi"), `gen_seed`, `fixed_steps`, `match_compute`, `scratch`, `profile`,
 `dataset`), then the metrics (`test_acc`, LEEP, image counts, `syn_per_real`, `wall_s`), then
 the synthetic set's folder name (STORE_COLUMNS). `pd.read_csv` reads it as is; `read_store`
-also types `shots` as int | "full". The shipped store (data/results/store, built by
+also types `shots` as int | "full" and reads a store or run folders written under older
+names (OLD_NAMES). The shipped store (data/results/store, built by
 tools/build_results_store.py) adds `histories.csv`, every run's per-epoch test accuracy
 (`read_histories`), and `store.json`, how it was built (`describe_store`).
 
@@ -30,17 +31,21 @@ from bridgelib.files import atomic_write_bytes, read_json
 STORE_FILE = "results.csv"
 HISTORY_FILE = "histories.csv"
 META_FILE = "store.json"  # written by tools/build_results_store.py, read by describe_store
-CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "volume", "guidance", "template", "gen_seed",
-                  "fixed_steps", "match_compute", "mixed_budget", "scratch", "precision",
-                  "profile", "dataset")
+CONFIG_COLUMNS = ("run", "recipe", "shots", "seed", "per_class", "guidance", "template",
+                  "gen_seed", "fixed_steps", "match_compute", "mixed_budget", "scratch",
+                  "precision", "profile", "dataset")
 METRIC_COLUMNS = ("test_acc", "leep_pretrained", "leep_after_synthetic", "leep_estimate",
                   "train_images", "synthetic_images", "syn_per_real", "token_real_per_class",
                   "wall_s", "machine")
 STORE_COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + ("synthetic",)
 RECIPE_ORDER = ("vanilla", "mixed", "bridged", "bridged-reinit", "bridged++")  # transfer.RECIPES
 TEMPLATE_ORDER = ("none", "single", "multi", "dsi")  # "none": real-only runs (vanilla)
-STUDY_COLUMNS = ("dataset", "precision", "shots", "template", "guidance", "volume", "gen_seed",
-                 "fixed_steps", "match_compute", "mixed_budget", "scratch")
+STUDY_COLUMNS = ("dataset", "precision", "shots", "template", "guidance", "per_class",
+                 "gen_seed", "fixed_steps", "match_compute", "mixed_budget", "scratch")
+# Old name -> today's, for stores and run folders written before issue 26 gave each quantity one
+# name (results.csv's column, metrics.json's key): read_store and collect_runs apply it, so they
+# load as they are on disk (the shipped store among them) and are never rewritten for it.
+OLD_NAMES = {"volume": "per_class", "synthetic_per_class": "per_class"}
 
 
 # ---------------------------------------------------------------- the results store
@@ -58,10 +63,10 @@ def read_store(path: str | Path) -> pd.DataFrame:
     if not csv.exists():
         raise FileNotFoundError(f"no results store {str(csv)!r}; build one with `bridge sweep` "
                                 f"or tools/build_results_store.py")
-    store = fill_recorded(pd.read_csv(csv, dtype={"shots": str}))
+    store = fill_recorded(pd.read_csv(csv, dtype={"shots": str}).rename(columns=OLD_NAMES))
     store["shots"] = store["shots"].map(lambda k: "full" if k == "full" else int(k)).astype(object)
-    if "volume" in store:
-        store["volume"] = store["volume"].astype("Int64")
+    if "per_class" in store:
+        store["per_class"] = store["per_class"].astype("Int64")
     return store
 
 
@@ -179,17 +184,17 @@ def load_runs(*folders: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 
 
 def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """`collect_runs` rows as store rows: volume (NaN without synthetic data), scratch, the
+    """`collect_runs` rows as store rows: per_class (NaN without synthetic data), scratch, the
     synthetic folder's name; config columns first, then metrics, then anything else."""
     if raw.empty:
         return pd.DataFrame(columns=list(STORE_COLUMNS))
     df = raw.copy()
-    volume = pd.to_numeric(df.pop("synthetic_per_class"), errors="coerce") \
-        if "synthetic_per_class" in df else pd.Series(float("nan"), index=df.index)
-    df["volume"] = volume.where(volume > 0).astype("Int64")
+    per_class = pd.to_numeric(df["per_class"], errors="coerce") \
+        if "per_class" in df else pd.Series(float("nan"), index=df.index)
+    df["per_class"] = per_class.where(per_class > 0).astype("Int64")
     df["scratch"] = ~df.pop("pretrained").astype(bool) if "pretrained" in df else False
     # Runs made before these were recorded: one generation seed (0), epoch budgets, no matching.
-    synthetic = df["volume"].notna()
+    synthetic = df["per_class"].notna()
     for col, default in (("gen_seed", 0), ("fixed_steps", 0), ("match_compute", False)):
         df[col] = df[col].fillna(default) if col in df else default
     df["gen_seed"] = pd.to_numeric(df["gen_seed"]).where(synthetic).astype("Int64")
@@ -213,6 +218,7 @@ def collect_runs(*roots: str | Path) -> pd.DataFrame:
             m.pop("per_class_accuracy", None)
             m.pop("stages", None)
             leep = m.pop("leep", None) or {}
+            m = {OLD_NAMES.get(k, k): v for k, v in m.items()}
             rows.append({"run": path.parent.name, **m,
                          **{f"leep_{k}": v for k, v in leep.items()}})
     return pd.DataFrame(rows)
@@ -244,11 +250,11 @@ def shot_label(value) -> int | str:
 
 
 def study_values(runs: pd.DataFrame, col: str) -> pd.Series:
-    """A study column made comparable: shots as int | "full"; a volume or guidance of 0 or
+    """A study column made comparable: shots as int | "full"; a per_class or guidance of 0 or
     less (vanilla's 0 synthetic images per class) counts as missing, like NaN."""
     if col == "shots":
         return runs[col].map(shot_label).astype(object)
-    if col in ("volume", "guidance"):
+    if col in ("per_class", "guidance"):
         return pd.to_numeric(runs[col], errors="coerce").astype(float).where(lambda v: v > 0)
     return runs[col]
 
@@ -352,7 +358,7 @@ def histories_by_recipe(histories: pd.DataFrame, runs: pd.DataFrame, recipes=Non
         runs = runs[study_values(runs, col) == (shot_label(value) if col == "shots" else value)]
     runs, at = hold_fixed(runs, ("recipe",))
     at.update({f"at_{k}": v for k, v in where.items()})
-    for col in ("shots", "volume", "guidance", "template"):  # say the slice even when it is
+    for col in ("shots", "per_class", "guidance", "template"):  # say the slice even when it is
         values = study_values(runs, col).dropna().unique() if col in runs else ()  # all there is
         if f"at_{col}" not in at and len(values) == 1:
             at[f"at_{col}"] = values[0]

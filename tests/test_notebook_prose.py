@@ -111,7 +111,8 @@ def design_integers() -> frozenset:
     from bridgelib.store import describe_store
     commands = describe_store(REPO / "data" / "results" / "store").commands
     values |= _values_in(" ".join(c["command"] for c in commands))
-    values |= {claims.DEFAULT_VOLUME, claims.FIXED_BUDGET, claims.EARLY_EPOCHS, *claims.MIX_RATIOS}
+    values |= {claims.DEFAULT_PER_CLASS, claims.FIXED_BUDGET, claims.EARLY_EPOCHS,
+               *claims.SYN_PER_REAL}
     return frozenset(abs(v) for v in values | paper_numbers() if float(v).is_integer())
 
 

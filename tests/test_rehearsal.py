@@ -67,7 +67,7 @@ SIZES = {  # each notebook's own size parameters, and its output folders (made a
            "OUT_DIR": "synthetic"},
     "03": {"SHOTS": 1, "PER_CLASS": 2, "RUNS_DIR": "runs"},
     "04": {"PER_CLASS": 2, "DEMO_STEPS": 2},
-    "05": {"SHOTS": 1, "LIVE_VOLUMES": [1, 2], "RUNS_DIR": "runs"},
+    "05": {"SHOTS": 1, "LIVE_PER_CLASS": [1, 2], "RUNS_DIR": "runs"},
     "06": {"REPORT_DIR": "report"},
     "07": {"INVERT_STEPS": 2, "PER_CLASS": 2, "WORK_DIR": "work"},
 }

@@ -55,7 +55,7 @@ def make_store() -> pd.DataFrame:
         for seed in range(3):
             data = f"-{tpl}-g{g:g}-n{vol}" if synthetic else ""
             rows.append({"run": f"{recipe}{data}-k{k}-s{seed}-{ds}", "recipe": recipe, "shots": k,
-                         "seed": seed, "volume": vol if synthetic else pd.NA,
+                         "seed": seed, "per_class": vol if synthetic else pd.NA,
                          "guidance": g if synthetic else np.nan,
                          "template": tpl if synthetic else None, "scratch": False,
                          "profile": "mini", "dataset": ds,
@@ -63,7 +63,7 @@ def make_store() -> pd.DataFrame:
                          "leep_pretrained": -1.5 + 0.01 * seed,
                          "leep_after_synthetic": -0.5 + 0.01 * seed if synthetic else np.nan})
     store = pd.DataFrame(rows)
-    return store.assign(volume=store["volume"].astype("Int64"))
+    return store.assign(per_class=store["per_class"].astype("Int64"))
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +115,15 @@ def test_aggregate_mean_std_count_in_paper_order():
         aggregate(runs, "guidance")
 
 
-def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
-    fig = report.accuracy_vs_volume(store)
+def test_accuracy_vs_per_class_one_errorbar_line_per_recipe(store):
+    fig = report.accuracy_vs_per_class(store)
     assert isinstance(fig, Figure)
     bars = errorbars(fig)
     assert len(bars) == 2  # mixed and bridged++; vanilla is a reference line
     for bar in bars:
         line, _, (segments,) = bar
         assert list(line.get_xdata()) == [250, 500, 1000, 2000]
-        assert len(segments.get_segments()) == 4  # one error bar per volume
+        assert len(segments.get_segments()) == 4  # one error bar per x value
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -131,25 +131,25 @@ def test_accuracy_vs_volume_one_errorbar_line_per_recipe(store):
     assert "synthetic images per class" in ax.get_xlabel() and "4 shots" in ax.get_title()
 
 
-def test_volume_holds_other_studies_fixed(store):
-    table = curve_table(store, "volume")
+def test_per_class_curve_holds_other_studies_fixed(store):
+    table = curve_table(store, "per_class")
     assert set(table["at_shots"]) == {4} and set(table["at_dataset"]) == {"digits"}
     assert set(table["at_guidance"]) == {3.0} and set(table["at_template"]) == {"single"}
-    row = table[(table.recipe == "bridged++") & (table.volume == 500)].iloc[0]
-    sel = store[(store.recipe == "bridged++") & (store.volume == 500) & (store.guidance == 3)]
+    row = table[(table.recipe == "bridged++") & (table.per_class == 500)].iloc[0]
+    sel = store[(store.recipe == "bridged++") & (store.per_class == 500) & (store.guidance == 3)]
     assert row["mean"] == pytest.approx(sel.test_acc.mean()) and row["count"] == 3
     vanilla = table[table.recipe == "vanilla"].iloc[0]
     sel = store[(store.recipe == "vanilla") & (store.shots == 4) & (store.dataset == "digits")]
-    assert math.isnan(vanilla["volume"]) and vanilla["mean"] == pytest.approx(sel.test_acc.mean())
+    assert math.isnan(vanilla["per_class"]) and vanilla["mean"] == pytest.approx(sel.test_acc.mean())
 
 
 def test_a_curve_holds_the_slice_where_its_study_was_run(store):
     """The guidance study is at 500/class: most runs are at 1000/class, but only 500/class
     has more than one guidance scale, so that is the slice the figure holds."""
     table = curve_table(store, "guidance")
-    assert set(table["at_volume"]) == {500}
+    assert set(table["at_per_class"]) == {500}
     runs, at = hold_fixed(store, ("guidance",), rows=store.guidance.notna())
-    assert at["at_volume"] == 500 and at["at_shots"] == 4
+    assert at["at_per_class"] == 500 and at["at_shots"] == 4
     assert set(runs.dropna(subset=["guidance"]).guidance) == {1.5, 3.0, 7.5}
 
 
@@ -232,12 +232,12 @@ def test_template_vs_dsi_table_matches_hand_computation(store):
 
 def test_write_report_writes_every_figure(store, histories, tmp_path):
     written = report.write_report(store, tmp_path, histories=histories, profile="mini")
-    figures = ["accuracy_vs_volume", "accuracy_vs_guidance", "accuracy_vs_shots",
+    figures = ["accuracy_vs_per_class", "accuracy_vs_guidance", "accuracy_vs_shots",
                "radar_shots", "radar_dataset", "convergence"]
     for name in figures:
         for ext in ("png", "svg", "csv"):
             assert written[f"{name}.{ext}"].stat().st_size > 0
-    assert written["accuracy_vs_volume.png"].read_bytes()[:4] == b"\x89PNG"
+    assert written["accuracy_vs_per_class.png"].read_bytes()[:4] == b"\x89PNG"
     shots = pd.read_csv(written["accuracy_vs_shots.csv"])
     assert {"recipe", "shots", "mean", "std", "count"} <= set(shots.columns)
     md = written["template_vs_dsi.md"].read_text().splitlines()
@@ -261,9 +261,9 @@ def test_write_report_skips_what_the_runs_cannot_show(store, tmp_path):
     runs = store[store.dataset == "digits"].drop(columns=["guidance", "template"])
     plan = report.plan_report(runs)
     assert "'guidance'" in plan["accuracy_vs_guidance"] and plan["convergence"]
-    assert "dataset" in plan["radar_dataset"] and plan["accuracy_vs_volume"] is None
+    assert "dataset" in plan["radar_dataset"] and plan["accuracy_vs_per_class"] is None
     written = report.write_report(runs, tmp_path)
-    assert "accuracy_vs_volume.svg" in written and "accuracy_vs_shots.csv" in written
+    assert "accuracy_vs_per_class.svg" in written and "accuracy_vs_shots.csv" in written
     for name in ("accuracy_vs_guidance", "radar_dataset", "convergence", "template_vs_dsi"):
         assert not any(k.startswith(name) for k in written)
         assert not (tmp_path / f"{name}.csv").exists()
@@ -320,7 +320,7 @@ def test_titles_say_held_columns_in_words_and_differences_keep_shots_in_order():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2-shot", "4-shot", "16-shot", "full pool"]
     table = pd.DataFrame({"at_fixed_steps": [0], "at_match_compute": [False], "at_scratch": [False],
-                          "at_volume": [200.0], "at_gen_seed": [0.0]})
+                          "at_per_class": [200.0], "at_gen_seed": [0.0]})
     title = report._title("T", table)
     assert "=" not in title and "fixed_steps" not in title and "200 synthetic/class" in title
     with pytest.raises(ValueError, match="no \\['mixed'\\] run pairs"):
