@@ -109,13 +109,15 @@ def calibrate(out: str | Path = WORLD_FILE, cache: str | Path | None = None) -> 
                                           f"with --scratch, per seed")
         for k in ("full", 4)}
     pipe = load_pipeline(cfg)
-    template = cached_synthetic_set(cfg, SET_PER_CLASS, "single", pipe=pipe, root=cache / "synthetic")
+    template = cached_synthetic_set(cfg, SET_PER_CLASS, "single", pipe=pipe,
+                                    root=cache / "synthetic")
     gen = f"bridge generate --profile mini --per-class {SET_PER_CLASS} --out SYN"
     world["synthetic_only"] = _figure(
         [_train(cfg, "synthetic-only", "full", s, template, runs) for s in SEEDS],
         f"{gen}; bridge train --profile mini --recipe synthetic-only --synthetic SYN --seed S --out DIR")
     token = cached_style_token(cfg, seed=0, pipe=pipe, root=cache / "dsi")
-    dsi = cached_synthetic_set(cfg, SET_PER_CLASS, "dsi", token, pipe=pipe, root=cache / "synthetic")
+    dsi = cached_synthetic_set(cfg, SET_PER_CLASS, "dsi", token, pipe=pipe,
+                               root=cache / "synthetic")
     world.update(_style_gap(cfg, template, dsi, gen))
     world["dsi"]["token"] = (str(Path(token).relative_to(cache.parent))
                              if cache.parent in Path(token).parents else str(token))
