@@ -37,11 +37,13 @@ sys.path.insert(0, str(REPO_ROOT))
 RECIPES = ["vanilla", "mixed", "bridged", "bridged-reinit", "bridged++"]  # the transfer recipes
 SHOTS = [1, 2, 4, 8, 16, "full"]
 SEEDS = [0, 1, 2, 3, 4]          # training seeds of every claim's setting
-DEFAULT_BUDGET = 125             # synthetic-stage steps at the default 200/class (4 epochs)
-# The paper's own setting (its main experiments add 1,000 synthetic images per class, about 15 per
-# real image): 1,500 per class = 15 : 1 on the mini pool, the synthetic stage at its epochs.
-PAPER_PER_CLASS = 1500
-PAPER_BUDGET = 940               # synthetic-stage steps at 1,500/class's epochs (4 x 15,000 / 64)
+# The two settings' volumes and synthetic-stage budgets are the claims' (one home): the second
+# setting at DEFAULT_PER_CLASS (its volume study at FIXED_BUDGET steps), the paper's own setting
+# (its main experiments add 1,000 synthetic images per class, about 15 per real image) at
+# PAPER_PER_CLASS = 1,500 per class = 15 : 1 on the mini pool, the synthetic stage at its epochs
+# (PAPER_BUDGET steps, the fixed budget of its volume study).
+from bridgelib.claims import (DEFAULT_PER_CLASS, FIXED_BUDGET, PAPER_BUDGET,  # noqa: E402
+                              PAPER_PER_CLASS)
 # Full pool: 10 training seeds, seed s on generation seed s % 2 (`alternate_gen_seeds`): 5 per
 # generation seed, and each vanilla run pairs with one run of each recipe (10 independent pairs;
 # every seed on both sets would pair each vanilla twice: 5 pairs, or 10 that count runs twice).
@@ -84,7 +86,7 @@ PAPER_FAMILIES = {
     "paper-main-k4": _paper(recipes=PAPER_RECIPES, shots=[4], seeds=FEW_SHOT_SEEDS,
                             match_compute=True),
     "paper-dsi-k4": _paper(recipes=["vanilla", "bridged++"], shots=[4], seeds=FEW_SHOT_SEEDS,
-                           per_class=[200], templates=["single", "dsi"]),
+                           per_class=[DEFAULT_PER_CLASS], templates=["single", "dsi"]),
     "paper-dsi-full": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
                              templates=["dsi"], **PAPER_GEN_SEEDS),
     "paper-volume": _paper(recipes=["vanilla", "bridged++"], shots=["full"],
@@ -105,18 +107,18 @@ GRIDS = {
         # The second setting (200/class, the store's first): families built before the paper's.
         # Every recipe at every shot setting (the radar, the ablation order, the convergence
         # histories), beside a vanilla trained as many steps as bridged (the fair-budget control).
-        "recipes": dict(recipes=RECIPES, shots=SHOTS, per_class=[200], match_compute=True),
+        "recipes": dict(recipes=RECIPES, shots=SHOTS, per_class=[DEFAULT_PER_CLASS], match_compute=True),
         # The mixing map's full-pool row: the paper's 15 : 1 and 24 : 1, compute-matched too.
         "mixing-full": {**_mixing("full"), "match_compute": True},
         # More images at a fixed synthetic-stage budget: more data, not more training.
         "volume": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"],
                        per_class=[25, 50, 100, 200, 400], gen_seeds=[0, 1],
-                       fixed_steps=DEFAULT_BUDGET),
+                       fixed_steps=FIXED_BUDGET),
         # DSI at the full pool only: the 4-shot DSI runs of this setting used a token learned on
         # the whole pool (more real images than the arm's 40); paper-dsi-k4 replaces them.
-        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], per_class=[200],
+        "template": dict(recipes=["vanilla", "bridged++"], shots=[4, "full"], per_class=[DEFAULT_PER_CLASS],
                          templates=["single"], gen_seeds=[0, 1]),
-        "template-dsi": dict(recipes=["bridged++"], shots=["full"], per_class=[200],
+        "template-dsi": dict(recipes=["bridged++"], shots=["full"], per_class=[DEFAULT_PER_CLASS],
                              templates=["dsi"], gen_seeds=[0, 1]),
         "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[100],
                          guidances=[1, 2, 3, 5, 7.5], gen_seeds=[0, 1]),
@@ -138,7 +140,7 @@ GRIDS = {
         "template": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[100],
                          templates=["single", "dsi"]),
         "volume": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[25, 50, 100],
-                       fixed_steps=DEFAULT_BUDGET),
+                       fixed_steps=FIXED_BUDGET),
         "guidance": dict(recipes=["vanilla", "bridged++"], shots=[4], per_class=[25],
                          guidances=[1, 3]),
         "scratch": dict(recipes=["vanilla"], shots=[1, 4, 16, "full"], scratch=[False, True]),
