@@ -24,9 +24,12 @@ def test_each_kind_of_problem_is_found():
     table = {"output_type": "execute_result", "data": {"text/plain": "shots  1  16  2  4  8  full\n"}}
     field = {"output_type": "stream", "name": "stdout", "text": "at fixed_steps=0, scratch=False\n"}
     ok = {"output_type": "execute_result", "data": {"text/plain": "shots  1  2  4  8  16  full\n"}}
-    problems = tool.page_problems(page(warn, own, table, field, ok), "nb")
-    assert len(problems) == 3, problems
+    log = {"output_type": "stream", "name": "stderr",
+           "text": "findfont: Font family ['STIXGeneral'] not found. Falling back to DejaVu Sans.\n"}
+    problems = tool.page_problems(page(warn, own, table, field, ok, log), "nb")
+    assert len(problems) == 4, problems
     assert "LinAlgWarning" in problems[0] and "text order" in problems[1] and "fixed_steps=" in problems[2]
+    assert "stderr: findfont" in problems[3]
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "outputs" / "notebooks").glob("[0-9][0-9]_*.ipynb")),

@@ -1,5 +1,6 @@
 """Read executed notebooks as a reader would and list what should not be on a page: a warning
-box from a library, a table whose shot settings run in text order (1, 16, 2, ...), an internal
+box from a library (a Python warning, or a log line on stderr such as matplotlib's "findfont: ..."
+that a font cache built mid-install printed), a table whose shot settings run in text order (1, 16, 2, ...), an internal
 field name (`fixed_steps=0`, `match_compute=False`) in printed text, a bare matplotlib repr.
 
     python tools/check_pages.py [outputs/notebooks]     # exit 1 and one line per problem
@@ -35,8 +36,12 @@ def page_problems(nb: dict, name: str = "") -> list[str]:
             for key in ("text/plain", "text/markdown", "text/html"):
                 if key in out.get("data", {}):
                     texts.append((key, "".join(out["data"][key])))
+            where = f"{name} cell {i}"
+            stderr = "".join(out.get("text", "")) if out.get("name") == "stderr" else ""
+            if stderr.strip() and not OWN.search(stderr) and not LIBRARY_WARNING.search(stderr):
+                # a library's log line (matplotlib's "findfont: ...", a logger's WARNING): a red box
+                found.append(f"{where}: a library's message on stderr: {stderr.splitlines()[0][:120]}")
             for kind, text in texts:
-                where = f"{name} cell {i}"
                 for m in LIBRARY_WARNING.finditer(text):
                     line = text[m.start():].splitlines()[0]
                     if not OWN.search(line):
