@@ -383,7 +383,7 @@ def check_folder(out: Path, options: dict, overwrite: bool, reads: Path | None =
             raise _not_a_set(out)
         return
     _refuse_links(out)  # a rerun writes into the class folders: never through a link
-    old = read_record(out)["options"]
+    old = read_options(out)
     key = differing_option(old, options)
     if key is not None:
         raise ValueError(f"{str(out)!r} holds a different synthetic set ({key}: "
@@ -442,7 +442,7 @@ def own_files(out: Path) -> list[Path]:
         if not any(p.name != LOCK_NAME for p in out.iterdir()):
             return []
         raise _not_a_set(out)
-    names = read_record(out)["options"]["class_names"]
+    names = read_options(out)["class_names"]
     folders = set(class_folders_of(names)) | set(legacy_class_folders(names))
     listed = set(read_manifest(out).file_name) if (out / _MANIFEST).exists() else set()
     folders |= {name.split("/")[0] for name in listed}

@@ -401,12 +401,11 @@ def restore_runs(cfg, grid: dict, root, dest) -> int:
     (metrics.json, and history.csv where the store keeps one), marked restored; returns how
     many. A sweep then counts it as done, and the next export carries it."""
     from bridgelib.files import atomic_write_bytes, write_json
-    from bridgelib.store import HISTORY_FILE, STORE_FILE, read_store
+    from bridgelib.store import STORE_FILE, read_histories, read_store
     if not (Path(dest) / STORE_FILE).exists():
         return 0
     shipped = read_store(dest).set_index("run")
-    hist_path = Path(dest) / HISTORY_FILE
-    histories = pd.read_csv(hist_path) if hist_path.exists() else pd.DataFrame(columns=["run"])
+    histories = read_histories(dest)
     restored = 0
     for fam in grid["families"].values():
         prefix, froot = setting_prefix(fam), family_root(root, fam)
