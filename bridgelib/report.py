@@ -210,23 +210,35 @@ def recipe_differences(runs: pd.DataFrame, recipes, by: str = "shots",
     of `by` in numeric order: a bar that crosses the 0 line (the baseline) is within noise.
     `live`: optional rows (recipe, `by`, diff) of one seed, drawn as crosses without interval."""
     table = difference_table(runs, recipes, by, baseline, where, baseline_where)
-    table = table[table["n"] > 0]  # a value with no pair has nothing to draw
-    if table.empty:
-        raise ValueError(f"no {recipes} run pairs with a {baseline!r} run of the same seed")
-    order = sorted(set(table[by]), key=lambda v: math.inf if v == "full" else float(v))
+    series = [(recipe, t, COLORS.get(recipe), MARKERS.get(recipe, "o"))
+              for recipe, t in table.groupby("recipe", sort=False)]
+    return _differences(ax, series, by, baseline, runs, live, title or
+                        f"Each recipe minus {baseline}, paired by seed (95% intervals)",
+                        f"no {recipes} run pairs with a {baseline!r} run of the same seed")
+
+
+def _differences(ax, series, by: str, baseline: str, runs: pd.DataFrame | None, live,
+                 title: str, empty: str) -> Figure:
+    """Draw (label, difference table, color, marker) series side by side per value of `by`;
+    the title names the world of `runs` (None: the caller's figure title does)."""
+    series = [(label, t[t["n"] > 0], c, m) for label, t, c, m in series]  # no pair: no point
+    series = [s for s in series if len(s[1])]
+    if not series:
+        raise ValueError(empty)
+    order = sorted({v for _, t, _, _ in series for v in t[by]},
+                   key=lambda v: math.inf if v == "full" else float(v))
     pos = {v: i for i, v in enumerate(order)}
-    step = 0.8 / max(1, len(recipes))
-    fig, ax = _axes(ax, size=(max(6.4, 1.1 * len(order) + 3), 4.2))
-    for k, (recipe, t) in enumerate(table.groupby("recipe", sort=False)):
-        x = t[by].map(pos) + (k - (len(recipes) - 1) / 2) * step
-        ax.errorbar(x, t["diff"], yerr=[t["diff"] - t["ci_low"], t["ci_high"] - t["diff"]],
-                    fmt=MARKERS.get(recipe, "o"), color=COLORS.get(recipe), ms=6, capsize=3,
-                    label=recipe)
-        if live is not None:
-            lv = live[live["recipe"] == recipe]
-            if len(lv):
-                ax.plot(lv[by].map(pos) + (k - (len(recipes) - 1) / 2) * step, lv["diff"], "x",
-                        color="black", ms=8, mew=2, zorder=4)
+    step = 0.8 / max(1, len(series))
+    fig, ax = _axes(ax, size=(max(7.2, 1.1 * len(order) + 3), 4.2))
+    for k, (label, t, color, marker) in enumerate(series):
+        shift = (k - (len(series) - 1) / 2) * step
+        ax.errorbar(t[by].map(pos) + shift, t["diff"],
+                    yerr=[t["diff"] - t["ci_low"], t["ci_high"] - t["diff"]],
+                    fmt=marker, color=color, ms=6, capsize=3, label=label)
+        lv = live[live["recipe"] == label] if live is not None else ()
+        if len(lv):
+            ax.plot(lv[by].map(pos) + shift, lv["diff"], "x", color="black", ms=8, mew=2,
+                    zorder=4)
     if live is not None and len(live):
         ax.plot([], [], "x", color="black", ms=8, mew=2, label="live run (one seed)")
     ax.axhline(0, color=COLORS.get(baseline, "black"), lw=1.2, label=f"{baseline} (= 0)")
@@ -234,13 +246,61 @@ def recipe_differences(runs: pd.DataFrame, recipes, by: str = "shots",
               "per_class": lambda v: f"{v:g}/class"}.get(by, str)
     ax.set_xticks(range(len(order)), [labels(v) for v in order])
     ax.set_xlim(-0.6, len(order) - 0.4)
-    world = runs if "profile" in runs else None
-    _style(ax, _title(title or f"Each recipe minus {baseline}, paired by seed (95% intervals)",
-                      None, world), {"shots": "real images per class", "per_class":
-                                     "synthetic images per class"}.get(by, by),
+    world = runs if runs is not None and "profile" in runs else None
+    _style(ax, _title(title, None, world), {"shots": "real images per class", "per_class":
+                                            "synthetic images per class"}.get(by, by),
            f"recipe − {baseline} (points of test accuracy)")
-    ax.legend(frameon=False, fontsize=8, ncols=min(3, len(recipes) + 1))
+    long_labels = any(len(label) > 20 for label, *_ in series)  # one per row, else they overlap
+    ax.legend(frameon=False, fontsize=8, ncols=1 if long_labels else min(3, len(series) + 1))
     return fig
+
+
+def against_both_vanillas(runs: pd.DataFrame, recipes, where: dict | None = None,
+                          title: str | None = None) -> Figure:
+    """Each recipe minus vanilla (left) and minus the vanilla trained as many optimizer steps
+    as the recipe's two stages (right; the store's `match_compute` runs), by shots, paired by
+    seed with 95% intervals. A gain on the left that is gone on the right is the longer run's,
+    not the synthetic images'."""
+    where = dict(where or {})
+    fig = Figure(figsize=(11.5, 4.4), layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    plain = {"match_compute": False, "scratch": False, "fixed_steps": 0}
+    matched = {"match_compute": True, **{k: where[k] for k in ("per_class", "template",
+                                                                "guidance") if k in where}}
+    for ax, baseline_where, name in ((left, plain, "minus vanilla (its own epochs)"),
+                                     (right, matched, "minus vanilla trained as many steps "
+                                                      "(compute-matched)")):
+        table = difference_table(runs, recipes, "shots", "vanilla", where, baseline_where)
+        _differences(ax, [(r, t, COLORS.get(r), MARKERS.get(r, "o"))
+                          for r, t in table.groupby("recipe", sort=False)], "shots", "vanilla",
+                     None, None, name, f"no {recipes} runs pair with a vanilla run {name}")
+    right.set_ylabel("")
+    fig.suptitle(_title(title or "Each recipe minus vanilla, paired by seed (95% intervals)",
+                        None, runs if "profile" in runs else None), fontsize=10)
+    return fig
+
+
+def volume_protocols(runs: pd.DataFrame, recipe: str = "bridged++", shots=4, *,
+                     budget: int, budget_per_class: int, ax=None,
+                     title: str | None = None) -> Figure:
+    """`recipe` minus vanilla by synthetic images per class at `shots`, in the two protocols of
+    a volume study: epochs fixed (a bigger set trains longer) and the synthetic stage fixed at
+    `budget` steps (more images, not more training). At `budget_per_class` the two are one run:
+    its epochs make exactly `budget` steps, so the fixed-steps series takes that run there."""
+    plain = {"shots": shots, "match_compute": False, "scratch": False, "fixed_steps": 0}
+    at = {"shots": shots, "template": "single", "match_compute": False, "scratch": False}
+    epochs = difference_table(runs, [recipe], "per_class", where={**at, "fixed_steps": 0},
+                              baseline_where=plain)
+    steps = difference_table(runs, [recipe], "per_class", where={**at, "fixed_steps": budget},
+                             baseline_where=plain)
+    steps = pd.concat([steps, epochs[epochs["per_class"] == budget_per_class]]) \
+        .sort_values("per_class", ignore_index=True)
+    series = [("epochs fixed (steps grow with the set)", epochs, COLORS.get(recipe), "o"),
+              (f"synthetic stage fixed at {budget} steps", steps, "tab:purple", "D")]
+    name = "full pool" if str(shots) == "full" else f"{shots} shots"
+    return _differences(ax, series, "per_class", "vanilla", runs, None,
+                        title or f"{recipe} minus vanilla by synthetic volume, {name}",
+                        f"no {recipe} runs at {name} pair with a vanilla run of the same seed")
 
 
 def radar(runs: pd.DataFrame, by: str = "shots", baseline: str = "vanilla", ax=None, *,

@@ -345,3 +345,49 @@ def test_accuracy_vs_shots_draws_scratch_apart_and_live_crosses(store):
     assert sorted(tuple(c.get_offsets()[0]) for c in crosses) == [(ticks.index("4"), 0.7),
                                                                   (ticks.index("full"), 0.5)]
     assert len(errorbars(report.accuracy_vs_shots(both, recipes=["vanilla"]))) == 1  # held
+
+
+def _plotted_points(ax) -> list[list[float]]:
+    """The y values of each errorbar series of an axes, in drawing order."""
+    return [[round(float(y), 6) for y in c.lines[0].get_ydata()] for c in ax.containers]
+
+
+def test_against_both_vanillas_pairs_each_side_with_its_own_vanilla():
+    # bridged++ is 2 points above plain vanilla and 1 point below the compute-matched vanilla:
+    # the left panel must show +2, the right -1 (a mix-up of the baselines shows +0.5 on both)
+    base = {"per_class": 1500, "template": "single", "fixed_steps": 0, "scratch": False}
+    rows = []
+    for k in (4, "full"):
+        for s in range(4):
+            rows += [{**base, "run": f"v-{k}-{s}", "recipe": "vanilla", "shots": k, "seed": s,
+                      "match_compute": False, "per_class": float("nan"),
+                      "template": None, "test_acc": 0.50 + 0.01 * s},
+                     {**base, "run": f"m-{k}-{s}", "recipe": "vanilla", "shots": k, "seed": s,
+                      "match_compute": True, "test_acc": 0.53 + 0.01 * s},
+                     {**base, "run": f"b-{k}-{s}", "recipe": "bridged++", "shots": k, "seed": s,
+                      "match_compute": False, "test_acc": 0.52 + 0.01 * s}]
+    fig = report.against_both_vanillas(pd.DataFrame(rows), ["bridged++"],
+                                       where={"per_class": 1500, "fixed_steps": 0})
+    left, right = fig.axes
+    assert _plotted_points(left) == [[2.0, 2.0]] and _plotted_points(right) == [[-1.0, -1.0]]
+    assert [t.get_text() for t in left.get_xticklabels()] == ["4-shot", "full pool"]
+
+
+def test_volume_protocols_takes_the_budget_volume_from_the_epochs_run():
+    # epochs fixed: +1 point per 1,000 images; steps fixed: +3 at 500 and +4 at 3,000; at 1,500
+    # (whose epochs are the budget) both protocols are the one epochs run
+    rows = [{"run": f"v-{s}", "recipe": "vanilla", "shots": 4, "seed": s, "fixed_steps": 0,
+             "match_compute": False, "scratch": False, "test_acc": 0.5} for s in range(3)]
+    for n, fixed, gain in ((500, 0, 0.5), (1500, 0, 1.5), (3000, 0, 3.0), (500, 940, 3.0),
+                           (3000, 940, 4.0)):
+        rows += [{"run": f"b-{n}-{fixed}-{s}", "recipe": "bridged++", "shots": 4, "seed": s,
+                  "per_class": n, "template": "single", "fixed_steps": fixed,
+                  "match_compute": False, "scratch": False, "test_acc": 0.5 + gain / 100}
+                 for s in range(3)]
+    runs = pd.DataFrame(rows)
+    fig = report.volume_protocols(runs, shots=4, budget=940, budget_per_class=1500)
+    ax = fig.axes[0]
+    assert _plotted_points(ax) == [[0.5, 1.5, 3.0], [3.0, 1.5, 4.0]]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["500/class", "1500/class", "3000/class"]
+    with pytest.raises(ValueError, match="no bridged\\+\\+ runs at full pool"):
+        report.volume_protocols(runs, shots="full", budget=940, budget_per_class=1500)
