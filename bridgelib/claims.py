@@ -181,7 +181,7 @@ def _dsi_rules() -> list[Rule]:
     full = {"per_class": PAPER_PER_CLASS, "gen_seed": [0, 1]}
     k4 = {"per_class": DSI_FEW_SHOT_PER_CLASS, "gen_seed": 0}
     # a 4-shot DSI run counts only if its token saw its own 4 images per class (a token learned
-    # on the pool would leak 1,000 real images per class into a 4-shot arm)
+    # on the pool would leak all 100 real images per class into a 4-shot arm)
     k4_dsi = {**k4, "template": "dsi", "token_real_per_class": 4}
     where_k4 = (f"4 shots, {DSI_FEW_SHOT_PER_CLASS}/class, each arm's token learned on its own "
                 "40 images")

@@ -183,7 +183,7 @@ def test_forest_plot_of_every_rule_keeps_its_axes(recwarn):
 
 def test_a_4_shot_dsi_run_whose_token_saw_the_pool_is_not_scored():
     # the science rule, at the bar: a 4-shot DSI row counts only runs whose token learned on
-    # their own 4 images per class; the same runs with a pool token (1,000/class) or an
+    # their own 4 images per class; the same runs with a pool token (100/class) or an
     # unrecorded one leave the rows unmeasured instead of reading a leak as a DSI gain
     k4_rules = [r for r in RULES if r.claim.startswith(("DSI images beat", "Bridged++ on DSI"))
                 and r.setting.startswith("4 shots")]
@@ -193,7 +193,7 @@ def test_a_4_shot_dsi_run_whose_token_saw_the_pool_is_not_scored():
         assert claim_verdicts(honest, rules=[rule])["verdict"].iloc[0] == "reproduced"
         dsi = honest["template"] == "dsi"
         assert (honest.loc[dsi, "token_real_per_class"] == 4).all()
-        for leaked in (1000, np.nan):
+        for leaked in (100, np.nan):
             store = honest.assign(token_real_per_class=honest["token_real_per_class"]
                                   .where(~dsi, leaked))
             row = claim_verdicts(store, rules=[rule]).iloc[0]
