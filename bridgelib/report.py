@@ -210,11 +210,15 @@ def recipe_differences(runs: pd.DataFrame, recipes, by: str = "shots",
     of `by` in numeric order: a bar that crosses the 0 line (the baseline) is within noise.
     `live`: optional rows (recipe, `by`, diff) of one seed, drawn as crosses without interval."""
     table = difference_table(runs, recipes, by, baseline, where, baseline_where)
-    series = [(recipe, t, COLORS.get(recipe), MARKERS.get(recipe, "o"))
-              for recipe, t in table.groupby("recipe", sort=False)]
-    return _differences(ax, series, by, baseline, runs, live, title or
+    return _differences(ax, _recipe_series(table), by, baseline, runs, live, title or
                         f"Each recipe minus {baseline}, paired by seed (95% intervals)",
                         f"no {recipes} run pairs with a {baseline!r} run of the same seed")
+
+
+def _recipe_series(table: pd.DataFrame) -> list[tuple]:
+    """A difference table's rows as one drawn series per recipe, in the recipe's colours."""
+    return [(recipe, t, COLORS.get(recipe), MARKERS.get(recipe, "o"))
+            for recipe, t in table.groupby("recipe", sort=False)]
 
 
 def _differences(ax, series, by: str, baseline: str, runs: pd.DataFrame | None, live,
@@ -271,9 +275,8 @@ def against_both_vanillas(runs: pd.DataFrame, recipes, where: dict | None = None
                                      (right, matched, "minus vanilla trained as many steps "
                                                       "(compute-matched)")):
         table = difference_table(runs, recipes, "shots", "vanilla", where, baseline_where)
-        _differences(ax, [(r, t, COLORS.get(r), MARKERS.get(r, "o"))
-                          for r, t in table.groupby("recipe", sort=False)], "shots", "vanilla",
-                     None, None, name, f"no {recipes} runs pair with a vanilla run {name}")
+        _differences(ax, _recipe_series(table), "shots", "vanilla", None, None, name,
+                     f"no {recipes} runs pair with a vanilla run {name}")
     right.set_ylabel("")
     fig.suptitle(_title(title or "Each recipe minus vanilla, paired by seed (95% intervals)",
                         None, runs if "profile" in runs else None), fontsize=10)
