@@ -21,8 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bridgelib.claims import (SYN_PER_REAL, VERDICTS, claim_verdicts, mixing_table,
-                              paired_differences, paired_interval, select)
+from bridgelib.claims import (BASE, PAPER_BUDGET, PAPER_PER_CLASS, SYN_PER_REAL, VERDICTS,
+                              claim_verdicts, mixing_table, paired_differences,
+                              paired_interval, select)
 from bridgelib.config import DATA_DIR
 from bridgelib.files import atomic_write_bytes, save_figure
 from bridgelib.store import (RECIPE_ORDER, convergence_table, curve_table, radar_table,
@@ -265,13 +266,12 @@ def against_both_vanillas(runs: pd.DataFrame, recipes, where: dict | None = None
     as the recipe's two stages (right; the store's `match_compute` runs), by shots, paired by
     seed with 95% intervals. A gain on the left that is gone on the right is the longer run's,
     not the synthetic images'."""
-    where = dict(where or {})
+    where = where or {}
     fig = Figure(figsize=(11.5, 4.4), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)
-    plain = {"match_compute": False, "scratch": False, "fixed_steps": 0}
     matched = {"match_compute": True, **{k: where[k] for k in ("per_class", "template",
                                                                 "guidance") if k in where}}
-    for ax, baseline_where, name in ((left, plain, "minus vanilla (its own epochs)"),
+    for ax, baseline_where, name in ((left, BASE, "minus vanilla (its own epochs)"),
                                      (right, matched, "minus vanilla trained as many steps "
                                                       "(compute-matched)")):
         table = difference_table(runs, recipes, "shots", "vanilla", where, baseline_where)
@@ -284,16 +284,16 @@ def against_both_vanillas(runs: pd.DataFrame, recipes, where: dict | None = None
 
 
 def volume_protocols(runs: pd.DataFrame, recipe: str = "bridged++", shots=4, *,
-                     budget: int, budget_per_class: int, ax=None,
-                     title: str | None = None) -> Figure:
+                     budget: int = PAPER_BUDGET, budget_per_class: int = PAPER_PER_CLASS,
+                     ax=None, title: str | None = None) -> Figure:
     """`recipe` minus vanilla by synthetic images per class at `shots`, in the two protocols of
     a volume study: epochs fixed (a bigger set trains longer) and the synthetic stage fixed at
-    `budget` steps (more images, not more training). At `budget_per_class` the two are one run:
-    its epochs make exactly `budget` steps, so the fixed-steps series takes that run there."""
-    plain = {"shots": shots, "match_compute": False, "scratch": False, "fixed_steps": 0}
-    at = {"shots": shots, "template": "single", "match_compute": False, "scratch": False}
-    epochs = difference_table(runs, [recipe], "per_class", where={**at, "fixed_steps": 0},
-                              baseline_where=plain)
+    `budget` steps (more images, not more training; by default the paper setting's). At
+    `budget_per_class` the two are one run: its epochs make exactly `budget` steps, so the
+    fixed-steps series takes that run there."""
+    plain = {**BASE, "shots": shots}
+    at = {**plain, "template": "single"}
+    epochs = difference_table(runs, [recipe], "per_class", where=at, baseline_where=plain)
     steps = difference_table(runs, [recipe], "per_class", where={**at, "fixed_steps": budget},
                              baseline_where=plain)
     steps = pd.concat([steps, epochs[epochs["per_class"] == budget_per_class]]) \
