@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from bridgelib.claims import (BASE, PAPER_BUDGET, PAPER_PER_CLASS, SYN_PER_REAL, VERDICTS,
@@ -398,11 +399,13 @@ def forest_plot(claims: pd.DataFrame, title: str | None = None,
         unit = part["unit"].iloc[0]
         ax.set_xlabel("paired difference, method − comparison (points of test accuracy)"
                       if unit == "points" else "LEEP after the synthetic stage − before")
-    for verdict, color in VERDICT_COLORS.items():
-        axes[-1].plot([], [], "o-", color=color, label=verdict)
-    axes[-1].plot([], [], "*", color="#444444", ms=10, label="survives Holm's correction")
-    axes[-1].legend(frameon=False, fontsize=8, ncols=5, loc="upper left",
-                    bbox_to_anchor=(0, -0.35 if len(parts) > 1 else -0.08))
+    keys = [Line2D([], [], marker="o", color=color, label=verdict)
+            for verdict, color in VERDICT_COLORS.items()]
+    keys.append(Line2D([], [], marker="*", ls="", color="#444444", ms=10,
+                       label="survives Holm's correction"))
+    # below every axis and its label, in a band the layout reserves (an axes-anchored legend
+    # lands on the x label when the figure has one panel)
+    fig.legend(handles=keys, frameon=False, fontsize=8, ncols=5, loc="outside lower left")
     world = pd.DataFrame({"profile": [profile]}) if profile else None
     fig.suptitle(_title(title or "The paper's claims: paired differences, 95% intervals",
                         None, world), fontsize=10)
