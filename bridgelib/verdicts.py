@@ -159,6 +159,12 @@ def course_paragraph(table: pd.DataFrame, runs: int | None = None) -> str:
     for s, text in said.items():
         if s in groups:
             lines.append(f"{text} " + _and([f"*{c}*" for c in groups[s]]) + ".")
+    decided = table[table["verdict"].isin([HELD, OPPOSITE])]
+    if "holm_verdict" in table and len(decided):
+        kept = int((decided["holm_verdict"] == decided["verdict"]).sum())
+        scored = int((table["verdict"] != UNMEASURED).sum())
+        lines.append(f"Corrected for testing {scored} settings at once (Holm), {kept} of the "
+                     f"{len(decided)} that held or went the other way keep their verdict.")
     widths = _widths(table[table["verdict"] == UNRESOLVED])
     if widths:
         lines.append(f"The unresolved intervals are {widths} wide: an effect of either sign "

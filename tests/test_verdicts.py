@@ -73,6 +73,11 @@ def test_the_count_line_counts_each_claim_once():
     course = verdicts.course_paragraph(t, runs=12)
     assert "12 runs" in course and "*A*" in course and "*B*" in course and "*C*" in course
     assert "2.20 to 2.40 points wide" in course  # B's and C's unresolved intervals
+    assert "Holm" not in course  # a table without the column says nothing of it
+    held = t.assign(holm_verdict=["reproduced", "within noise", "within noise", "opposite",
+                                  "within noise"])
+    assert "Corrected for testing 5 settings at once (Holm), 2 of the 3 that held or went the " \
+           "other way keep their verdict." in verdicts.course_paragraph(held)
 
 
 def test_new_columns_are_used_when_present(table):
